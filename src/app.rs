@@ -1,0 +1,348 @@
+//! The command line: argument parsing, the run itself, and errors that say what to do.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use crate::btf::{self, BtfLoadError, Layout, LayoutError};
+use crate::kcore::elf::{ElfCore, ElfError};
+use crate::kcore::symbols::{self, SymbolError};
+use crate::report::Report;
+use crate::walk::{self, Limits, WalkError};
+
+pub const DEFAULT_KCORE: &str = "/proc/kcore";
+pub const DEFAULT_BTF: &str = "/sys/kernel/btf/vmlinux";
+pub const DEFAULT_KALLSYMS: &str = "/proc/kallsyms";
+const LOCKDOWN: &str = "/sys/kernel/security/lockdown";
+
+const ABOUT: &str = "What is sitting in your TCP listen queues: per-listener SYN queue (half-open), accept \
+queue and backlog limit, read from kernel memory without loading any code into the kernel.";
+
+const LONG_ABOUT: &str = "What is sitting in your TCP listen queues: per-listener SYN queue (half-open \
+connections), its young part, the accept queue (completed, not yet accepted) and the backlog limit, for every \
+TCP listening socket of every network namespace, and in total.
+
+synq loads no module and no BPF program: it reads kernel memory strictly read-only through /proc/kcore \
+(allowed under lockdown=integrity), finds tcp_hashinfo in /proc/kallsyms, takes every struct layout from the \
+kernel's BTF (/sys/kernel/btf/vmlinux) and walks the listening hash, one read per listener.
+
+Columns: SYN-Q = half-open requests (SYN received, SYN-ACK sent, no final ACK yet); YOUNG = those whose \
+SYN-ACK was not retransmitted yet; ACCEPT-Q = completed connections waiting for accept(); BACKLOG = the \
+accept-queue limit (listen(2)'s backlog, capped by net.core.somaxconn). With SYN cookies in use, requests \
+beyond a full SYN queue leave no trace in memory.
+
+Needs root (CAP_SYS_RAWIO for /proc/kcore). Exit status: 0 ok, 1 error, 2 result printed with warnings \
+(the kernel changed while synq read it, or a page was unreadable).";
+
+const EXAMPLES: &str = "Examples:
+  synq                         table of all listeners, then a totals line
+  synq --total                 the number of half-open connections, nothing else
+  synq --json | jq '.listeners[] | select(.syn_queue > 0)'
+  synq --btf vmlinux.btf.xz    kernel without /sys/kernel/btf/vmlinux (BTFHub file)
+  synq --system-map System.map kallsyms lacks tcp_hashinfo (CONFIG_KALLSYMS_ALL=n)
+  synq layout --json           the struct offsets synq resolved from BTF; reads no memory
+Environment: SYNQ_TIMING=1 prints the time of each phase to stderr.";
+
+#[derive(Parser, Debug)]
+#[command(name = "synq", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Print one JSON object (listeners, totals, kernel, warnings) instead of the table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print only the total number of half-open connections (the SYN-queue sum), then exit.
+    #[arg(long, conflicts_with = "json")]
+    pub total: bool,
+
+    /// BTF of the running kernel: raw BTF, or xz-compressed raw BTF. [default: /sys/kernel/btf/vmlinux]
+    #[arg(long, value_name = "PATH", global = true)]
+    pub btf: Option<PathBuf>,
+
+    /// Symbol addresses of the running kernel, in /proc/kallsyms format.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_KALLSYMS)]
+    pub kallsyms: PathBuf,
+
+    /// System.map of the running kernel, for kernels whose kallsyms lacks tcp_hashinfo
+    /// (CONFIG_KALLSYMS_ALL=n). The KASLR offset comes from _stext in kallsyms, or from the KERNELOFFSET of
+    /// kcore's VMCOREINFO.
+    #[arg(long, value_name = "PATH")]
+    pub system_map: Option<PathBuf>,
+
+    /// Kernel memory as a kcore-shaped ELF core.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_KCORE)]
+    pub kcore: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the struct layout resolved from BTF (offsets, table, era), without touching kernel memory.
+    Layout,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "{0}: no such file — this kernel is built without CONFIG_PROC_KCORE, so its memory cannot be read \
+         live; analyse a crash dump of it instead"
+    )]
+    NoKcore(PathBuf),
+    #[error(
+        "{0}: permission denied — not root: run synq as root (reading kernel memory needs CAP_SYS_RAWIO)"
+    )]
+    NotRoot(PathBuf),
+    #[error(
+        "{0}: operation not permitted — kernel lockdown=confidentiality forbids /proc/kcore; analyse a crash \
+         dump instead, or boot with lockdown=integrity (which allows it)"
+    )]
+    Lockdown(PathBuf),
+    #[error(
+        "{0}: permission denied although running as root — the process lacks CAP_SYS_RAWIO (container or \
+         capability bounding set?) or a security module refuses it"
+    )]
+    Denied(PathBuf),
+    #[error(transparent)]
+    Kcore(ElfError),
+    #[error(transparent)]
+    Symbols(#[from] SymbolError),
+    #[error(
+        "tcp_hashinfo is not in {0} (CONFIG_KALLSYMS_ALL is off): pass --system-map with the System.map of \
+         this kernel"
+    )]
+    NoHashinfo(PathBuf),
+    #[error("{path}: has no {symbol}; is it the System.map of the running kernel?")]
+    SystemMapSymbol { path: PathBuf, symbol: String },
+    #[error(
+        "cannot tell the KASLR offset for --system-map: kallsyms has no usable _stext and {0} has no \
+         VMCOREINFO KERNELOFFSET"
+    )]
+    NoKaslrOffset(PathBuf),
+    #[error(transparent)]
+    BtfLoad(#[from] BtfLoadError),
+    #[error(
+        "{err} (BTF from {origin}): this BTF cannot describe the TCP listening tables — is it the vmlinux BTF \
+         of a kernel with TCP? Pass --btf with the running kernel's BTF"
+    )]
+    Layout { origin: PathBuf, err: LayoutError },
+    #[error(transparent)]
+    Walk(#[from] WalkError),
+}
+
+/// What `run` leaves for `main`: text for stdout, and the exit status.
+pub struct Outcome {
+    pub stdout: String,
+    pub warnings: Vec<String>,
+    pub status: i32,
+}
+
+struct Timer {
+    on: bool,
+    start: Instant,
+    last: Instant,
+}
+
+impl Timer {
+    fn new() -> Timer {
+        let now = Instant::now();
+        Timer {
+            on: std::env::var_os("SYNQ_TIMING").is_some_and(|v| v != "0"),
+            start: now,
+            last: now,
+        }
+    }
+    fn phase(&mut self, name: &str) {
+        if self.on {
+            let now = Instant::now();
+            eprintln!(
+                "synq timing: {name:<10} {:>8.2} ms (total {:.2} ms)",
+                (now - self.last).as_secs_f64() * 1e3,
+                (now - self.start).as_secs_f64() * 1e3
+            );
+            self.last = now;
+        }
+    }
+}
+
+pub fn run(cli: &Cli) -> Result<Outcome, Error> {
+    match cli.command {
+        Some(Command::Layout) => layout(cli),
+        None => report(cli),
+    }
+}
+
+fn btf_path(cli: &Cli) -> PathBuf {
+    cli.btf
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_BTF))
+}
+
+fn load_layout(path: &Path) -> Result<Layout, Error> {
+    let loaded = btf::load_file(path)?;
+    btf::resolve(&loaded.btf).map_err(|err| Error::Layout {
+        origin: loaded.origin,
+        err,
+    })
+}
+
+fn layout(cli: &Cli) -> Result<Outcome, Error> {
+    let path = btf_path(cli);
+    let layout = load_layout(&path)?;
+    let stdout = if cli.json {
+        let mut v = layout.to_json();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("btf".into(), path.display().to_string().into());
+        }
+        format!("{v}\n")
+    } else {
+        let v = layout.to_json();
+        let mut s = format!("layout resolved from {}\n", path.display());
+        if let Some(o) = v.as_object() {
+            for (k, val) in o {
+                s.push_str(&format!("  {k:<24} {val}\n"));
+            }
+        }
+        s
+    };
+    Ok(Outcome {
+        stdout,
+        warnings: Vec::new(),
+        status: 0,
+    })
+}
+
+/// Opens the memory source, telling "not root" from lockdown from a kernel without kcore.
+fn open_kcore(path: &Path) -> Result<ElfCore, Error> {
+    ElfCore::open(path).map_err(|e| match &e {
+        ElfError::Open { err, .. } => match err.kind() {
+            std::io::ErrorKind::NotFound => Error::NoKcore(path.to_path_buf()),
+            std::io::ErrorKind::PermissionDenied => {
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                let euid = unsafe { libc::geteuid() };
+                if euid != 0 {
+                    Error::NotRoot(path.to_path_buf())
+                } else if lockdown_confidentiality() {
+                    Error::Lockdown(path.to_path_buf())
+                } else {
+                    Error::Denied(path.to_path_buf())
+                }
+            }
+            _ => Error::Kcore(e),
+        },
+        _ => Error::Kcore(e),
+    })
+}
+
+/// `/sys/kernel/security/lockdown` reads "none integrity [confidentiality]" when locked down for
+/// confidentiality (needs securityfs mounted).
+fn lockdown_confidentiality() -> bool {
+    std::fs::read_to_string(LOCKDOWN).is_ok_and(|s| s.contains("[confidentiality]"))
+}
+
+/// The address of tcp_hashinfo, from kallsyms, or System.map plus the KASLR offset.
+fn hashinfo_addr(cli: &Cli, core: &ElfCore) -> Result<u64, Error> {
+    let Some(map) = &cli.system_map else {
+        let found = symbols::scan(&cli.kallsyms, &["tcp_hashinfo"])?;
+        return match found.symbols.get("tcp_hashinfo") {
+            Some(&a) if a != 0 => Ok(a),
+            _ if !found.saw_nonzero => Err(SymbolError::Restricted(cli.kallsyms.clone()).into()),
+            _ => Err(Error::NoHashinfo(cli.kallsyms.clone())),
+        };
+    };
+    let m = symbols::scan(map, &["tcp_hashinfo", "_stext"])?;
+    let get = |s: &str| {
+        m.symbols
+            .get(s)
+            .copied()
+            .ok_or_else(|| Error::SystemMapSymbol {
+                path: map.clone(),
+                symbol: s.into(),
+            })
+    };
+    let link_hashinfo = get("tcp_hashinfo")?;
+    let link_stext = get("_stext")?;
+    // KASLR shifts the whole image: the offset of _stext is the offset of tcp_hashinfo.
+    let ks = symbols::scan(&cli.kallsyms, &["_stext"]).ok();
+    let offset = match ks.as_ref().and_then(|k| k.symbols.get("_stext")) {
+        Some(&run) if run != 0 => run.wrapping_sub(link_stext),
+        _ => core
+            .vmcoreinfo_value("KERNELOFFSET")
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .ok_or_else(|| Error::NoKaslrOffset(core.path().to_path_buf()))?,
+    };
+    Ok(link_hashinfo.wrapping_add(offset))
+}
+
+fn kernel_release(cli: &Cli, core: &ElfCore) -> String {
+    if let Some(r) = core.vmcoreinfo_value("OSRELEASE") {
+        return r.trim().to_string();
+    }
+    if cli.kcore == Path::new(DEFAULT_KCORE) {
+        if let Ok(r) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+            return r.trim().to_string();
+        }
+    }
+    "unknown".into()
+}
+
+fn report(cli: &Cli) -> Result<Outcome, Error> {
+    let mut timer = Timer::new();
+    // kcore first: "not root" and lockdown are the answers people need most, before anything else fails.
+    let core = open_kcore(&cli.kcore)?;
+    timer.phase("kcore");
+    let hashinfo = hashinfo_addr(cli, &core)?;
+    timer.phase("symbols");
+    let btf_path = btf_path(cli);
+    let layout = load_layout(&btf_path)?;
+    timer.phase("btf");
+    let result = walk::walk(&core, &layout, hashinfo, Limits::default())?;
+    timer.phase("walk");
+
+    let mut rep = Report {
+        release: kernel_release(cli, &core),
+        source: cli.kcore.display().to_string(),
+        btf: btf_path.display().to_string(),
+        era: layout.era(),
+        listeners: result.listeners,
+        warnings: result.warnings,
+    };
+    rep.sort();
+    let stdout = if cli.total {
+        format!("{}\n", rep.totals().syn_queue)
+    } else if cli.json {
+        format!("{}\n", rep.to_json())
+    } else {
+        rep.to_table()
+    };
+    timer.phase("output");
+    let status = if rep.warnings.is_empty() { 0 } else { 2 };
+    // In JSON the warnings are part of the object; elsewhere they go to stderr.
+    let warnings = if cli.json { Vec::new() } else { rep.warnings };
+    Ok(Outcome {
+        stdout,
+        warnings,
+        status,
+    })
+}
+
+/// Writes the outcome. A closed pipe (`synq | head`) is not an error.
+pub fn emit(out: &Outcome) -> i32 {
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    if let Err(e) = lock
+        .write_all(out.stdout.as_bytes())
+        .and_then(|_| lock.flush())
+    {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("synq: writing output: {e}");
+            return 1;
+        }
+    }
+    for w in &out.warnings {
+        eprintln!("synq: warning: {w}");
+    }
+    out.status
+}

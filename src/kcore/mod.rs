@@ -1,0 +1,58 @@
+//! Memory sources, symbols and address translation.
+//!
+//! Every source implements [`Memory`]: read bytes at a kernel virtual address. The walker never knows which
+//! source it reads. Today there is one source, a kcore-shaped ELF core (`/proc/kcore`, or a file of the same
+//! shape given with `--kcore`).
+
+pub mod elf;
+pub mod symbols;
+
+use std::fmt;
+
+/// Why a read of kernel memory failed. A fault names its address and its cause, and is not an I/O error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("{addr:#x}: not mapped by any PT_LOAD of the memory image")]
+    NotMapped { addr: u64 },
+    #[error("{addr:#x}: not backed by the file (p_filesz < p_memsz)")]
+    NotBacked { addr: u64 },
+    #[error("{addr:#x}: read failed: {msg}")]
+    Io { addr: u64, msg: String },
+    #[error("{addr:#x}: read of {len} bytes is too large")]
+    TooLarge { addr: u64, len: usize },
+}
+
+impl ReadError {
+    pub fn addr(&self) -> u64 {
+        match self {
+            ReadError::NotMapped { addr }
+            | ReadError::NotBacked { addr }
+            | ReadError::Io { addr, .. }
+            | ReadError::TooLarge { addr, .. } => *addr,
+        }
+    }
+}
+
+/// Read-only access to kernel memory by virtual address.
+pub trait Memory {
+    /// Fills `buf` with the bytes at `addr`, or fails for the whole buffer.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError>;
+}
+
+/// Reads a little-endian pointer of `size` bytes (4 or 8).
+pub fn read_ptr(mem: &dyn Memory, addr: u64, size: u64) -> Result<u64, ReadError> {
+    let mut b = [0u8; 8];
+    let n = if size == 4 { 4 } else { 8 };
+    let slot = b.get_mut(..n).ok_or(ReadError::TooLarge { addr, len: n })?;
+    mem.read(addr, slot)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// A kernel virtual address in messages.
+pub struct Addr(pub u64);
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}

@@ -1,0 +1,535 @@
+//! The listening-hash walk and the per-listener queue figures.
+//!
+//! One table per era (see [`crate::btf::Table`]). Every chain is capped, cycles are detected, entries are
+//! validated (TCP_LISTEN, AF_INET/AF_INET6, IPPROTO_TCP) and, on nulls lists, the end marker is checked
+//! against the bucket: a socket that moved to another chain while we read leads us to a different marker,
+//! and the bucket is read again, a bounded number of times. A read fault costs the listener (or the rest of
+//! its chain), with a warning, never the run.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::btf::{
+    AF_INET, AF_INET6, Field, IPPROTO_TCP, LISTENING_NULLS_BASE, Layout, Queue, TCP_LISTEN, Table,
+};
+use crate::kcore::{Memory, ReadError, read_ptr};
+
+/// Bounds for one walk. The defaults are far above anything a real host holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Entries followed in one chain before giving up on it.
+    pub max_chain: u64,
+    /// Times one bucket is re-read after a wrong nulls marker.
+    pub max_restarts: u32,
+    /// Buckets accepted from `lhash2_mask + 1` (the kernel caps lhash2 at 64 Ki).
+    pub max_buckets: u64,
+    /// Listeners in total.
+    pub max_listeners: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_chain: 1 << 20,
+            max_restarts: 8,
+            max_buckets: 1 << 22,
+            max_listeners: 1 << 22,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Inet,
+    Inet6,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Inet => "inet",
+            Family::Inet6 => "inet6",
+        }
+    }
+}
+
+/// Who owns a listener, where BTF lets us tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    User,
+    /// The TCP subflow listener of an MPTCP socket (tcp_sock.is_mptcp).
+    MptcpSubflow,
+    /// A kernel-internal listener (sk_kern_sock: nfsd, SMC, ksmbd...).
+    Kernel,
+}
+
+impl Kind {
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Kind::User => None,
+            Kind::MptcpSubflow => Some("mptcp-subflow"),
+            Kind::Kernel => Some("kernel"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// Kernel address of the socket.
+    pub sock: u64,
+    /// Inode number of the network namespace (0 when the kernel has none).
+    pub netns: u64,
+    pub family: Family,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub bound_dev_if: u64,
+    /// Half-open requests (SYN_RECV): the SYN queue.
+    pub syn_queue: u64,
+    /// Of those, requests whose SYN-ACK was not retransmitted yet.
+    pub syn_young: u64,
+    /// Completed connections not yet accepted.
+    pub accept_queue: u64,
+    /// The backlog limit (listen(2)'s backlog, capped by somaxconn).
+    pub max_backlog: u64,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub buckets: u64,
+    pub entries: u64,
+    pub restarts: u64,
+    pub skipped: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct WalkResult {
+    pub listeners: Vec<Listener>,
+    pub warnings: Vec<String>,
+    pub stats: Stats,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    #[error("cannot read tcp_hashinfo at {addr:#x}: {err}")]
+    Hashinfo { addr: u64, err: ReadError },
+    #[error(
+        "the BTF does not match the memory being read ({0}); pass --btf with the BTF of the running kernel"
+    )]
+    Mismatch(String),
+}
+
+/// Keeps the warning list readable when thousands of entries fail the same way.
+const MAX_WARNINGS: usize = 50;
+
+struct Walker<'a> {
+    mem: &'a dyn Memory,
+    layout: &'a Layout,
+    limits: Limits,
+    warnings: Vec<String>,
+    dropped_warnings: usize,
+    netns_cache: HashMap<u64, Result<u64, ReadError>>,
+    stats: Stats,
+    skipped_state: u64,
+    skipped_family: u64,
+    skipped_proto: u64,
+}
+
+enum Entry {
+    Listener(Listener),
+    Skip,
+    /// Listed, but one of its reads failed; carries the warning.
+    Lost(String),
+}
+
+/// How a chain ended.
+enum ChainEnd {
+    /// The end marker (nulls value, or 0 for plain lists).
+    End(u64),
+    /// Given up; the warning says why. The entries read so far are kept.
+    Broken(String),
+}
+
+/// Walks the listening table at `hashinfo` (the address of `tcp_hashinfo`).
+pub fn walk(
+    mem: &dyn Memory,
+    layout: &Layout,
+    hashinfo: u64,
+    limits: Limits,
+) -> Result<WalkResult, WalkError> {
+    let mut w = Walker {
+        mem,
+        layout,
+        limits,
+        warnings: Vec::new(),
+        dropped_warnings: 0,
+        netns_cache: HashMap::new(),
+        stats: Stats::default(),
+        skipped_state: 0,
+        skipped_family: 0,
+        skipped_proto: 0,
+    };
+    let (base, buckets) = w.table(hashinfo)?;
+    w.stats.buckets = buckets;
+
+    let mut listeners = Vec::new();
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut moving_buckets = 0u64;
+    for i in 0..buckets {
+        let bucket = base.wrapping_add(i.wrapping_mul(layout.bucket_size));
+        let (found, settled) = w.bucket(i, bucket);
+        if !settled {
+            moving_buckets += 1;
+        }
+        for l in found {
+            // A socket that moved between chains while we read may show up twice: count it once.
+            if seen.insert(l.sock) && listeners.len() < limits.max_listeners {
+                listeners.push(l);
+            }
+        }
+    }
+
+    let skipped = w.skipped_state + w.skipped_family + w.skipped_proto;
+    w.stats.skipped = skipped;
+    if listeners.is_empty() && skipped > 0 {
+        return Err(WalkError::Mismatch(format!(
+            "none of the {skipped} entries in the listening table reads as a TCP listener"
+        )));
+    }
+    if layout.nulls && buckets > 1 && moving_buckets == buckets {
+        return Err(WalkError::Mismatch(format!(
+            "no bucket of the {buckets} ends with its own nulls marker"
+        )));
+    }
+    if skipped > 0 {
+        w.warn(format!(
+            "skipped {skipped} entries of the listening table that are not TCP listeners ({} not in \
+             TCP_LISTEN, {} not AF_INET/AF_INET6, {} not IPPROTO_TCP): sockets changing state while read",
+            w.skipped_state, w.skipped_family, w.skipped_proto
+        ));
+    }
+    if listeners.len() >= limits.max_listeners {
+        w.warn(format!("stopped at {} listeners", limits.max_listeners));
+    }
+    if w.dropped_warnings > 0 {
+        let n = w.dropped_warnings;
+        w.warnings.push(format!("... and {n} more warnings"));
+    }
+    Ok(WalkResult {
+        listeners,
+        warnings: w.warnings,
+        stats: w.stats,
+    })
+}
+
+impl Walker<'_> {
+    fn warn(&mut self, msg: String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(msg);
+        } else {
+            self.dropped_warnings += 1;
+        }
+    }
+
+    /// The address of the first bucket and the number of buckets.
+    fn table(&mut self, hashinfo: u64) -> Result<(u64, u64), WalkError> {
+        let l = self.layout;
+        match l.table {
+            Table::ListeningHash { offset, buckets } => {
+                if buckets == 0 || buckets > self.limits.max_buckets {
+                    return Err(WalkError::Mismatch(format!(
+                        "listening_hash has {buckets} buckets"
+                    )));
+                }
+                Ok((hashinfo.wrapping_add(offset), buckets))
+            }
+            Table::Lhash2 { ptr_offset, mask } => {
+                let addr = hashinfo.wrapping_add(ptr_offset);
+                let ptr = read_ptr(self.mem, addr, l.pointer_size)
+                    .map_err(|err| WalkError::Hashinfo { addr, err })?;
+                let mut buf = vec![0u8; usize::try_from(mask.size()).unwrap_or(8).min(8)];
+                let mask_addr = hashinfo.wrapping_add(mask.offset());
+                self.mem
+                    .read(mask_addr, &mut buf)
+                    .map_err(|err| WalkError::Hashinfo {
+                        addr: mask_addr,
+                        err,
+                    })?;
+                let m = mask.read(&buf, mask.offset()).unwrap_or(u64::MAX);
+                // inet_hashinfo2_init_mod sizes lhash2 as a power of two: the mask is 2^k − 1.
+                if m >= self.limits.max_buckets || (m + 1) & m != 0 {
+                    return Err(WalkError::Mismatch(format!(
+                        "lhash2_mask reads {m:#x}, not 2^k − 1"
+                    )));
+                }
+                if ptr == 0 {
+                    return Err(WalkError::Mismatch("lhash2 is a NULL pointer".into()));
+                }
+                Ok((ptr, m + 1))
+            }
+        }
+    }
+
+    /// Walks one bucket, restarting on a foreign nulls marker. Returns the listeners and whether the walk
+    /// ended on this bucket's own marker.
+    fn bucket(&mut self, index: u64, bucket: u64) -> (Vec<Listener>, bool) {
+        let l = self.layout;
+        let head_addr = bucket.wrapping_add(l.bucket_head_offset);
+        let expected = index.wrapping_add(LISTENING_NULLS_BASE);
+        let mut last = Vec::new();
+        for attempt in 0..=self.limits.max_restarts {
+            if attempt > 0 {
+                self.stats.restarts += 1;
+            }
+            let (found, end) = self.chain(index, head_addr);
+            match end {
+                ChainEnd::Broken(msg) => {
+                    self.warn(msg);
+                    return (found, true);
+                }
+                ChainEnd::End(marker) => {
+                    if !l.nulls || marker == expected {
+                        return (found, true);
+                    }
+                    last = found;
+                }
+            }
+        }
+        self.warn(format!(
+            "bucket {index}: the chain kept ending in another bucket's nulls marker after {} restarts \
+             (sockets moving); its listeners may be incomplete",
+            self.limits.max_restarts
+        ));
+        (last, false)
+    }
+
+    /// Follows one chain from its head.
+    fn chain(&mut self, index: u64, head_addr: u64) -> (Vec<Listener>, ChainEnd) {
+        let l = self.layout;
+        let mut out = Vec::new();
+        let mut node = match read_ptr(self.mem, head_addr, l.pointer_size) {
+            Ok(p) => p,
+            Err(e) => {
+                return (
+                    out,
+                    ChainEnd::Broken(format!("bucket {index}: head unreadable: {e}")),
+                );
+            }
+        };
+        let mut visited: HashSet<u64> = HashSet::new();
+        let mut buf = vec![0u8; usize::try_from(l.sock_span).unwrap_or(0)];
+        let mut steps: u64 = 0;
+        loop {
+            if l.nulls && node & 1 == 1 {
+                return (out, ChainEnd::End(node >> 1));
+            }
+            if !l.nulls && node == 0 {
+                return (out, ChainEnd::End(0));
+            }
+            steps += 1;
+            self.stats.entries += 1;
+            if steps > self.limits.max_chain {
+                let msg = format!(
+                    "bucket {index}: chain longer than {} entries, cut",
+                    self.limits.max_chain
+                );
+                return (out, ChainEnd::Broken(msg));
+            }
+            let sk = node.wrapping_sub(l.link_offset);
+            if !visited.insert(sk) {
+                let msg = format!("bucket {index}: cycle at socket {sk:#x}, chain cut");
+                return (out, ChainEnd::Broken(msg));
+            }
+            if let Err(e) = self.mem.read(sk, &mut buf) {
+                let msg = format!(
+                    "bucket {index}: socket {sk:#x} unreadable ({e}); rest of the chain lost"
+                );
+                return (out, ChainEnd::Broken(msg));
+            }
+            let next_field = Field::bytes(l.link_offset + l.next_offset, l.pointer_size);
+            let Some(next) = next_field.read(&buf, 0) else {
+                return (
+                    out,
+                    ChainEnd::Broken(format!("bucket {index}: short socket read")),
+                );
+            };
+            match self.entry(sk, &buf) {
+                Entry::Listener(li) => out.push(li),
+                Entry::Skip => {}
+                Entry::Lost(msg) => self.warn(msg),
+            }
+            node = next;
+        }
+    }
+
+    /// Reads one listed socket.
+    fn entry(&mut self, sk: u64, buf: &[u8]) -> Entry {
+        let l = self.layout;
+        let get = |f: Field| f.read(buf, 0).unwrap_or(u64::MAX);
+        if get(l.state) != TCP_LISTEN {
+            self.skipped_state += 1;
+            return Entry::Skip;
+        }
+        let family = match get(l.family) {
+            AF_INET => Family::Inet,
+            AF_INET6 => Family::Inet6,
+            _ => {
+                self.skipped_family += 1;
+                return Entry::Skip;
+            }
+        };
+        if let Some(p) = l.protocol {
+            if get(p) != IPPROTO_TCP {
+                self.skipped_proto += 1;
+                return Entry::Skip;
+            }
+        }
+        let addr = match family {
+            Family::Inet => {
+                let v = get(l.rcv_saddr);
+                // skc_rcv_saddr is __be32: its bytes in memory are the address in network order.
+                IpAddr::V4(Ipv4Addr::from(
+                    (u32::try_from(v).unwrap_or(0)).to_le_bytes(),
+                ))
+            }
+            Family::Inet6 => {
+                let Some(f) = l.v6_rcv_saddr else {
+                    return Entry::Lost(format!(
+                        "socket {sk:#x}: AF_INET6 listener, but the BTF has no skc_v6_rcv_saddr (pre-3.13 kernel)"
+                    ));
+                };
+                let start = usize::try_from(f.offset()).unwrap_or(usize::MAX);
+                match buf
+                    .get(start..start.saturating_add(16))
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                {
+                    Some(b) => IpAddr::V6(Ipv6Addr::from(b)),
+                    None => {
+                        return Entry::Lost(format!(
+                            "socket {sk:#x}: short read of the IPv6 address"
+                        ));
+                    }
+                }
+            }
+        };
+        let port = u16::try_from(get(l.num)).unwrap_or(0);
+        let (syn_queue, syn_young) = match self.queues(buf) {
+            Ok(q) => q,
+            Err(e) => {
+                return Entry::Lost(format!(
+                    "socket {sk:#x} (port {port}): SYN queue unreadable: {e}"
+                ));
+            }
+        };
+        let netns = match l.net_ptr {
+            None => 0,
+            Some(f) => match self.netns(get(f)) {
+                Ok(n) => n,
+                Err(e) => {
+                    return Entry::Lost(format!(
+                        "socket {sk:#x} (port {port}): network namespace unreadable: {e}"
+                    ));
+                }
+            },
+        };
+        let flag = |f: Option<Field>| {
+            f.map(|f| get(f) != 0 && get(f) != u64::MAX)
+                .unwrap_or(false)
+        };
+        let kind = if flag(l.is_mptcp) {
+            Kind::MptcpSubflow
+        } else if flag(l.kern_sock) {
+            Kind::Kernel
+        } else {
+            Kind::User
+        };
+        Entry::Listener(Listener {
+            sock: sk,
+            netns,
+            family,
+            addr,
+            port,
+            bound_dev_if: l.bound_dev_if.map(get).unwrap_or(0),
+            syn_queue,
+            syn_young,
+            accept_queue: get(l.ack_backlog),
+            max_backlog: get(l.max_ack_backlog),
+            kind,
+        })
+    }
+
+    /// SYN queue and young counts.
+    fn queues(&mut self, buf: &[u8]) -> Result<(u64, u64), ReadError> {
+        let l = self.layout;
+        let get = |f: Field| f.read(buf, 0).unwrap_or(0);
+        match l.queue {
+            Queue::Atomic { qlen, young } => Ok((
+                counter(get(qlen), qlen.bits),
+                counter(get(young), young.bits),
+            )),
+            Queue::ListenSock {
+                listen_opt,
+                qlen,
+                young,
+            } => {
+                let lopt = get(listen_opt);
+                if lopt == 0 {
+                    return Ok((0, 0)); // never had a SYN queue allocated
+                }
+                let ls = self.read_struct(lopt, &[qlen, young])?;
+                Ok((
+                    counter(qlen.read(&ls, 0).unwrap_or(0), qlen.bits),
+                    counter(young.read(&ls, 0).unwrap_or(0), young.bits),
+                ))
+            }
+            Queue::ListenSockInc {
+                listen_opt,
+                qlen_inc,
+                qlen_dec,
+                young_inc,
+                young_dec,
+            } => {
+                let lopt = get(listen_opt);
+                if lopt == 0 {
+                    return Ok((0, 0));
+                }
+                let ls = self.read_struct(lopt, &[qlen_inc, qlen_dec, young_inc, young_dec])?;
+                let r = |f: Field| f.read(&ls, 0).unwrap_or(0);
+                let diff = |a: Field, b: Field| counter(r(a).wrapping_sub(r(b)), a.bits);
+                Ok((diff(qlen_inc, qlen_dec), diff(young_inc, young_dec)))
+            }
+        }
+    }
+
+    /// Reads the bytes of a struct that cover `fields`.
+    fn read_struct(&self, addr: u64, fields: &[Field]) -> Result<Vec<u8>, ReadError> {
+        let end = fields.iter().map(Field::end).max().unwrap_or(0);
+        let mut v = vec![0u8; usize::try_from(end).unwrap_or(0).min(1 << 16)];
+        self.mem.read(addr, &mut v)?;
+        Ok(v)
+    }
+
+    /// The namespace inode of a `struct net *`, cached per namespace.
+    fn netns(&mut self, net: u64) -> Result<u64, ReadError> {
+        if let Some(r) = self.netns_cache.get(&net) {
+            return r.clone();
+        }
+        let r = match self.layout.net_inum {
+            None => Ok(0),
+            Some(f) => self
+                .read_struct(net, &[f])
+                .map(|b| f.read(&b, 0).unwrap_or(0)),
+        };
+        self.netns_cache.insert(net, r.clone());
+        r
+    }
+}
+
+/// A kernel counter (int / atomic_t) as a count: negative values are transient races and read as 0.
+fn counter(v: u64, bits: u32) -> u64 {
+    if bits == 0 || bits >= 64 {
+        return v;
+    }
+    let sign = 1u64 << (bits - 1);
+    if v & sign != 0 { 0 } else { v }
+}
