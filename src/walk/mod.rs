@@ -142,8 +142,19 @@ enum Entry {
     Lost(String),
 }
 
+/// How a bucket's walk ended.
+enum BucketEnd {
+    Settled,
+    /// Still ending in a foreign nulls marker after every restart.
+    Moving,
+    /// Its head pointer could not be read.
+    NoHead,
+}
+
 /// How a chain ended.
 enum ChainEnd {
+    /// The head pointer itself is unreadable.
+    NoHead(String),
     /// The end marker (nulls value, or 0 for plain lists).
     End(u64),
     /// Given up; the warning says why. The entries read so far are kept.
@@ -175,11 +186,14 @@ pub fn walk(
     let mut listeners = Vec::new();
     let mut seen: HashSet<u64> = HashSet::new();
     let mut moving_buckets = 0u64;
+    let mut dead_heads = 0u64;
     for i in 0..buckets {
         let bucket = base.wrapping_add(i.wrapping_mul(layout.bucket_size));
-        let (found, settled) = w.bucket(i, bucket);
-        if !settled {
-            moving_buckets += 1;
+        let (found, end) = w.bucket(i, bucket);
+        match end {
+            BucketEnd::Settled => {}
+            BucketEnd::Moving => moving_buckets += 1,
+            BucketEnd::NoHead => dead_heads += 1,
         }
         for l in found {
             // A socket that moved between chains while we read may show up twice: count it once.
@@ -189,6 +203,11 @@ pub fn walk(
         }
     }
 
+    if dead_heads == buckets {
+        return Err(WalkError::Mismatch(format!(
+            "none of the {buckets} bucket heads of the listening table is readable"
+        )));
+    }
     let skipped = w.skipped_state + w.skipped_family + w.skipped_proto;
     w.stats.skipped = skipped;
     if listeners.is_empty() && skipped > 0 {
@@ -272,7 +291,7 @@ impl Walker<'_> {
 
     /// Walks one bucket, restarting on a foreign nulls marker. Returns the listeners and whether the walk
     /// ended on this bucket's own marker.
-    fn bucket(&mut self, index: u64, bucket: u64) -> (Vec<Listener>, bool) {
+    fn bucket(&mut self, index: u64, bucket: u64) -> (Vec<Listener>, BucketEnd) {
         let l = self.layout;
         let head_addr = bucket.wrapping_add(l.bucket_head_offset);
         let expected = index.wrapping_add(LISTENING_NULLS_BASE);
@@ -283,13 +302,17 @@ impl Walker<'_> {
             }
             let (found, end) = self.chain(index, head_addr);
             match end {
+                ChainEnd::NoHead(msg) => {
+                    self.warn(msg);
+                    return (found, BucketEnd::NoHead);
+                }
                 ChainEnd::Broken(msg) => {
                     self.warn(msg);
-                    return (found, true);
+                    return (found, BucketEnd::Settled);
                 }
                 ChainEnd::End(marker) => {
                     if !l.nulls || marker == expected {
-                        return (found, true);
+                        return (found, BucketEnd::Settled);
                     }
                     last = found;
                 }
@@ -300,7 +323,7 @@ impl Walker<'_> {
              (sockets moving); its listeners may be incomplete",
             self.limits.max_restarts
         ));
-        (last, false)
+        (last, BucketEnd::Moving)
     }
 
     /// Follows one chain from its head.
@@ -312,7 +335,7 @@ impl Walker<'_> {
             Err(e) => {
                 return (
                     out,
-                    ChainEnd::Broken(format!("bucket {index}: head unreadable: {e}")),
+                    ChainEnd::NoHead(format!("bucket {index}: head unreadable: {e}")),
                 );
             }
         };
