@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 //! `synq layout --btf FILE --json` against the independent oracle `tests/fixtures/layouts.json` (copied
 //! from ../shared/btf, produced by a separate raw-BTF parser), for every real BTF file of the corpus.
