@@ -313,7 +313,9 @@ fn report(cli: &Cli) -> Result<Outcome, Error> {
     let stdout = if cli.total {
         format!("{}\n", rep.totals().syn_queue)
     } else if cli.json {
-        format!("{}\n", rep.to_json())
+        let mut j = rep.to_json();
+        j.push('\n');
+        j
     } else {
         rep.to_table()
     };

@@ -14,9 +14,7 @@ use std::path::{Path, PathBuf};
 use btf_rs::{Btf, Type};
 use serde_json::{Value, json};
 
-use types::{
-    Found, as_struct, find_member, find_path, find_struct, size_of, struct_name_of, type_by_id,
-};
+use types::{Found, Named, as_struct, find_member, find_path, size_of, struct_name_of, type_by_id};
 
 /// Largest BTF we accept, compressed or not. vmlinux BTF is 3–7 MiB today; 256 MiB leaves room for
 /// non-deduplicated files (the 99-copies-of-`struct sock` kind) without letting a bad file eat memory.
@@ -467,10 +465,26 @@ fn byte_offset(f: &Found) -> Result<u64, LayoutError> {
     Ok(f.bit_offset / 8)
 }
 
+/// Every struct `resolve` looks up by name; the rest is reached through member types.
+const STRUCTS: &[&str] = &[
+    "hlist_head",
+    "hlist_node",
+    "hlist_nulls_node",
+    "inet_hashinfo",
+    "inet_listen_hashbucket",
+    "sock",
+    "inet_sock",
+    "inet_connection_sock",
+    "tcp_sock",
+    "listen_sock",
+    "net",
+];
+
 /// Resolves every offset synq needs from BTF.
 pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
+    let named = Named::new(btf, STRUCTS)?;
     // BTF does not state the pointer size; an hlist_head is exactly one pointer.
-    let hlist_head = find_struct(btf, "hlist_head")?;
+    let hlist_head = named.find_struct("hlist_head")?;
     let pointer_size = hlist_head.size() as u64;
     if pointer_size != 4 && pointer_size != 8 {
         return Err(LayoutError::Unsupported(format!(
@@ -478,11 +492,11 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
         )));
     }
 
-    let hashinfo = find_struct(btf, "inet_hashinfo")?;
-    let bucket = find_struct(btf, "inet_listen_hashbucket")?;
-    let sock = find_struct(btf, "sock")?;
-    let icsk = find_struct(btf, "inet_connection_sock")?;
-    let inet = find_struct(btf, "inet_sock")?;
+    let hashinfo = named.find_struct("inet_hashinfo")?;
+    let bucket = named.find_struct("inet_listen_hashbucket")?;
+    let sock = named.find_struct("sock")?;
+    let icsk = named.find_struct("inet_connection_sock")?;
+    let inet = named.find_struct("inet_sock")?;
 
     // container_of: the walker treats one address as sock, inet_sock, inet_connection_sock and tcp_sock.
     let icsk_inet = req_path(btf, &icsk, "inet_connection_sock", &["icsk_inet"])?;
@@ -553,7 +567,7 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
         None => return Err(missing("sock_common", link_name)),
     };
     let link_offset = byte_offset(&link)?;
-    let node = find_struct(btf, node_struct)?;
+    let node = named.find_struct(node_struct)?;
     let next_offset = byte_offset(&req_path(btf, &node, node_struct, &["next"])?)?;
 
     // --- Identity of a listener.
@@ -588,7 +602,7 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
             };
             let inum = match ptr {
                 None => None,
-                Some(_) => net_inum_field(btf, pointer_size)?,
+                Some(_) => net_inum_field(btf, &named, pointer_size)?,
             };
             (
                 ptr.map(|p| Field::bytes(p.bit_offset / 8, pointer_size)),
@@ -604,7 +618,7 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
     // value"); the bitfield offset comes from BTF.
     let protocol = sk_opt(&["sk_protocol"])?;
     let kern_sock = sk_opt(&["sk_kern_sock"])?;
-    let tcp_sock = find_struct(btf, "tcp_sock").ok();
+    let tcp_sock = named.find_struct("tcp_sock").ok();
     let is_mptcp = match tcp_sock {
         // 5.6, with MPTCP itself: tcp_sock.is_mptcp marks the TCP subflow of an MPTCP listener.
         Some(ts) => match find_member(btf, &ts, "is_mptcp")? {
@@ -629,7 +643,7 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
         }
     } else if let Some(lo) = find_member(btf, &rsq, "listen_opt")? {
         let listen_opt = Field::bytes(aq_off + byte_offset(&lo)?, pointer_size);
-        let ls = find_struct(btf, "listen_sock")?;
+        let ls = named.find_struct("listen_sock")?;
         let ls_field = |name: &str| -> Result<Field, LayoutError> {
             let f = find_member(btf, &ls, name)?.ok_or_else(|| missing("listen_sock", name))?;
             atomic_field(btf, f, pointer_size)
@@ -757,8 +771,8 @@ fn atomic_field(btf: &Btf, f: Found, ptr_size: u64) -> Result<Field, LayoutError
 }
 
 /// The namespace inode number inside `struct net`.
-fn net_inum_field(btf: &Btf, ptr_size: u64) -> Result<Option<Field>, LayoutError> {
-    let net = find_struct(btf, "net")?;
+fn net_inum_field(btf: &Btf, named: &Named, ptr_size: u64) -> Result<Option<Field>, LayoutError> {
+    let net = named.find_struct("net")?;
     // 3.19, 435d5f4bb2cc ("common object embedded into various struct ....ns"): net.ns.inum.
     if let Some(f) = find_path(btf, &net, &["ns", "inum"])? {
         return Ok(Some(field_of(btf, f, ptr_size)?));

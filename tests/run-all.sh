@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every test synq has, in the order a failure is cheapest to find: format, lints, unit, layout-oracle,
+# synthetic-image and error tests, then the real kernels (5.10, 6.1, 6.12 under QEMU TCG).
+# Needs root on a Debian 12 machine (it installs QEMU and fetches Debian kernels). This is what .ci/run runs
+# and what the README gives as the test command.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { echo "=== $* ($(date +%H:%M:%S))"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy --all-targets"
+cargo clippy --all-targets --quiet -- -D warnings
+step "cargo build --release"
+cargo build --release --quiet
+step "cargo test (unit, layouts vs layouts.json, synthetic images, errors)"
+cargo test --quiet
+step "real kernels under QEMU: ground truth from the guest's /proc/net/tcp{,6}"
+tests/realkernel/run.sh all
+step "all tests passed"
