@@ -312,3 +312,35 @@ fn table_output_has_one_row_per_listener_and_a_totals_line() {
         .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "12\n");
 }
+
+#[test]
+fn mptcp_subflow_and_kernel_listeners_are_labelled() {
+    // Why: an MPTCP listener's TCP subflow and kernel-internal listeners (nfsd, SMC, ksmbd) are real TCP
+    // listeners with real queues; they stay in the report, labelled, so nobody mistakes them for strays.
+    let dir = scratch("labels");
+    let mut k = Kernel::new(LHASH2, 4);
+    assert!(k.layout.is_mptcp.is_some() && k.layout.kern_sock.is_some());
+    let mut m = Sock::listen("0.0.0.0", 443, 1, 0);
+    m.mptcp = true;
+    k.add(0, m);
+    let mut n = Sock::listen("0.0.0.0", 2049, 0, 0);
+    n.kern = true;
+    k.add(1, n);
+    k.add(2, Sock::listen("0.0.0.0", 22, 0, 0));
+    let (code, v, err) = run_json(&dir, &k, LHASH2);
+    assert_eq!(code, 0, "{err}");
+    let kinds: Vec<(u64, serde_json::Value)> = v["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["port"].as_u64().unwrap(), l["kind"].clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (22, serde_json::Value::Null),
+            (443, "mptcp-subflow".into()),
+            (2049, "kernel".into()),
+        ]
+    );
+}

@@ -81,6 +81,9 @@ pub struct Sock {
     pub netns: usize,
     /// For listen_opt eras: whether listen_opt is NULL.
     pub no_listen_opt: bool,
+    /// tcp_sock.is_mptcp and sk_kern_sock.
+    pub mptcp: bool,
+    pub kern: bool,
 }
 
 impl Sock {
@@ -95,6 +98,8 @@ impl Sock {
             max: 128,
             netns: 0,
             no_listen_opt: false,
+            mptcp: false,
+            kern: false,
         }
     }
 }
@@ -245,6 +250,12 @@ impl Kernel {
             put(buf, l.num, u64::from(s.port));
             if let Some(pr) = l.protocol {
                 put(buf, pr, 6);
+            }
+            if let Some(f) = l.is_mptcp {
+                put(buf, f, u64::from(s.mptcp));
+            }
+            if let Some(f) = l.kern_sock {
+                put(buf, f, u64::from(s.kern));
             }
             put(buf, l.ack_backlog, s.accept);
             put(buf, l.max_ack_backlog, s.max);

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds the guest's initramfs for one cached kernel:
+#   build-initramfs.sh KERNEL_ID OUT.cpio.gz
+# Contents: busybox-static with its applet links, /init (init.sh), netns-setup,
+# the static synq-fixture, synq from ${SYNQ_BIN:-target/release/synq} (with the
+# libraries ldd lists, if it is dynamic), the host's `ss` with its libraries,
+# and the kernel's dummy/qemu_fw_cfg/inet_diag/tcp_diag modules.
+# A missing synq binary is NOT an error here: the guest records it and
+# check.py fails on it, so the ground-truth part still runs and is visible.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+CACHE=${SYNQ_KERNEL_CACHE:-/var/cache/synq-kernels}
+
+die() { echo "build-initramfs: ERROR: $*" >&2; exit 1; }
+
+[[ $# -eq 2 ]] || die "usage: build-initramfs.sh KERNEL_ID OUT.cpio.gz"
+id=$1
+out=$2
+kdir=$CACHE/$id
+[[ -s $kdir/release ]] || die "kernel $id not in $kdir (run fetch-kernels.sh $id)"
+[[ $(id -u) -eq 0 ]] || die "must run as root (mknod /dev/console)"
+
+synq_bin=${SYNQ_BIN:-target/release/synq}
+[[ $synq_bin == /* ]] || synq_bin=$ROOT/$synq_bin
+
+stage=$(mktemp -d "${TMPDIR:-/tmp}/synq-initramfs.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,etc,results,lib/modules}
+# The kernel opens /dev/console before /init runs (devtmpfs is mounted later).
+mknod "$stage/dev/console" c 5 1
+
+# Copies an ELF program to $stage/$2 and, if it is dynamic, every library ldd
+# lists and the loader, at the same paths (so the ELF interpreter path works).
+copy_elf() {
+  local src=$1 dst=$2 lib
+  cp -L "$src" "$stage/$dst"
+  if ! ldd "$src" >/dev/null 2>&1; then
+    return 0 # static: ldd exits non-zero ("not a dynamic executable")
+  fi
+  while read -r lib; do
+    [[ -n $lib ]] || continue
+    mkdir -p "$stage/$(dirname "$lib")"
+    [[ -e $stage/$lib ]] || cp -L "$lib" "$stage/$lib"
+  done < <(ldd "$src" | awk '/=> \// { print $3; next } $1 ~ /^\// { print $1 }')
+}
+
+# busybox-static: one binary, a link per applet (sh, mount, ip, insmod, ...).
+bb=$(command -v busybox || true)
+[[ -n $bb ]] || die "busybox missing (run setup-host.sh)"
+if ldd "$bb" >/dev/null 2>&1; then die "$bb is dynamic; install busybox-static"; fi
+cp "$bb" "$stage/bin/busybox"
+while read -r applet; do
+  [[ -n $applet && ! -e $stage/$applet ]] || continue
+  ln -s /bin/busybox "$stage/$applet"
+done < <("$bb" --list-full)
+
+# The fixture, static so it needs nothing from the guest.
+gcc -static -O2 -Wall -Wextra -o "$stage/bin/synq-fixture" "$HERE/fixture.c"
+
+# Debian's ss, the baseline the benchmark compares with.
+ss_bin=$(command -v ss || true)
+[[ -n $ss_bin ]] || die "ss missing (run setup-host.sh: iproute2)"
+rm -f "$stage/bin/ss"
+copy_elf "$ss_bin" bin/ss
+
+if [[ -x $synq_bin ]]; then
+  copy_elf "$synq_bin" bin/synq
+  echo "build-initramfs: synq from $synq_bin" >&2
+else
+  echo "build-initramfs: WARNING: no synq binary at $synq_bin; the guest will record it as missing" >&2
+fi
+
+for m in dummy qemu_fw_cfg inet_diag tcp_diag; do
+  [[ -s $kdir/$m.ko ]] || die "$kdir/$m.ko missing (rerun fetch-kernels.sh $id)"
+  cp "$kdir/$m.ko" "$stage/lib/modules/$m.ko"
+done
+cp "$kdir/release" "$stage/etc/synq-kernel-release"
+
+install -m 0755 "$HERE/init.sh" "$stage/init"
+install -m 0755 "$HERE/netns-setup.sh" "$stage/bin/netns-setup"
+
+mkdir -p "$(dirname "$out")"
+# newc is the format the kernel unpacks; -R 0:0 makes every file root's.
+(cd "$stage" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) | gzip -1 >"$out.tmp"
+mv "$out.tmp" "$out"
+echo "build-initramfs: $out ($(du -h "$out" | cut -f1), kernel $(cat "$kdir/release"))" >&2

@@ -1,0 +1,502 @@
+#!/usr/bin/env python3
+"""Ground-truth check of synq's output against /proc/net/tcp{,6} of a test guest.
+
+Usage: check.py RESULTS_DIR
+       check.py --selftest RESULTS_DIR   (negative control on a passing RESULTS_DIR)
+
+RESULTS_DIR is what the guest's /init sent back (see run.sh):
+  status, release, <scenario>/ns*/{netns,tcp,tcp6,tcp.after,tcp6.after,expect,ss-ltn},
+  <scenario>/synq-json.{out,err,rc}, <scenario>/synq-total.{out,err,rc}
+
+Independent of synq's code: the truth comes from the kernel's own /proc text.
+  * a listener is a line with st 0A; its accept queue is rx_queue (hex);
+  * each st 03 line is one half-open request, attributed to the listener with the
+    same (addr, port) in the same netns and family, else to the wildcard listener
+    (0.0.0.0 / ::) of that port;
+  * key = (netns inode, family, addr text, port), family "inet"/"inet6",
+    addresses as dotted IPv4 / RFC 5952 IPv6 text.
+Per key: listener count, SYN-queue sum, accept-queue sum; compared with
+  1. the fixture's own declaration (EXPECT lines): the scenario is what was built;
+  2. the same /proc files read after synq ran: the state did not move;
+  3. synq --json (every key of the union), its totals, and synq --total.
+Plus sanity floors per scenario so that nothing passes vacuously.
+Exit status 0 only if everything matches.
+"""
+import ipaddress
+import json
+import os
+import re
+import sys
+
+FAMILIES = ("inet", "inet6")
+WILDCARD = {"inet": "0.0.0.0", "inet6": "::"}
+
+# Floors each scenario must reach in the ground truth (see fixture.c).
+SANITY = {
+    "basic": {"min_listeners": 10},
+    "big": {"min_listeners": 2010},
+}
+
+
+class Failures:
+    def __init__(self):
+        self.items = []
+
+    def add(self, where, msg):
+        self.items.append(f"{where}: {msg}")
+        print(f"FAIL {where}: {msg}")
+
+
+def proc_addr(hexaddr, family):
+    """/proc/net/tcp{,6} address: hex of each 32-bit word in host order (x86: LE)."""
+    raw = bytes.fromhex(hexaddr)
+    if family == "inet":
+        if len(raw) != 4:
+            raise ValueError(f"bad IPv4 address {hexaddr}")
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    if len(raw) != 16:
+        raise ValueError(f"bad IPv6 address {hexaddr}")
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    return ipaddress.IPv6Address(words).compressed
+
+
+def parse_proc(path, family):
+    """Returns (listeners, requests): listeners as [(addr, port, rx_queue)],
+    requests as [(addr, port)] (local side of each st 03 line)."""
+    listeners, requests = [], []
+    with open(path) as f:
+        lines = f.read().splitlines()
+    if not lines or "local_address" not in lines[0]:
+        raise ValueError(f"{path}: no /proc/net/tcp header")
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        fields = line.split()
+        local, st, queues = fields[1], fields[3], fields[4]
+        hexaddr, hexport = local.split(":")
+        addr, port = proc_addr(hexaddr, family), int(hexport, 16)
+        if st == "0A":
+            rx = int(queues.split(":")[1], 16)
+            listeners.append((addr, port, rx))
+        elif st == "03":
+            requests.append((addr, port))
+    return listeners, requests
+
+
+def netns_inode(path):
+    text = open(path).read().strip()
+    m = re.fullmatch(r"net:\[(\d+)\]", text)
+    if not m:
+        raise ValueError(f"{path}: not a netns link: {text!r}")
+    return int(m.group(1))
+
+
+def ground_truth(ns_dirs, suffix, fails, where):
+    """Key -> [listeners, syn, acc] from /proc of every namespace; and the total
+    number of st 03 lines."""
+    groups, total_req = {}, 0
+    for d in ns_dirs:
+        ns = netns_inode(os.path.join(d, "netns"))
+        for family, name in (("inet", "tcp"), ("inet6", "tcp6")):
+            path = os.path.join(d, name + suffix)
+            listeners, requests = parse_proc(path, family)
+            present = set()
+            for addr, port, rx in listeners:
+                g = groups.setdefault((ns, family, addr, port), [0, 0, 0])
+                g[0] += 1
+                g[2] += rx
+                present.add((addr, port))
+            for addr, port in requests:
+                total_req += 1
+                if (addr, port) in present:
+                    key = (ns, family, addr, port)
+                elif (WILDCARD[family], port) in present:
+                    key = (ns, family, WILDCARD[family], port)
+                else:
+                    fails.add(where, f"{path}: half-open request to {addr} port {port} has no listener")
+                    continue
+                groups[key][1] += 1
+    return groups, total_req
+
+
+def expected_from_fixture(ns_dirs, fails, where):
+    groups = {}
+    for d in ns_dirs:
+        ns = netns_inode(os.path.join(d, "netns"))
+        for line in open(os.path.join(d, "expect")):
+            parts = line.split()
+            if len(parts) != 7 or parts[0] != "EXPECT":
+                fails.add(where, f"bad EXPECT line {line!r}")
+                continue
+            _, family, addr, port, n, syn, acc = parts
+            key = (ns, family, addr, int(port))
+            if key in groups:
+                fails.add(where, f"duplicate EXPECT key {fmt_key(key)}")
+            groups[key] = [int(n), int(syn), int(acc)]
+    return groups
+
+
+def ss_backlogs(ns_dirs):
+    """Key -> sorted list of Send-Q (sk_max_ack_backlog) from `ss -Hltn`."""
+    out = {}
+    for d in ns_dirs:
+        path = os.path.join(d, "ss-ltn")
+        if not os.path.exists(path):
+            return None
+        ns = netns_inode(os.path.join(d, "netns"))
+        for line in open(path):
+            f = line.split()
+            if len(f) < 4 or f[0] != "LISTEN":
+                continue
+            local = f[3]
+            host, port = local.rsplit(":", 1)
+            if host.startswith("["):
+                host, family = host[1:-1], "inet6"
+            elif host == "*":
+                continue  # dual-stack v6 socket: the fixture never makes one
+            else:
+                family = "inet6" if ":" in host else "inet"
+            host = host.split("%")[0]
+            addr = str(ipaddress.ip_address(host))
+            out.setdefault((ns, family, addr, int(port)), []).append(int(f[2]))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def fmt_key(k):
+    ns, family, addr, port = k
+    return f"{ns} {family} {addr} {port}"
+
+
+def fmt_row(v):
+    return "-" if v is None else f"{v[0]}/{v[1]}/{v[2]}"
+
+
+def compare_groups(name_a, a, name_b, b, fails, where, show_all_below=40):
+    """Per-key comparison of two key -> [n, syn, acc] maps; prints a table on mismatch."""
+    keys = sorted(set(a) | set(b), key=lambda k: (k[0], k[1], k[3], k[2]))
+    bad = [k for k in keys if a.get(k) != b.get(k)]
+    if not bad:
+        return True
+    fails.add(where, f"{name_a} vs {name_b}: {len(bad)} of {len(keys)} keys differ")
+    rows = keys if len(keys) <= show_all_below else bad
+    w = max(len(fmt_key(k)) for k in rows)
+    print(f"  {'netns family addr port':<{w}}  {name_a + ' n/syn/acc':>22}  {name_b + ' n/syn/acc':>22}")
+    for k in rows:
+        mark = "  <-- MISMATCH" if k in bad else ""
+        print(f"  {fmt_key(k):<{w}}  {fmt_row(a.get(k)):>22}  {fmt_row(b.get(k)):>22}{mark}")
+    if rows is bad:
+        print(f"  ({len(keys) - len(bad)} matching keys not shown)")
+    return False
+
+
+def read_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def read_rc(path):
+    t = read_text(path)
+    try:
+        return int(t.strip())
+    except (AttributeError, ValueError):
+        return None
+
+
+def check_synq_rc(base, label, fails, where):
+    rc = read_rc(base + ".rc")
+    err = read_text(base + ".err") or ""
+    if rc == 0:
+        if err.strip():
+            print(f"note {where}: {label} stderr: {err.strip()[:2000]}")
+        return True
+    if rc is None:
+        fails.add(where, f"{label}: no exit code recorded")
+    elif rc == 127:
+        fails.add(where, f"{label}: synq missing or not executable in the guest: {err.strip()[:500]}")
+    elif rc == 2:
+        fails.add(where, f"{label}: exit 2 (partial result with warnings); stderr:\n{err.strip()[:4000]}")
+    else:
+        fails.add(where, f"{label}: exit code {rc}; stderr:\n{err.strip()[-4000:]}")
+    return False
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def synq_groups(doc, fails, where):
+    """Key -> [n, syn, acc] and key -> sorted max_backlogs from synq --json."""
+    groups, backlogs = {}, {}
+    for i, l in enumerate(doc["listeners"]):
+        if not isinstance(l, dict):
+            fails.add(where, f"synq --json listeners[{i}] is not an object")
+            continue
+        missing = [f for f in ("netns", "family", "addr", "port", "syn_queue", "syn_young",
+                               "accept_queue", "max_backlog") if f not in l]
+        if missing:
+            fails.add(where, f"synq --json listeners[{i}] lacks {missing}: {l}")
+            continue
+        ints = ("netns", "port", "syn_queue", "syn_young", "accept_queue", "max_backlog")
+        if not all(is_int(l[f]) for f in ints) or l["family"] not in FAMILIES or not isinstance(l["addr"], str):
+            fails.add(where, f"synq --json listeners[{i}] has a field of the wrong type: {l}")
+            continue
+        if not 0 <= l["syn_young"] <= l["syn_queue"]:
+            fails.add(where, f"synq --json listeners[{i}]: syn_young {l['syn_young']} outside 0..syn_queue: {l}")
+        key = (l["netns"], l["family"], l["addr"], l["port"])
+        g = groups.setdefault(key, [0, 0, 0])
+        g[0] += 1
+        g[1] += l["syn_queue"]
+        g[2] += l["accept_queue"]
+        backlogs.setdefault(key, []).append(l["max_backlog"])
+    return groups, {k: sorted(v) for k, v in backlogs.items()}
+
+
+def sanity(scenario, truth, fails, where):
+    req = SANITY.get(scenario)
+    if req is None:
+        fails.add(where, f"unknown scenario {scenario!r} (no sanity floors defined)")
+        return
+    n = sum(v[0] for v in truth.values())
+    checks = [
+        (n >= req["min_listeners"], f">= {req['min_listeners']} listeners (got {n})"),
+        (any(v[1] >= 5 and v[2] >= 3 for v in truth.values()),
+         "a listener key with >= 5 half-open and >= 3 unaccepted"),
+        (any(k[1] == "inet6" and v[1] >= 5 for k, v in truth.items()), "an inet6 key with >= 5 half-open"),
+        (any(k[2] == WILDCARD[k[1]] and v[2] >= 2 for k, v in truth.items()),
+         "a wildcard key with >= 2 unaccepted"),
+        (any(k[1] == "inet" and k[2] == "0.0.0.0" for k in truth), "an inet wildcard listener"),
+        (any(k[1] == "inet6" and k[2] == "::" for k in truth), "an inet6 wildcard listener"),
+        (len({k[0] for k in truth}) >= 2, "listeners in >= 2 network namespaces"),
+        (len({k[0] for k, v in truth.items() if v[1] + v[2] > 0}) >= 2,
+         "non-empty queues in >= 2 network namespaces"),
+        (any(v[0] == 2 for v in truth.values()), "a SO_REUSEPORT pair (2 listeners under one key)"),
+        (len({(v[1], v[2]) for v in truth.values() if v[1] + v[2] > 0}) >= 3,
+         ">= 3 different non-zero (syn, acc) combinations"),
+    ]
+    for ok, what in checks:
+        if not ok:
+            fails.add(where, f"scenario too weak: expected {what}")
+
+
+def check_scenario(root, scenario, release, fails):
+    where = f"[{release}] {scenario}"
+    sdir = os.path.join(root, scenario)
+    ns_dirs = sorted(os.path.join(sdir, d) for d in os.listdir(sdir)
+                     if d.startswith("ns") and os.path.isdir(os.path.join(sdir, d)))
+    if len(ns_dirs) < 2:
+        fails.add(where, f"expected >= 2 namespace snapshots, found {len(ns_dirs)}")
+        return None
+    nfail = len(fails.items)
+
+    truth, total_req = ground_truth(ns_dirs, "", fails, where)
+    after, total_after = ground_truth(ns_dirs, ".after", fails, where)
+    expected = expected_from_fixture(ns_dirs, fails, where)
+    compare_groups("fixture", expected, "/proc", truth, fails, where + " (scenario as built)")
+    compare_groups("/proc before", truth, "/proc after", after, fails, where + " (stability)")
+    if total_req != total_after:
+        fails.add(where, f"half-open total moved while synq ran: {total_req} -> {total_after}")
+    sanity(scenario, truth, fails, where)
+
+    ss = ss_backlogs(ns_dirs)
+    if ss is not None:
+        ss_groups = {k: len(v) for k, v in ss.items()}
+        t_groups = {k: v[0] for k, v in truth.items()}
+        if ss_groups != t_groups:
+            fails.add(where, "ss -ltn and /proc disagree on the listener set "
+                      f"(only ss: {sorted(set(ss_groups) - set(t_groups))[:5]}, "
+                      f"only /proc: {sorted(set(t_groups) - set(ss_groups))[:5]})")
+
+    n_truth = sum(v[0] for v in truth.values())
+    syn_truth = sum(v[1] for v in truth.values())
+    acc_truth = sum(v[2] for v in truth.values())
+    summary = (f"{len(truth)} keys, {n_truth} listeners, {len({k[0] for k in truth})} netns, "
+               f"syn {syn_truth}, acc {acc_truth}")
+    print(f"truth {where}: {summary}")
+    summary = f"{scenario}: {summary}"
+
+    # synq --json
+    base = os.path.join(sdir, "synq-json")
+    if check_synq_rc(base, "synq --json", fails, where):
+        text = read_text(base + ".out") or ""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            fails.add(where, f"synq --json output is not JSON ({e}); starts: {text[:300]!r}")
+            doc = None
+        if doc is not None:
+            shape_ok = (isinstance(doc, dict) and isinstance(doc.get("listeners"), list)
+                        and isinstance(doc.get("totals"), dict) and isinstance(doc.get("kernel"), dict)
+                        and isinstance(doc.get("warnings"), list))
+            if not shape_ok:
+                fails.add(where, "synq --json lacks listeners (list) / totals / kernel (objects) / warnings (list); "
+                          f"top-level keys: {list(doc) if isinstance(doc, dict) else type(doc).__name__}")
+            else:
+                if doc["warnings"]:
+                    fails.add(where, "synq --json warnings:\n  " + "\n  ".join(map(str, doc["warnings"])))
+                rel = doc["kernel"].get("release")
+                if rel != release:
+                    fails.add(where, f"synq kernel.release {rel!r} != guest uname -r {release!r}")
+                got, got_bl = synq_groups(doc, fails, where)
+                compare_groups("/proc", truth, "synq", got, fails, where + " (synq --json per key)")
+                t = doc["totals"]
+                want = {"listeners": n_truth, "syn_queue": syn_truth, "accept_queue": acc_truth}
+                for f, v in want.items():
+                    if t.get(f) != v:
+                        fails.add(where, f"synq totals.{f} = {t.get(f)!r}, ground truth {v}")
+                if t.get("listeners") != len(doc["listeners"]):
+                    fails.add(where, f"synq totals.listeners {t.get('listeners')!r} != "
+                              f"len(listeners) {len(doc['listeners'])}")
+                if ss is not None:
+                    bad = [k for k in sorted(set(ss) | set(got_bl)) if ss.get(k) != got_bl.get(k)]
+                    if bad:
+                        fails.add(where, f"max_backlog differs from ss -ltn Send-Q on {len(bad)} keys, e.g. "
+                                  + "; ".join(f"{fmt_key(k)}: ss {ss.get(k)} synq {got_bl.get(k)}" for k in bad[:5]))
+
+    # synq --total
+    base = os.path.join(sdir, "synq-total")
+    if check_synq_rc(base, "synq --total", fails, where):
+        out = (read_text(base + ".out") or "").strip()
+        if not re.fullmatch(r"\d+", out):
+            fails.add(where, f"synq --total printed {out[:200]!r}, not a single integer")
+        elif int(out) != total_req:
+            fails.add(where, f"synq --total = {out}, ground truth {total_req} st 03 lines in all namespaces")
+
+    return summary if len(fails.items) == nfail else None
+
+
+def run_check(root):
+    """Checks one results directory; returns (failures, summaries)."""
+    fails = Failures()
+    status = (read_text(os.path.join(root, "status")) or "").strip()
+    release = (read_text(os.path.join(root, "release")) or "").strip()
+    if status != "OK":
+        fails.add(root, f"guest status is {status or 'missing'!r}")
+    if not release:
+        fails.add(root, "guest release missing")
+    summaries = []
+    for scenario in ("basic", "big"):
+        if not os.path.isdir(os.path.join(root, scenario)):
+            fails.add(root, f"scenario {scenario} missing from the results")
+            continue
+        try:
+            s = check_scenario(root, scenario, release, fails)
+        except (OSError, ValueError) as e:
+            fails.add(f"[{release}] {scenario}", f"cannot read results: {e}")
+            s = None
+        if s:
+            summaries.append(s)
+    return fails, summaries, release
+
+
+def _perturb_json(path, fn):
+    with open(path) as f:
+        doc = json.load(f)
+    fn(doc)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+
+
+def _bump_syn(doc):
+    doc["listeners"][0]["syn_queue"] += 1
+    doc["totals"]["syn_queue"] += 1
+
+
+def _bump_total(path):
+    with open(path) as f:
+        n = int(f.read().strip())
+    with open(path, "w") as f:
+        f.write(f"{n + 1}\n")
+
+
+def _move_acc(doc):
+    # Accept-queue entries moved between keys: every total unchanged.
+    ls = [l for l in doc["listeners"] if l["accept_queue"] > 0]
+    src = ls[0]
+    dst = next(l for l in doc["listeners"]
+               if (l["netns"], l["family"], l["addr"], l["port"]) != (src["netns"], src["family"], src["addr"], src["port"]))
+    src["accept_queue"] -= 1
+    dst["accept_queue"] += 1
+
+
+def _drop_listener(doc):
+    gone = doc["listeners"].pop()
+    doc["totals"]["listeners"] -= 1
+    doc["totals"]["syn_queue"] -= gone["syn_queue"]
+    doc["totals"]["accept_queue"] -= gone["accept_queue"]
+
+
+def _wrong_netns(doc):
+    doc["listeners"][0]["netns"] = 1
+
+
+def _warn(doc):
+    doc["warnings"].append("selftest warning")
+
+
+def selftest(root):
+    """Negative control: copies of a PASSING results directory, each with one
+    defect planted in synq's output, must all FAIL. Proves the comparison can
+    fail on this very data (no vacuous pass)."""
+    import contextlib
+    import io
+    import shutil
+    import tempfile
+
+    fails, _, _ = run_check_quiet(root)
+    if fails.items:
+        print("selftest: the results do not pass to begin with; run the plain check first")
+        return 1
+    cases = {
+        "syn_queue +1 on one key": ("basic", "synq-json.out", lambda p: _perturb_json(p, _bump_syn)),
+        "accept entry moved between keys": ("basic", "synq-json.out", lambda p: _perturb_json(p, _move_acc)),
+        "one listener dropped (totals adjusted)": ("big", "synq-json.out", lambda p: _perturb_json(p, _drop_listener)),
+        "wrong netns on one listener": ("basic", "synq-json.out", lambda p: _perturb_json(p, _wrong_netns)),
+        "a warning": ("basic", "synq-json.out", lambda p: _perturb_json(p, _warn)),
+        "--total off by one": ("big", "synq-total.out", _bump_total),
+        "exit code 2": ("basic", "synq-total.rc", lambda p: open(p, "w").write("2\n")),
+    }
+    missed = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (scenario, fname, plant) in cases.items():
+            d = os.path.join(tmp, "r")
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(root, d)
+            plant(os.path.join(d, scenario, fname))
+            with contextlib.redirect_stdout(io.StringIO()):
+                f, _, _ = run_check(d)
+            if not f.items:
+                missed.append(name)
+    if missed:
+        print(f"selftest: FAILED: planted defects NOT detected: {missed}")
+        return 1
+    print(f"selftest: OK: all {len(cases)} planted defects detected")
+    return 0
+
+
+def run_check_quiet(root):
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()):
+        return run_check(root)
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--selftest":
+        return selftest(args[1])
+    if len(args) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    fails, summaries, release = run_check(args[0])
+    if fails.items:
+        print(f"check: FAILED [{release or '?'}]: {len(fails.items)} problem(s)")
+        return 1
+    print(f"check: OK [{release}] " + "; ".join(summaries))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

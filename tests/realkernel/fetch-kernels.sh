@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Downloads the real Debian kernels the harness boots, and the two modules the
+# guest needs (dummy.ko, qemu_fw_cfg.ko), into a cache:
+#
+#   ${SYNQ_KERNEL_CACHE:-/var/cache/synq-kernels}/<id>/{vmlinuz,release,package,config,<module>.ko}
+#
+# ids: 5.10 (bullseye), 6.1 (bookworm), 6.12 (trixie). Usage: fetch-kernels.sh [ID...] (default: all).
+#
+# Modules: dummy.ko, qemu_fw_cfg.ko, inet_diag.ko, tcp_diag.ko (decompressed).
+#
+# The machine's own apt setup is left untouched: a private sources list and a
+# private state/cache directory are passed with -o. The mirror URI is read at
+# run time from the machine's /etc/apt/sources.list.d/*.sources (deb822) so no
+# host name is written into the repository.
+set -euo pipefail
+
+CACHE=${SYNQ_KERNEL_CACHE:-/var/cache/synq-kernels}
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+ALL_IDS=(5.10 6.1 6.12)
+# dummy: the interface that swallows SYN-ACKs (half-open connections).
+# qemu_fw_cfg: puts VMCOREINFO where QEMU's -device vmcoreinfo expects it.
+# inet_diag, tcp_diag: let the guest's `ss` use sock_diag netlink like on a real
+# host (without them ss falls back to /proc/net/tcp and the benchmark is unfair).
+MODULES=(dummy qemu_fw_cfg inet_diag tcp_diag)
+
+die() { echo "fetch-kernels: ERROR: $*" >&2; exit 1; }
+log() { echo "fetch-kernels: $*" >&2; }
+
+suite_of() {
+  case $1 in
+    5.10) echo bullseye ;;
+    6.1) echo bookworm ;;
+    6.12) echo trixie ;;
+    *) die "unknown kernel id '$1' (known: ${ALL_IDS[*]})" ;;
+  esac
+}
+
+# Extended regex for the signed amd64 image package of each suite
+# (not -unsigned, -dbg, -rt-, -cloud-).
+pkg_regex_of() {
+  case $1 in
+    5.10) echo '^linux-image-5\.10\.0-[0-9]+-amd64$' ;;
+    6.1) echo '^linux-image-6\.1\.0-[0-9]+-amd64$' ;;
+    6.12) echo '^linux-image-6\.12\.[0-9]+(\+deb[0-9]+)?-amd64$' ;;
+  esac
+}
+
+is_cached() {
+  local d=$CACHE/$1 m
+  [[ -s $d/vmlinuz && -s $d/release ]] || return 1
+  for m in "${MODULES[@]}"; do
+    [[ -s $d/$m.ko ]] || return 1
+  done
+}
+
+# The Debian main-archive URI from the machine's deb822 sources (first URIs:
+# line that is not the security archive), or from a one-line sources.list.
+mirror_uri() {
+  local uri=""
+  shopt -s nullglob
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    uri=$(awk 'tolower($1)=="uris:" { for (i=2;i<=NF;i++) if ($i !~ /security/) { print $i; exit } }' "$f")
+    [[ -n $uri ]] && break
+  done
+  if [[ -z $uri ]]; then
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+      [[ -r $f ]] || continue
+      uri=$(awk '$1=="deb" { for (i=2;i<=NF;i++) if ($i ~ /^[a-z+]+:\/\//) { if ($i !~ /security/) { print $i; exit } else break } }' "$f")
+      [[ -n $uri ]] && break
+    done
+  fi
+  shopt -u nullglob
+  [[ -n $uri ]] || die "no Debian mirror URI found in /etc/apt/sources.list.d/*.sources or sources.list"
+  echo "${uri%/}"
+}
+
+# The archive keyring must carry the bullseye and trixie keys, or apt refuses
+# those Release files (bookworm's debian-archive-keyring 2023.3+deb12u2 has both).
+# Rather than inspecting the keyring (gpg need not be installed), run the update
+# and, if apt reports a signature problem, upgrade debian-archive-keyring from
+# the machine's own sources once and retry.
+apt_update() {
+  local outf=$APTDIR/update.log
+  if apt-get "${APT_OPTS[@]}" -q update </dev/null >"$outf" 2>&1; then
+    return 0
+  fi
+  if grep -qE 'NO_PUBKEY|is not signed|EXPKEYSIG|public key is not available|signatures were invalid' "$outf"; then
+    log "apt could not verify a suite with $KEYRING: upgrading debian-archive-keyring and retrying"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --only-upgrade debian-archive-keyring </dev/null
+    if apt-get "${APT_OPTS[@]}" -q update </dev/null >"$outf" 2>&1; then
+      return 0
+    fi
+  fi
+  cat "$outf" >&2
+  die "apt-get update of the private kernel sources failed (see above; keyring $KEYRING)"
+}
+
+ids=("$@")
+[[ ${#ids[@]} -gt 0 ]] || ids=("${ALL_IDS[@]}")
+if [[ ${#ids[@]} -eq 1 && ${ids[0]} == all ]]; then ids=("${ALL_IDS[@]}"); fi
+
+need=()
+for id in "${ids[@]}"; do
+  suite_of "$id" >/dev/null
+  if is_cached "$id"; then
+    log "$id: cached: $(cat "$CACHE/$id/release") ($(cat "$CACHE/$id/package" 2>/dev/null || echo '?'))"
+  else
+    need+=("$id")
+  fi
+done
+[[ ${#need[@]} -gt 0 ]] || exit 0
+
+command -v dpkg-deb >/dev/null || die "dpkg-deb missing"
+command -v xz >/dev/null || die "xz missing (run setup-host.sh)"
+[[ $(id -u) -eq 0 ]] || die "must run as root (apt's private state is written as root)"
+URI=$(mirror_uri)
+APTDIR=$CACHE/.apt
+mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial" "$APTDIR/debs"
+
+suites=()
+for id in "${need[@]}"; do suites+=("$(suite_of "$id")"); done
+# Our own one-line sources list: only the suites still needed, main only, and
+# only the Packages index (no Translations, no DEP-11 from appstream's apt.conf.d).
+SRC=$APTDIR/synq-kernels.list
+for s in "${suites[@]}"; do
+  echo "deb [arch=amd64 target=Packages signed-by=$KEYRING] $URI $s main"
+done >"$SRC"
+
+APT_OPTS=(
+  -o "Dir::Etc::SourceList=$SRC"
+  -o "Dir::Etc::SourceParts=/dev/null"
+  -o "Dir::State::Lists=$APTDIR/lists"
+  -o "Dir::Cache=$APTDIR/cache"
+  -o "Acquire::Languages=none"
+  # Download into our own directory as root; avoids the _apt sandbox warning.
+  -o "APT::Sandbox::User=root"
+)
+
+log "apt update (${suites[*]}) from the machine's mirror"
+apt_update
+
+for id in "${need[@]}"; do
+  suite=$(suite_of "$id")
+  re=$(pkg_regex_of "$id")
+  # Newest package of that suite: list the candidates that come from this suite
+  # (apt-cache madison shows the archive), version-sort, take the last.
+  pkg=$(apt-cache "${APT_OPTS[@]}" pkgnames linux-image- </dev/null | grep -E "$re" | sort -V | while read -r p; do
+          if apt-cache "${APT_OPTS[@]}" madison "$p" </dev/null | grep -q " $suite/main "; then echo "$p"; fi
+        done | tail -n 1)
+  [[ -n $pkg ]] || die "$id: no package matching $re in $suite"
+  log "$id: downloading $pkg ($suite)"
+  rm -rf "$APTDIR/debs/$id" && mkdir -p "$APTDIR/debs/$id"
+  (cd "$APTDIR/debs/$id" && apt-get "${APT_OPTS[@]}" -qq download "$pkg" </dev/null) || die "$id: apt-get download $pkg failed"
+  deb=$(ls "$APTDIR/debs/$id"/*.deb)
+  ex=$APTDIR/extract-$id
+  rm -rf "$ex" && mkdir -p "$ex"
+  # Extract only what is used (the package unpacks to ~400 MB of modules).
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$ex" --wildcards \
+    './boot/vmlinuz-*' './boot/config-*' \
+    '*/kernel/drivers/net/dummy.ko*' '*/kernel/drivers/firmware/qemu_fw_cfg.ko*' \
+    '*/kernel/net/ipv4/inet_diag.ko*' '*/kernel/net/ipv4/tcp_diag.ko*' \
+    || die "$id: extracting $deb failed"
+  vmlinuz=$(ls "$ex"/boot/vmlinuz-*)
+  release=${vmlinuz##*/vmlinuz-}
+  out=$CACHE/$id
+  tmp=$CACHE/.new-$id
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  cp "$vmlinuz" "$tmp/vmlinuz"
+  cp "$ex/boot/config-$release" "$tmp/config"
+  echo "$release" >"$tmp/release"
+  echo "$pkg $(dpkg-deb -f "$deb" Version)" >"$tmp/package"
+  for m in "${MODULES[@]}"; do
+    f=$(find "$ex/lib/modules/$release" "$ex/usr/lib/modules/$release" -name "$m.ko*" 2>/dev/null | head -n 1 || true)
+    [[ -n $f ]] || die "$id: $m.ko not in $pkg (built in?)"
+    case $f in
+      *.ko.xz) xz -dc "$f" >"$tmp/$m.ko" ;;
+      *.ko.zst) die "$id: $m.ko is zstd-compressed; add zstd support here" ;;
+      *.ko) cp "$f" "$tmp/$m.ko" ;;
+    esac
+  done
+  rm -rf "$out" && mv "$tmp" "$out"
+  rm -rf "$ex" "$APTDIR/debs/$id"
+  log "$id: got $release ($pkg) -> $out"
+done
+
+for id in "${ids[@]}"; do
+  printf '%-5s %-28s %s\n' "$id" "$(cat "$CACHE/$id/release")" "$(cat "$CACHE/$id/package")"
+done

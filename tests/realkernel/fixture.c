@@ -1,0 +1,622 @@
+/*
+ * synq-fixture: TCP listeners with KNOWN queue contents, for the synq
+ * real-kernel harness (runs as a static binary inside a QEMU guest).
+ *
+ *   synq-fixture scenario main|ns2
+ *       Listeners with known SYN-queue (half-open) and accept-queue
+ *       (completed, never accepted) contents in the current network namespace.
+ *   synq-fixture idle COUNT BASEPORT
+ *       COUNT extra idle listeners (half on 127.0.0.1, half on [::1]).
+ *   synq-fixture bench LISTENERS ESTABLISHED HALFOPEN
+ *       LISTENERS listeners, ESTABLISHED connect()+accept()ed connections
+ *       (both ends kept open) and HALFOPEN half-open requests.
+ *   synq-fixture time RUNS LABEL -- CMD [ARG...]
+ *       Runs CMD RUNS times (its stdout to /dev/null), prints the wall times
+ *       (CLOCK_MONOTONIC, fork to exit).
+ *
+ * The setup modes print one "EXPECT <family> <addr> <port> <listeners> <syn>
+ * <accept>" line per listener key they created, wait (bounded) until
+ * /proc/self/net/tcp{,6} shows exactly those counts, print "READY pid=<pid>"
+ * and leave a daemon child holding every socket (so the caller can go on
+ * once the command returns). On any failure they print "FAIL ..." to stderr
+ * and exit 1, so the guest's /init can stop at once.
+ *
+ * Half-open connections follow docs/real-kernel-testing.md: the client socket
+ * has IP_TRANSPARENT / IPV6_TRANSPARENT and binds the non-local 192.0.2.99 /
+ * 2001:db8::99; its SYN reaches the listener over lo, the listener's SYN-ACK
+ * is routed out of dummy0, which drops it, so the request stays in SYN_RECV
+ * (tcp_syncookies=0 and tcp_synack_retries=255 are set by /init).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef IP_TRANSPARENT
+#define IP_TRANSPARENT 19
+#endif
+#ifndef IPV6_TRANSPARENT
+#define IPV6_TRANSPARENT 75
+#endif
+
+#define V4_LISTEN "192.0.2.1"
+#define V4_LISTEN2 "192.0.2.2"
+#define V4_CLIENT "192.0.2.99"
+#define V6_LISTEN "2001:db8::1"
+#define V6_CLIENT "2001:db8::99"
+
+/* How long to wait for the kernel to show the expected queues (TCG is slow). */
+#define SETTLE_TIMEOUT_MS 30000
+
+static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+	int e = errno;
+	fprintf(stderr, "FAIL synq-fixture: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (e)
+		fprintf(stderr, " (errno %d: %s)", e, strerror(e));
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* ---- listener keys: (family, address, port), as /proc/net/tcp shows them ---- */
+
+struct key {
+	int family;    /* AF_INET / AF_INET6 */
+	char hex[33];  /* address as /proc/net/tcp{,6} prints it */
+	char text[INET6_ADDRSTRLEN];
+	unsigned port;
+	long listeners, syn, acc;          /* expected */
+	long o_listeners, o_syn, o_acc;    /* observed */
+};
+
+static struct key *keys;
+static size_t nkeys, capkeys;
+
+/* /proc/net/tcp prints the IPv4 address as the u32 s_addr in host order
+ * ("%08X"); tcp6 prints the four u32 words of s6_addr32 the same way. */
+static void addr_hex(int family, const void *addr, char out[33])
+{
+	uint32_t w[4];
+	if (family == AF_INET) {
+		memcpy(w, addr, 4);
+		snprintf(out, 33, "%08X", w[0]);
+	} else {
+		memcpy(w, addr, 16);
+		snprintf(out, 33, "%08X%08X%08X%08X", w[0], w[1], w[2], w[3]);
+	}
+}
+
+static struct key *find_key(int family, const char *hex, unsigned port)
+{
+	for (size_t i = 0; i < nkeys; i++)
+		if (keys[i].family == family && keys[i].port == port && strcmp(keys[i].hex, hex) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static struct key *get_key(int family, const char *text, unsigned port)
+{
+	unsigned char a[16];
+	char hex[33];
+	if (inet_pton(family, text, a) != 1)
+		fail("bad address %s", text);
+	addr_hex(family, a, hex);
+	struct key *k = find_key(family, hex, port);
+	if (k)
+		return k;
+	if (nkeys == capkeys) {
+		capkeys = capkeys ? capkeys * 2 : 64;
+		keys = realloc(keys, capkeys * sizeof(*keys));
+		if (!keys)
+			fail("out of memory");
+	}
+	k = &keys[nkeys++];
+	memset(k, 0, sizeof(*k));
+	k->family = family;
+	k->port = port;
+	strcpy(k->hex, hex);
+	/* Print the text form the way RFC 5952 / inet_ntop does. */
+	inet_ntop(family, a, k->text, sizeof(k->text));
+	return k;
+}
+
+/* The listener a request to (family, addr, port) hangs off: the exact
+ * (addr, port) listener if there is one, else the wildcard of that port.
+ * The same rule check.py applies to the ground truth. */
+static struct key *attribute(int family, const char *text, unsigned port)
+{
+	unsigned char a[16];
+	char hex[33];
+	if (inet_pton(family, text, a) != 1)
+		fail("bad address %s", text);
+	addr_hex(family, a, hex);
+	struct key *k = find_key(family, hex, port);
+	if (k && k->listeners)
+		return k;
+	k = get_key(family, family == AF_INET ? "0.0.0.0" : "::", port);
+	if (!k->listeners)
+		fail("no listener for %s port %u", text, port);
+	return k;
+}
+
+static void fill_sa(int family, const char *text, unsigned port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *s = (struct sockaddr_in *)ss;
+		s->sin_family = AF_INET;
+		s->sin_port = htons(port);
+		if (inet_pton(AF_INET, text, &s->sin_addr) != 1)
+			fail("bad address %s", text);
+		*len = sizeof(*s);
+	} else {
+		struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
+		s->sin6_family = AF_INET6;
+		s->sin6_port = htons(port);
+		if (inet_pton(AF_INET6, text, &s->sin6_addr) != 1)
+			fail("bad address %s", text);
+		*len = sizeof(*s);
+	}
+}
+
+static int family_of(const char *text) { return strchr(text, ':') ? AF_INET6 : AF_INET; }
+
+static void set_int(int fd, int level, int opt, int val, const char *name)
+{
+	if (setsockopt(fd, level, opt, &val, sizeof(val)) < 0)
+		fail("setsockopt %s", name);
+}
+
+/* Close with RST instead of FIN: no TIME_WAIT left behind when a bench
+ * daemon is killed, so the next configuration starts from a clean table. */
+static void set_linger0(int fd)
+{
+	struct linger l = {1, 0};
+	if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)) < 0)
+		fail("setsockopt SO_LINGER");
+}
+
+#define F_REUSEPORT 1
+
+static int listen_on(const char *addr, unsigned port, int backlog, int flags)
+{
+	int family = family_of(addr);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		fail("socket");
+	set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+	if (flags & F_REUSEPORT)
+		set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
+	/* Every v6 listener is V6ONLY: no IPv4 request may hang off it. */
+	if (family == AF_INET6)
+		set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+	struct sockaddr_storage ss;
+	socklen_t len;
+	fill_sa(family, addr, port, &ss, &len);
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+		fail("bind %s port %u", addr, port);
+	if (listen(fd, backlog) < 0)
+		fail("listen %s port %u", addr, port);
+	get_key(family, addr, port)->listeners++;
+	return fd;
+}
+
+/* n requests that stay in SYN_RECV on the listener of (dst, port). */
+static void half_open(const char *dst, unsigned port, int n)
+{
+	int family = family_of(dst);
+	struct key *k = attribute(family, dst, port);
+	for (int i = 0; i < n; i++) {
+		int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			fail("socket");
+		if (family == AF_INET)
+			set_int(fd, SOL_IP, IP_TRANSPARENT, 1, "IP_TRANSPARENT");
+		else
+			set_int(fd, SOL_IPV6, IPV6_TRANSPARENT, 1, "IPV6_TRANSPARENT");
+		set_linger0(fd);
+		struct sockaddr_storage ss;
+		socklen_t len;
+		fill_sa(family, family == AF_INET ? V4_CLIENT : V6_CLIENT, 0, &ss, &len);
+		if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+			fail("bind transparent client");
+		fill_sa(family, dst, port, &ss, &len);
+		if (connect(fd, (struct sockaddr *)&ss, len) == 0 || errno != EINPROGRESS)
+			fail("half-open connect to %s port %u did not stay in progress", dst, port);
+		errno = 0;
+	}
+	k->syn += n;
+}
+
+static int connect_to(const char *dst, unsigned port)
+{
+	int family = family_of(dst);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		fail("socket");
+	set_linger0(fd);
+	struct sockaddr_storage ss;
+	socklen_t len;
+	fill_sa(family, dst, port, &ss, &len);
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+		fail("connect %s port %u", dst, port);
+	return fd;
+}
+
+/* n completed connections that the listener never accept()s. */
+static void unaccepted(const char *dst, unsigned port, int n)
+{
+	struct key *k = attribute(family_of(dst), dst, port);
+	for (int i = 0; i < n; i++)
+		connect_to(dst, port);
+	k->acc += n;
+}
+
+/* ---- ground truth, as the fixture's own netns shows it ---- */
+
+static void observe_file(const char *path, int family)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		fail("open %s", path);
+	char line[512];
+	struct req { char hex[33]; unsigned port; } *reqs = NULL;
+	size_t nreq = 0, capreq = 0;
+	if (!fgets(line, sizeof(line), f)) /* header */
+		fail("read %s", path);
+	while (fgets(line, sizeof(line), f)) {
+		char lhex[33], rhex[33];
+		unsigned lport, rport, st;
+		unsigned long tx, rx;
+		if (sscanf(line, " %*d: %32[0-9A-F]:%X %32[0-9A-F]:%X %X %lX:%lX", lhex, &lport, rhex, &rport, &st, &tx, &rx) != 7)
+			fail("cannot parse %s line: %s", path, line);
+		if (st == 0x0A) {
+			struct key *k = find_key(family, lhex, lport);
+			if (k) {
+				k->o_listeners++;
+				k->o_acc += (long)rx;
+			}
+		} else if (st == 0x03) {
+			if (nreq == capreq) {
+				capreq = capreq ? capreq * 2 : 256;
+				reqs = realloc(reqs, capreq * sizeof(*reqs));
+				if (!reqs)
+					fail("out of memory");
+			}
+			strcpy(reqs[nreq].hex, lhex);
+			reqs[nreq++].port = lport;
+		}
+	}
+	fclose(f);
+	/* Attribute requests only after every listener line was seen. */
+	const char *wild = family == AF_INET ? "00000000" : "00000000000000000000000000000000";
+	for (size_t i = 0; i < nreq; i++) {
+		struct key *k = find_key(family, reqs[i].hex, reqs[i].port);
+		if (!k || !k->o_listeners)
+			k = find_key(family, wild, reqs[i].port);
+		if (k)
+			k->o_syn++;
+	}
+	free(reqs);
+}
+
+static int observe_matches(int report)
+{
+	for (size_t i = 0; i < nkeys; i++)
+		keys[i].o_listeners = keys[i].o_syn = keys[i].o_acc = 0;
+	observe_file("/proc/self/net/tcp", AF_INET);
+	observe_file("/proc/self/net/tcp6", AF_INET6);
+	int ok = 1;
+	for (size_t i = 0; i < nkeys; i++) {
+		struct key *k = &keys[i];
+		if (!k->listeners)
+			continue; /* a destination-only key (attributed to a wildcard) */
+		if (k->o_listeners != k->listeners || k->o_syn != k->syn || k->o_acc != k->acc) {
+			ok = 0;
+			if (report)
+				fprintf(stderr, "FAIL synq-fixture: %s %s port %u: expected listeners=%ld syn=%ld acc=%ld, /proc shows %ld %ld %ld\n",
+					k->family == AF_INET ? "inet" : "inet6", k->text, k->port,
+					k->listeners, k->syn, k->acc, k->o_listeners, k->o_syn, k->o_acc);
+		}
+	}
+	return ok;
+}
+
+static long now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
+}
+
+/* Half-open requests appear once the softirq has processed the SYN, completed
+ * connections once the final ACK is in: poll /proc until the counts are what
+ * was built, then check once more a moment later (they must be stable). */
+static void settle(void)
+{
+	long start = now_ms();
+	for (;;) {
+		if (observe_matches(0)) {
+			usleep(300 * 1000);
+			if (observe_matches(1))
+				break;
+			fail("queues changed after they had settled");
+		}
+		if (now_ms() - start > SETTLE_TIMEOUT_MS) {
+			observe_matches(1);
+			errno = 0;
+			fail("queues did not reach the expected counts within %d ms", SETTLE_TIMEOUT_MS);
+		}
+		usleep(50 * 1000);
+	}
+	fprintf(stderr, "synq-fixture: settled after %ld ms\n", now_ms() - start);
+}
+
+static void print_expect(void)
+{
+	for (size_t i = 0; i < nkeys; i++) {
+		struct key *k = &keys[i];
+		if (!k->listeners)
+			continue;
+		printf("EXPECT %s %s %u %ld %ld %ld\n", k->family == AF_INET ? "inet" : "inet6",
+		       k->text, k->port, k->listeners, k->syn, k->acc);
+	}
+}
+
+/* Print READY with the pid of a daemon child that keeps every socket open
+ * until it is killed; the parent returns so /init can go on. */
+static void daemonize_ready(void)
+{
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0)
+		fail("fork");
+	if (pid > 0) {
+		printf("READY pid=%d\n", (int)pid);
+		fflush(stdout);
+		_exit(0);
+	}
+	setsid();
+	int nul = open("/dev/null", O_RDWR);
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(nul, 2);
+	}
+	signal(SIGHUP, SIG_IGN);
+	for (;;)
+		pause();
+}
+
+static void raise_nofile(long want)
+{
+	long nr_open = 1048576;
+	FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+	if (f) {
+		if (fscanf(f, "%ld", &nr_open) != 1)
+			nr_open = 1048576;
+		fclose(f);
+	}
+	if (want > nr_open)
+		want = nr_open;
+	struct rlimit r = {(rlim_t)want, (rlim_t)want};
+	if (setrlimit(RLIMIT_NOFILE, &r) < 0)
+		fail("setrlimit RLIMIT_NOFILE %ld", want);
+}
+
+/* ---- modes ---- */
+
+static void scenario_main(void)
+{
+	/* 7 half-open + 3 unaccepted on a specific IPv4 listener. */
+	listen_on(V4_LISTEN, 8001, 128, 0);
+	/* IPv6, V6ONLY: 5 half-open + 1 unaccepted. */
+	listen_on(V6_LISTEN, 8002, 128, 0);
+	/* Wildcards on one port, both families (the v6 one V6ONLY). */
+	listen_on("0.0.0.0", 8003, 128, 0);
+	listen_on("::", 8003, 128, 0);
+	/* SO_REUSEPORT pair on one addr:port: two listeners under one key, each
+	 * with its own queues (the kernel spreads requests by hash). */
+	listen_on(V4_LISTEN, 8005, 128, F_REUSEPORT);
+	listen_on(V4_LISTEN, 8005, 128, F_REUSEPORT);
+	/* A specific and a wildcard listener on one port (SO_REUSEPORT lets both
+	 * listen; different addresses so no reuseport group): requests to
+	 * 192.0.2.2 hang off the specific one, those to 192.0.2.1 off 0.0.0.0. */
+	listen_on(V4_LISTEN2, 8010, 128, F_REUSEPORT);
+	listen_on("0.0.0.0", 8010, 128, F_REUSEPORT);
+	/* Idle loopback listeners. */
+	listen_on("127.0.0.1", 8007, 128, 0);
+	listen_on("::1", 8007, 128, 0);
+
+	half_open(V4_LISTEN, 8001, 7);
+	unaccepted(V4_LISTEN, 8001, 3);
+	half_open(V6_LISTEN, 8002, 5);
+	unaccepted(V6_LISTEN, 8002, 1);
+	half_open(V4_LISTEN, 8003, 4);    /* -> 0.0.0.0:8003 */
+	unaccepted("127.0.0.1", 8003, 2); /* -> 0.0.0.0:8003 */
+	half_open(V6_LISTEN, 8003, 3);    /* -> [::]:8003 */
+	unaccepted("::1", 8003, 2);       /* -> [::]:8003 */
+	half_open(V4_LISTEN, 8005, 6);    /* split over the pair */
+	unaccepted(V4_LISTEN, 8005, 2);
+	half_open(V4_LISTEN2, 8010, 3);   /* -> 192.0.2.2:8010 */
+	half_open(V4_LISTEN, 8010, 2);    /* -> 0.0.0.0:8010 */
+	unaccepted(V4_LISTEN, 8010, 1);   /* -> 0.0.0.0:8010 */
+}
+
+/* The second network namespace: same addresses and a port shared with the
+ * first one (the keys differ only by netns), different counts. */
+static void scenario_ns2(void)
+{
+	listen_on(V4_LISTEN, 8001, 128, 0);
+	listen_on(V6_LISTEN, 8002, 128, 0);
+	listen_on("0.0.0.0", 9001, 128, 0);
+	half_open(V4_LISTEN, 8001, 3);
+	unaccepted(V4_LISTEN, 8001, 1);
+	half_open(V6_LISTEN, 8002, 1);
+	unaccepted(V6_LISTEN, 8002, 2);
+}
+
+static void mode_idle(long count, long base)
+{
+	if (count < 1 || base < 1024 || base + count / 2 + 1 > 32767)
+		fail("idle: bad COUNT %ld / BASEPORT %ld (ports must stay below 32768)", count, base);
+	raise_nofile(count + 256);
+	for (long i = 0; i < count; i++)
+		listen_on(i % 2 ? "::1" : "127.0.0.1", (unsigned)(base + i / 2), 16, 0);
+}
+
+static void mode_bench(long nlisten, long nconn, long nhalf)
+{
+	if (nlisten < 2 || nconn < 0 || nhalf < 0 || nlisten > 30000)
+		fail("bench: bad arguments");
+	raise_nofile(nlisten + 2 * nconn + nhalf + 256);
+	const unsigned base = 10000;
+	/* Listener 0 on 192.0.2.1 takes the half-open requests; the others are on
+	 * 127.0.0.1 (ports 10001.., below the ephemeral range). */
+	int *lfd = calloc((size_t)nlisten, sizeof(int));
+	if (!lfd)
+		fail("out of memory");
+	lfd[0] = listen_on(V4_LISTEN, base, 4096, 0);
+	for (long i = 1; i < nlisten; i++)
+		lfd[i] = listen_on("127.0.0.1", (unsigned)(base + i), 128, 0);
+	/* ESTABLISHED connections spread over up to 8 listeners so no single
+	 * destination comes near ephemeral-port exhaustion (28k ports each). */
+	long spread = nlisten - 1 < 8 ? nlisten - 1 : 8;
+	for (long c = 0; c < nconn; c++) {
+		long li = 1 + c % spread;
+		connect_to("127.0.0.1", base + (unsigned)li);
+		int a = accept4(lfd[li], NULL, NULL, SOCK_CLOEXEC);
+		if (a < 0)
+			fail("accept (connection %ld)", c);
+		set_linger0(a);
+	}
+	half_open(V4_LISTEN, base, (int)nhalf);
+	free(lfd);
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+	return (x > y) - (x < y);
+}
+
+static int mode_time(int runs, const char *label, char **argv)
+{
+	long *us = calloc((size_t)runs, sizeof(long));
+	int rc = 0;
+	if (!us)
+		fail("out of memory");
+	for (int r = 0; r < runs; r++) {
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		pid_t pid = fork();
+		if (pid < 0)
+			fail("fork");
+		if (pid == 0) {
+			/* Only the time is wanted: the command's stdout is discarded. */
+			int nul = open("/dev/null", O_WRONLY);
+			if (nul >= 0)
+				dup2(nul, 1);
+			execvp(argv[0], argv);
+			_exit(127);
+		}
+		int status;
+		if (waitpid(pid, &status, 0) < 0)
+			fail("waitpid");
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		us[r] = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000L;
+		int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		if (code)
+			rc = code;
+	}
+	long *sorted = malloc((size_t)runs * sizeof(long));
+	if (!sorted)
+		fail("out of memory");
+	memcpy(sorted, us, (size_t)runs * sizeof(long));
+	qsort(sorted, (size_t)runs, sizeof(long), cmp_long);
+	/* Median of an even count: the mean of the two middle runs. */
+	long med = runs % 2 ? sorted[runs / 2] : (sorted[runs / 2 - 1] + sorted[runs / 2]) / 2;
+	printf("TIME %s runs=%d median_ms=%.1f min_ms=%.1f max_ms=%.1f rc=%d all_ms=", label, runs,
+	       med / 1000.0, sorted[0] / 1000.0, sorted[runs - 1] / 1000.0, rc);
+	for (int r = 0; r < runs; r++)
+		printf("%s%.1f", r ? "," : "", us[r] / 1000.0);
+	printf("\n");
+	free(us);
+	free(sorted);
+	return 0;
+}
+
+static long arg_long(const char *s)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || end == s)
+		fail("not a number: %s", s);
+	return v;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: synq-fixture scenario main|ns2\n"
+		"       synq-fixture idle COUNT BASEPORT\n"
+		"       synq-fixture bench LISTENERS ESTABLISHED HALFOPEN\n"
+		"       synq-fixture time RUNS LABEL -- CMD [ARG...]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc < 2)
+		usage();
+	const char *mode = argv[1];
+	if (strcmp(mode, "time") == 0) {
+		if (argc < 6 || strcmp(argv[4], "--") != 0)
+			usage();
+		long runs = arg_long(argv[2]);
+		if (runs < 1 || runs > 1000)
+			fail("bad RUNS");
+		return mode_time((int)runs, argv[3], argv + 5);
+	}
+	if (strcmp(mode, "scenario") == 0 && argc == 3) {
+		if (strcmp(argv[2], "main") == 0)
+			scenario_main();
+		else if (strcmp(argv[2], "ns2") == 0)
+			scenario_ns2();
+		else
+			usage();
+	} else if (strcmp(mode, "idle") == 0 && argc == 4) {
+		mode_idle(arg_long(argv[2]), arg_long(argv[3]));
+	} else if (strcmp(mode, "bench") == 0 && argc == 5) {
+		mode_bench(arg_long(argv[2]), arg_long(argv[3]), arg_long(argv[4]));
+	} else {
+		usage();
+	}
+	errno = 0;
+	settle();
+	print_expect();
+	daemonize_ready();
+	return 0;
+}

@@ -1,0 +1,243 @@
+#!/bin/sh
+# /init of the synq test guest (busybox sh, PID 1).
+#
+# Kernel command line switches (read from /proc/cmdline):
+#   synq.mode=test    build the scenarios, collect ground truth, run synq (default)
+#   synq.mode=bench   run the benchmark configurations in synq.bench=N:M,N:M,...
+#   synq.runs=R       timed runs per command in bench mode (default 5)
+#   synq.half=H       half-open requests per bench configuration (default 5)
+#
+# Results are collected under /results and sent, as a base64 gzip'd tar between
+# two marker lines, over the second serial port (/dev/ttyS1); base64 makes the
+# tty's \n -> \r\n translation harmless. Whatever happens the guest powers off
+# (and if even that fails, PID 1 exits: panic=-1 + -no-reboot end QEMU).
+
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+umask 022
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null || true
+mkdir -p /tmp /results
+mount -t tmpfs tmpfs /tmp
+exec </dev/null >/dev/console 2>&1
+
+R=/results
+# Per synq run; well below run.sh's whole-guest timeout so a hang is named.
+SYNQ_TIMEOUT=60
+
+log() { echo "guest: $*"; echo "$*" >>$R/log.txt; }
+
+send_results() {
+  # raw: no output post-processing on the results port.
+  stty -F /dev/ttyS1 raw -echo 2>/dev/null || true
+  {
+    echo "===SYNQ-RESULTS-BEGIN==="
+    tar -C $R -cf - . | gzip -c | base64
+    echo "===SYNQ-RESULTS-END==="
+  } >/dev/ttyS1
+  # Closing the tty above waits for the UART to drain; give QEMU a moment more.
+  sleep 1
+}
+
+finish() {
+  echo "$1" >$R/status
+  dmesg >$R/dmesg.txt 2>&1 || true
+  log "status: $1"
+  send_results
+  sync
+  poweroff -f
+  # poweroff failed: let the kernel panic (panic=-1, -no-reboot stop QEMU).
+  echo o >/proc/sysrq-trigger
+  exit 1
+}
+
+fail() {
+  log "FAIL: $*"
+  finish "FAIL: $*"
+}
+
+cmdline_arg() {
+  # $1: name; prints the value of name=value from /proc/cmdline, or $2.
+  v=$2
+  # /proc/cmdline is one line of words: word splitting is what is wanted.
+  # shellcheck disable=SC2013
+  for w in $(cat /proc/cmdline); do
+    case $w in "$1="*) v=${w#*=} ;; esac
+  done
+  echo "$v"
+}
+
+# Runs a setup step; on failure stops the whole run with its output.
+step() {
+  desc=$1
+  shift
+  if ! out=$("$@" 2>&1); then
+    echo "$out" >>$R/log.txt
+    fail "$desc: $out"
+  fi
+  [ -z "$out" ] || echo "$out" >>$R/log.txt
+}
+
+# Starts a fixture command (which daemonizes once its queues are verified) and
+# sets FIXTURE_PID to the daemon's pid. $1: output file prefix; rest: command.
+# (A global, not $(...): fail must run in this shell, not in a subshell.)
+start_fixture() {
+  pre=$1
+  shift
+  if ! "$@" >"$pre.out" 2>"$pre.err"; then
+    cat "$pre.err" "$pre.out" >>$R/log.txt
+    fail "fixture '$*' failed: $(cat "$pre.err")"
+  fi
+  FIXTURE_PID=$(sed -n 's/^READY pid=\([0-9]*\)$/\1/p' "$pre.out")
+  [ -n "$FIXTURE_PID" ] || fail "fixture '$*' printed no READY line"
+}
+
+# Ground truth for one namespace: $1 dir, $2 pid of a process in it, $3 suffix.
+snapshot_ns() {
+  mkdir -p "$1"
+  readlink "/proc/$2/ns/net" >"$1/netns" || fail "readlink /proc/$2/ns/net"
+  cat "/proc/$2/net/tcp" >"$1/tcp$3" || fail "read /proc/$2/net/tcp"
+  cat "/proc/$2/net/tcp6" >"$1/tcp6$3" || fail "read /proc/$2/net/tcp6"
+  if [ -z "$3" ]; then
+    # ss (sock_diag) as a second, independent view: Send-Q is max_backlog.
+    nsenter -t "$2" -n ss -Hltn >"$1/ss-ltn" 2>&1 || fail "ss -ltn in netns of $2: $(cat "$1/ss-ltn")"
+  fi
+}
+
+# Runs synq with args $2..., into $R/$1.{out,err,rc}; never stops the run (the
+# host's check.py judges the result).
+run_synq() {
+  name=$1
+  shift
+  if [ ! -x /bin/synq ]; then
+    echo "synq binary missing from the initramfs (SYNQ_BIN not built?)" >"$name.err"
+    : >"$name.out"
+    echo 127 >"$name.rc"
+    return
+  fi
+  rc=0
+  timeout -s KILL $SYNQ_TIMEOUT synq "$@" >"$name.out" 2>"$name.err" || rc=$?
+  echo $rc >"$name.rc"
+  log "synq $* -> exit $rc ($(wc -c <"$name.out") bytes out, $(wc -c <"$name.err") bytes err)"
+}
+
+# One scenario: ground truth per netns before, synq, ground truth after.
+# $1: scenario name; $2...: "nsdir:pid:expectfiles" (expect files comma-separated).
+collect_scenario() {
+  sc=$R/$1
+  shift
+  mkdir -p "$sc"
+  for spec in "$@"; do
+    d=${spec%%:*}; rest=${spec#*:}; pid=${rest%%:*}; exp=${rest#*:}
+    snapshot_ns "$sc/$d" "$pid" ""
+    : >"$sc/$d/expect"
+    for f in $(echo "$exp" | tr ',' ' '); do
+      grep '^EXPECT ' "$f" >>"$sc/$d/expect" || fail "no EXPECT lines in $f"
+    done
+  done
+  run_synq "$sc/synq-json" --json
+  run_synq "$sc/synq-total" --total
+  for spec in "$@"; do
+    d=${spec%%:*}; rest=${spec#*:}; pid=${rest%%:*}
+    snapshot_ns "$sc/$d" "$pid" ".after"
+  done
+  log "scenario $(basename "$sc") collected"
+}
+
+mode_test() {
+  F=$R/fixture
+  mkdir -p $F
+  step "netns-setup (initial namespace)" netns-setup
+  start_fixture $F/main synq-fixture scenario main
+  pid1=$FIXTURE_PID
+  log "scenario main ready (pid $pid1, $(grep -c '^EXPECT' $F/main.out) keys)"
+  # The second namespace lives as long as its daemon: unshare and sh exit once
+  # the fixture has daemonized.
+  start_fixture $F/ns2 unshare -n sh -c 'netns-setup && exec synq-fixture scenario ns2'
+  pid2=$FIXTURE_PID
+  log "scenario ns2 ready (pid $pid2, $(readlink /proc/"$pid2"/ns/net))"
+  [ "$(readlink /proc/"$pid1"/ns/net)" != "$(readlink /proc/"$pid2"/ns/net)" ] \
+    || fail "ns2 fixture is not in its own network namespace"
+
+  collect_scenario basic "ns1:$pid1:$F/main.out" "ns2:$pid2:$F/ns2.out"
+
+  # Same state plus 2,500 idle listeners in the first namespace.
+  start_fixture $F/idle synq-fixture idle 2500 20000
+  pid3=$FIXTURE_PID
+  log "idle listeners ready (pid $pid3)"
+  collect_scenario big "ns1:$pid1:$F/main.out,$F/idle.out" "ns2:$pid2:$F/ns2.out"
+}
+
+mode_bench() {
+  configs=$(cmdline_arg synq.bench "10:1000,1000:1000,10000:1000,10:20000,1000:20000,10000:20000")
+  runs=$(cmdline_arg synq.runs 5)
+  half=$(cmdline_arg synq.half 5)
+  B=$R/bench
+  mkdir -p $B
+  step "netns-setup (initial namespace)" netns-setup
+  [ -x /bin/synq ] || fail "synq binary missing from the initramfs (SYNQ_BIN not built?)"
+  for c in $(echo "$configs" | tr ',' ' '); do
+    n=${c%%:*}; m=${c#*:}
+    tag="l${n}_c${m}"
+    t0=$(date +%s)
+    start_fixture "$B/$tag.fixture" synq-fixture bench "$n" "$m" "$half"
+    pid=$FIXTURE_PID
+    t1=$(date +%s)
+    out=$B/$tag.txt
+    echo "CONFIG listeners=$n established=$m halfopen=$half setup_s=$((t1 - t0))" >"$out"
+    log "bench $tag ready in $((t1 - t0)) s"
+    # What is measured is exactly what a user would type; stdout of the timed
+    # command is discarded by the fixture's time mode.
+    {
+      synq-fixture time "$runs" synq_total -- synq --total
+      synq-fixture time "$runs" synq_json -- sh -c 'synq --json >/dev/null'
+      synq-fixture time "$runs" ss_ltn -- sh -c 'ss -ltn >/dev/null'
+      synq-fixture time "$runs" ss_synrecv -- sh -c 'ss -tn state syn-recv | wc -l'
+    } >>"$out" 2>>"$B/$tag.err"
+    rc=0
+    v_synq=$(synq --total 2>>"$B/$tag.err") || rc=$?
+    v_ss=$(ss -Htn state syn-recv | wc -l)
+    v_proc=$(cat /proc/net/tcp /proc/net/tcp6 | awk '$4 == "03"' | wc -l)
+    v_lst=$(ss -Hltn | wc -l)
+    v_est=$(ss -Htn state established | wc -l)
+    echo "VALUES synq_total=$v_synq synq_rc=$rc ss_synrecv=$v_ss proc_synrecv=$v_proc ss_listeners=$v_lst ss_established=$v_est" >>"$out"
+    # synq's own phase timings, if it offers them.
+    SYNQ_TIMING=1 synq --total >/dev/null 2>"$B/$tag.timing" || true
+    SYNQ_TIMING=1 synq --json >/dev/null 2>"$B/$tag.timing-json" || true
+    kill -9 "$pid"
+    i=0
+    while [ -d "/proc/$pid" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    [ ! -d "/proc/$pid" ] || fail "bench daemon $pid did not exit"
+    log "bench $tag done: $(grep VALUES "$out")"
+  done
+}
+
+log "kernel $(uname -r), cmdline: $(cat /proc/cmdline)"
+uname -r >$R/release
+cat /sys/kernel/security/lockdown >$R/lockdown 2>/dev/null || echo "unavailable" >$R/lockdown
+# Whether the CPU offers 5-level paging (QEMU -cpu max does, max,-la57 not);
+# the kernel uses it if built with it (Debian 6.1 and 6.12 are).
+if grep -qw la57 /proc/cpuinfo; then echo yes >$R/cpu-la57; else echo no >$R/cpu-la57; fi
+log "lockdown: $(cat $R/lockdown); cpu la57: $(cat $R/cpu-la57)"
+[ -r /proc/kcore ] || fail "/proc/kcore missing"
+
+# qemu_fw_cfg: VMCOREINFO for -device vmcoreinfo; dummy: the SYN-ACK sink
+# (numdummies=0: dummy0 is created per namespace); the diag modules let ss use
+# sock_diag like on a real host.
+for m in qemu_fw_cfg dummy inet_diag tcp_diag; do
+  if [ "$m" = dummy ]; then
+    step "insmod $m" insmod /lib/modules/$m.ko numdummies=0
+  else
+    step "insmod $m" insmod /lib/modules/$m.ko
+  fi
+done
+
+mode=$(cmdline_arg synq.mode test)
+case $mode in
+  test) mode_test ;;
+  bench) mode_bench ;;
+  *) fail "unknown synq.mode=$mode" ;;
+esac
+finish OK

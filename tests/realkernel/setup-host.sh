@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs, from the machine's own Debian mirror, what the real-kernel harness
+# needs on the host. Idempotent: when every package is already installed it
+# returns at once without touching apt (no `apt-get update` round trip).
+set -euo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup-host.sh: must run as root (apt-get install)" >&2
+  exit 1
+fi
+
+# qemu-system-x86: boots the Debian kernels (TCG; no KVM here).
+# busybox-static:  the guest's userland (sh, mount, ip, insmod, unshare...).
+# cpio:            packs the initramfs (newc).
+# gcc, libc6-dev:  build the static fixture (gcc -static needs libc.a).
+# xz-utils:        trixie ships modules as .ko.xz.
+# iproute2:        `ss`, copied into the guest as the comparison baseline.
+# ca-certificates is not needed: the mirror is reached the way apt already does.
+packages=(qemu-system-x86 busybox-static cpio gcc libc6-dev xz-utils iproute2)
+
+missing=()
+for p in "${packages[@]}"; do
+  # dpkg-query prints "install ok installed" only for a fully installed package.
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  if [[ $status != "install ok installed" ]]; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "setup-host: all present (${packages[*]})"
+  exit 0
+fi
+
+echo "setup-host: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# --no-install-recommends keeps qemu from dragging in a GUI stack.
+apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+echo "setup-host: done"
