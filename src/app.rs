@@ -63,9 +63,9 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", global = true)]
     pub btf: Option<PathBuf>,
 
-    /// Symbol addresses of the running kernel, in /proc/kallsyms format.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_KALLSYMS)]
-    pub kallsyms: PathBuf,
+    /// Symbol addresses of the running kernel, in /proc/kallsyms format. [default: /proc/kallsyms]
+    #[arg(long, value_name = "PATH")]
+    pub kallsyms: Option<PathBuf>,
 
     /// System.map of the running kernel, for kernels whose kallsyms lacks tcp_hashinfo
     /// (CONFIG_KALLSYMS_ALL=n). The KASLR offset comes from _stext in kallsyms, or from the KERNELOFFSET of
@@ -180,17 +180,20 @@ fn btf_path(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_BTF))
 }
 
-fn load_layout(path: &Path) -> Result<Layout, Error> {
+fn load_layout(path: &Path, timer: &mut Timer) -> Result<Layout, Error> {
     let loaded = btf::load_file(path)?;
-    btf::resolve(&loaded.btf).map_err(|err| Error::Layout {
+    timer.phase("btf-load");
+    let layout = btf::resolve(&loaded.btf).map_err(|err| Error::Layout {
         origin: loaded.origin,
         err,
-    })
+    });
+    timer.phase("layout");
+    layout
 }
 
 fn layout(cli: &Cli) -> Result<Outcome, Error> {
     let path = btf_path(cli);
-    let layout = load_layout(&path)?;
+    let layout = load_layout(&path, &mut Timer::new())?;
     let stdout = if cli.json {
         let mut v = layout.to_json();
         if let Some(o) = v.as_object_mut() {
@@ -244,12 +247,16 @@ fn lockdown_confidentiality() -> bool {
 
 /// The address of tcp_hashinfo, from kallsyms, or System.map plus the KASLR offset.
 fn hashinfo_addr(cli: &Cli, core: &ElfCore) -> Result<u64, Error> {
+    let kallsyms = cli
+        .kallsyms
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_KALLSYMS));
     let Some(map) = &cli.system_map else {
-        let found = symbols::scan(&cli.kallsyms, &["tcp_hashinfo"])?;
+        let found = symbols::scan(&kallsyms, &["tcp_hashinfo"])?;
         return match found.symbols.get("tcp_hashinfo") {
             Some(&a) if a != 0 => Ok(a),
-            _ if !found.saw_nonzero => Err(SymbolError::Restricted(cli.kallsyms.clone()).into()),
-            _ => Err(Error::NoHashinfo(cli.kallsyms.clone())),
+            _ if !found.saw_nonzero => Err(SymbolError::Restricted(kallsyms).into()),
+            _ => Err(Error::NoHashinfo(kallsyms)),
         };
     };
     let m = symbols::scan(map, &["tcp_hashinfo", "_stext"])?;
@@ -265,7 +272,7 @@ fn hashinfo_addr(cli: &Cli, core: &ElfCore) -> Result<u64, Error> {
     let link_hashinfo = get("tcp_hashinfo")?;
     let link_stext = get("_stext")?;
     // KASLR shifts the whole image: the offset of _stext is the offset of tcp_hashinfo.
-    let ks = symbols::scan(&cli.kallsyms, &["_stext"]).ok();
+    let ks = symbols::scan(&kallsyms, &["_stext"]).ok();
     let offset = match ks.as_ref().and_then(|k| k.symbols.get("_stext")) {
         Some(&run) if run != 0 => run.wrapping_sub(link_stext),
         _ => core
@@ -296,8 +303,7 @@ fn report(cli: &Cli) -> Result<Outcome, Error> {
     let hashinfo = hashinfo_addr(cli, &core)?;
     timer.phase("symbols");
     let btf_path = btf_path(cli);
-    let layout = load_layout(&btf_path)?;
-    timer.phase("btf");
+    let layout = load_layout(&btf_path, &mut timer)?;
     let result = walk::walk(&core, &layout, hashinfo, Limits::default())?;
     timer.phase("walk");
 

@@ -238,14 +238,14 @@ fn btf_without_the_needed_structs_names_the_missing_struct() {
     std::fs::write(&btf, tiny_btf()).unwrap();
     let (code, _, err) = run(&[&"--kcore", &core, &"--kallsyms", &ks, &"--btf", &btf]);
     assert_eq!(code, 1);
-    assert!(err.contains("struct hlist_head is not in the BTF"), "{err}");
+    assert!(err.contains("struct tcp_sock is not in the BTF"), "{err}");
     assert!(
         err.contains("Pass --btf with the running kernel's BTF"),
         "{err}"
     );
     let (code, _, err) = run(&[&"layout", &"--btf", &btf]);
     assert_eq!(code, 1);
-    assert!(err.contains("struct hlist_head is not in the BTF"), "{err}");
+    assert!(err.contains("struct tcp_sock is not in the BTF"), "{err}");
 }
 
 #[test]

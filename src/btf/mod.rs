@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use btf_rs::{Btf, Type};
 use serde_json::{Value, json};
 
-use types::{Found, Named, as_struct, find_member, find_path, size_of, struct_name_of, type_by_id};
+use types::{
+    Found, as_struct, find_member, find_path, find_struct, size_of, struct_name_of, struct_via,
+    type_by_id,
+};
 
 /// Largest BTF we accept, compressed or not. vmlinux BTF is 3–7 MiB today; 256 MiB leaves room for
 /// non-deduplicated files (the 99-copies-of-`struct sock` kind) without letting a bad file eat memory.
@@ -94,7 +97,13 @@ pub fn load_file(path: &Path) -> Result<LoadedBtf, BtfLoadError> {
     let magic = magic.get(..n).unwrap_or(&[]);
     if !magic.starts_with(XZ_MAGIC) {
         check_magic(magic, path)?;
-        if let Some(btf) = mmap_btf(path) {
+        let btf = match mmap_btf(path) {
+            Some(btf) => Some(btf),
+            // Not mappable (sysfs before 6.16): let the kernel copy it into a memory file (std::io::copy
+            // uses copy_file_range/sendfile where it can), then map that.
+            None => memfd_copy_btf(&mut file, magic, path)?,
+        };
+        if let Some(btf) = btf {
             return Ok(LoadedBtf {
                 btf,
                 origin: path.to_path_buf(),
@@ -145,19 +154,45 @@ fn mmap_btf(path: &Path) -> Option<Btf> {
         .flatten()
 }
 
-/// Lazily indexed BTF over an anonymous memory file holding `raw`.
-fn memfd_btf(raw: &[u8]) -> Option<Btf> {
+/// Copies the rest of `file` (after the `head` bytes already read) into a memory file and maps that;
+/// `Ok(None)` when memory files are unavailable.
+fn memfd_copy_btf(file: &mut File, head: &[u8], path: &Path) -> Result<Option<Btf>, BtfLoadError> {
+    let Some(mut memfd) = memfd() else {
+        return Ok(None);
+    };
+    let io = |err: std::io::Error| BtfLoadError::Io {
+        path: path.to_path_buf(),
+        err,
+    };
+    memfd.write_all(head).map_err(io)?;
+    let copied = std::io::copy(&mut file.take(MAX_BTF_BYTES), &mut memfd).map_err(io)?;
+    if copied + head.len() as u64 >= MAX_BTF_BYTES {
+        return Err(BtfLoadError::TooLarge(path.to_path_buf()));
+    }
+    Ok(map_memfd(&memfd))
+}
+
+fn memfd() -> Option<File> {
     // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new fd or -1.
     let fd = unsafe { libc::memfd_create(c"synq-btf".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
         return None;
     }
     // SAFETY: fd is a fresh descriptor that nothing else owns.
-    let mut f = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Some(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// btf-rs maps files by path: hand it the memory file through /proc/self/fd.
+fn map_memfd(memfd: &File) -> Option<Btf> {
+    use std::os::fd::AsRawFd;
+    mmap_btf(Path::new(&format!("/proc/self/fd/{}", memfd.as_raw_fd())))
+}
+
+/// Lazily indexed BTF over an anonymous memory file holding `raw`.
+fn memfd_btf(raw: &[u8]) -> Option<Btf> {
+    let mut f = memfd()?;
     f.write_all(raw).ok()?;
-    let btf = mmap_btf(Path::new(&format!("/proc/self/fd/{fd}")));
-    drop(f);
-    btf
+    map_memfd(&f)
 }
 
 const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
@@ -465,50 +500,39 @@ fn byte_offset(f: &Found) -> Result<u64, LayoutError> {
     Ok(f.bit_offset / 8)
 }
 
-/// Every struct `resolve` looks up by name; the rest is reached through member types.
-const STRUCTS: &[&str] = &[
-    "hlist_head",
-    "hlist_node",
-    "hlist_nulls_node",
-    "inet_hashinfo",
-    "inet_listen_hashbucket",
-    "sock",
-    "inet_sock",
-    "inet_connection_sock",
-    "tcp_sock",
-    "listen_sock",
-    "net",
-];
-
 /// Resolves every offset synq needs from BTF.
 pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
-    let named = Named::new(btf, STRUCTS)?;
-    // BTF does not state the pointer size; an hlist_head is exactly one pointer.
-    let hlist_head = named.find_struct("hlist_head")?;
-    let pointer_size = hlist_head.size() as u64;
+    // Two lookups by name; every other struct is reached through member types.
+    let tcp_sock = find_struct(btf, "tcp_sock")?;
+    let hashinfo = find_struct(btf, "inet_hashinfo")?;
+    let icsk_m = req_path(btf, &tcp_sock, "tcp_sock", &["inet_conn"])?;
+    let icsk = struct_via(btf, icsk_m.type_id, "inet_connection_sock")?;
+    let icsk_inet = req_path(btf, &icsk, "inet_connection_sock", &["icsk_inet"])?;
+    let inet = struct_via(btf, icsk_inet.type_id, "inet_sock")?;
+    let inet_sk = req_path(btf, &inet, "inet_sock", &["sk"])?;
+    let sock = struct_via(btf, inet_sk.type_id, "sock")?;
+
+    // BTF does not state the pointer size; an hlist_node is exactly two pointers.
+    let skc_node = req_path(btf, &sock, "sock", &["__sk_common", "skc_node"])?;
+    let hlist_node = struct_via(btf, skc_node.type_id, "hlist_node")?;
+    let pointer_size = hlist_node.size() as u64 / 2;
     if pointer_size != 4 && pointer_size != 8 {
         return Err(LayoutError::Unsupported(format!(
-            "struct hlist_head has size {pointer_size}, expected one 4- or 8-byte pointer"
+            "struct hlist_node has size {}, expected two 4- or 8-byte pointers",
+            hlist_node.size()
         )));
     }
 
-    let hashinfo = named.find_struct("inet_hashinfo")?;
-    let bucket = named.find_struct("inet_listen_hashbucket")?;
-    let sock = named.find_struct("sock")?;
-    let icsk = named.find_struct("inet_connection_sock")?;
-    let inet = named.find_struct("inet_sock")?;
-
     // container_of: the walker treats one address as sock, inet_sock, inet_connection_sock and tcp_sock.
-    let icsk_inet = req_path(btf, &icsk, "inet_connection_sock", &["icsk_inet"])?;
-    let inet_sk = req_path(btf, &inet, "inet_sock", &["sk"])?;
-    if icsk_inet.bit_offset != 0 || inet_sk.bit_offset != 0 {
+    if icsk_m.bit_offset != 0 || icsk_inet.bit_offset != 0 || inet_sk.bit_offset != 0 {
         return Err(LayoutError::Unsupported(
-            "inet_connection_sock does not start with inet_sock, or inet_sock with sock".into(),
+            "tcp_sock, inet_connection_sock, inet_sock and sock do not start at the same address"
+                .into(),
         ));
     }
 
     // --- The table to walk: exactly one per era.
-    let (table, head) = if let Some(lh) = find_member(btf, &hashinfo, "listening_hash")? {
+    let (table, bucket) = if let Some(lh) = find_member(btf, &hashinfo, "listening_hash")? {
         // 2.6.29 – 5.18: an embedded array of INET_LHTABLE_SIZE (32) buckets.
         let Type::Array(arr) = type_by_id(btf, lh.type_id)? else {
             return Err(LayoutError::Unsupported(
@@ -521,7 +545,7 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
                 offset: byte_offset(&lh)?,
                 buckets,
             },
-            bucket_head(btf, &bucket)?,
+            struct_via(btf, lh.type_id, "inet_listen_hashbucket")?,
         )
     } else if let Some(l2) = find_member(btf, &hashinfo, "lhash2")? {
         // 5.19, cae3873c5b3a ("net: inet: Retire port only listening_hash"): lhash2 is the only table.
@@ -532,12 +556,12 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
                 ptr_offset: byte_offset(&l2)?,
                 mask: field_of(btf, mask, pointer_size)?,
             },
-            bucket_head(btf, &bucket)?,
+            struct_via(btf, l2.type_id, "inet_listen_hashbucket")?,
         )
     } else {
         return Err(LayoutError::NoListenTable);
     };
-    let (bucket_head_offset, nulls) = head;
+    let (bucket_head_offset, nulls) = bucket_head(btf, &bucket)?;
 
     let bucket_count = match find_member(btf, &bucket, "count")? {
         // 4.16, 61b7c691c731 ("inet: Add a 2nd listener hashtable (port+addr)") added the per-bucket count;
@@ -567,7 +591,7 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
         None => return Err(missing("sock_common", link_name)),
     };
     let link_offset = byte_offset(&link)?;
-    let node = named.find_struct(node_struct)?;
+    let node = struct_via(btf, link.type_id, node_struct)?;
     let next_offset = byte_offset(&req_path(btf, &node, node_struct, &["next"])?)?;
 
     // --- Identity of a listener.
@@ -602,7 +626,7 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
             };
             let inum = match ptr {
                 None => None,
-                Some(_) => net_inum_field(btf, &named, pointer_size)?,
+                Some(p) => net_inum_field(btf, p.type_id, pointer_size)?,
             };
             (
                 ptr.map(|p| Field::bytes(p.bit_offset / 8, pointer_size)),
@@ -618,13 +642,9 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
     // value"); the bitfield offset comes from BTF.
     let protocol = sk_opt(&["sk_protocol"])?;
     let kern_sock = sk_opt(&["sk_kern_sock"])?;
-    let tcp_sock = named.find_struct("tcp_sock").ok();
-    let is_mptcp = match tcp_sock {
-        // 5.6, with MPTCP itself: tcp_sock.is_mptcp marks the TCP subflow of an MPTCP listener.
-        Some(ts) => match find_member(btf, &ts, "is_mptcp")? {
-            Some(f) => Some(field_of(btf, f, pointer_size)?),
-            None => None,
-        },
+    // 5.6, with MPTCP itself: tcp_sock.is_mptcp marks the TCP subflow of an MPTCP listener.
+    let is_mptcp = match find_member(btf, &tcp_sock, "is_mptcp")? {
+        Some(f) => Some(field_of(btf, f, pointer_size)?),
         None => None,
     };
 
@@ -643,7 +663,7 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
         }
     } else if let Some(lo) = find_member(btf, &rsq, "listen_opt")? {
         let listen_opt = Field::bytes(aq_off + byte_offset(&lo)?, pointer_size);
-        let ls = named.find_struct("listen_sock")?;
+        let ls = struct_via(btf, lo.type_id, "listen_sock")?;
         let ls_field = |name: &str| -> Result<Field, LayoutError> {
             let f = find_member(btf, &ls, name)?.ok_or_else(|| missing("listen_sock", name))?;
             atomic_field(btf, f, pointer_size)
@@ -770,9 +790,13 @@ fn atomic_field(btf: &Btf, f: Found, ptr_size: u64) -> Result<Field, LayoutError
     field_of(btf, f, ptr_size)
 }
 
-/// The namespace inode number inside `struct net`.
-fn net_inum_field(btf: &Btf, named: &Named, ptr_size: u64) -> Result<Option<Field>, LayoutError> {
-    let net = named.find_struct("net")?;
+/// The namespace inode number inside `struct net`, reached from the `struct net *` member `net_ptr_type`.
+fn net_inum_field(
+    btf: &Btf,
+    net_ptr_type: u32,
+    ptr_size: u64,
+) -> Result<Option<Field>, LayoutError> {
+    let net = struct_via(btf, net_ptr_type, "net")?;
     // 3.19, 435d5f4bb2cc ("common object embedded into various struct ....ns"): net.ns.inum.
     if let Some(f) = find_path(btf, &net, &["ns", "inum"])? {
         return Ok(Some(field_of(btf, f, ptr_size)?));

@@ -1,8 +1,6 @@
 //! Small, bounded queries over a parsed BTF: find a struct by name, find a member by name (descending into
 //! anonymous structs and unions), and compute sizes. Everything returns `Result`; nothing trusts the BTF.
 
-use std::collections::HashMap;
-
 use btf_rs::{Btf, BtfType, Struct, Type};
 
 use super::LayoutError;
@@ -85,48 +83,42 @@ pub fn size_of(btf: &Btf, ty: &Type, ptr_size: u64) -> Result<u64, LayoutError> 
     Err(LayoutError::Malformed("array nesting too deep".into()))
 }
 
-/// The struct names the layout needs, looked up in one pass over the BTF names.
+/// Finds `struct NAME` by name. Each lookup scans every type name (btf-rs's lazy backend), so `resolve` only
+/// looks up its two roots by name and reaches every other struct through member types.
 ///
-/// btf-rs's lazy (mmap) backend answers a name lookup by scanning every type; one regex over all wanted names
-/// makes that a single scan instead of one per struct.
-pub struct Named<'a> {
-    btf: &'a Btf,
-    ids: HashMap<String, Vec<u32>>,
+/// Non-deduplicated BTF (early BTFHub files) holds many copies of the same struct, and forward declarations
+/// share the name: take the largest full definition, as pahole's own users do.
+pub fn find_struct(btf: &Btf, name: &str) -> Result<Struct, LayoutError> {
+    let types = btf.resolve_types_by_name(name).map_err(btf_err)?;
+    types
+        .into_iter()
+        .filter_map(|t| match t {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+        .max_by_key(|s| s.size())
+        .ok_or_else(|| LayoutError::MissingStruct(name.to_string()))
 }
 
-impl<'a> Named<'a> {
-    pub fn new(btf: &'a Btf, names: &[&str]) -> Result<Named<'a>, LayoutError> {
-        let alternatives: Vec<String> = names.iter().map(|n| regex::escape(n)).collect();
-        let re = regex::Regex::new(&format!("^(?:{})$", alternatives.join("|")))
-            .map_err(|e| LayoutError::Malformed(e.to_string()))?;
-        let mut ids: HashMap<String, Vec<u32>> = HashMap::new();
-        for id in btf.resolve_ids_by_regex(&re).map_err(btf_err)? {
-            let ty = btf.resolve_type_by_id(id).map_err(btf_err)?;
-            if let Type::Struct(s) = &ty {
-                ids.entry(name_of(btf, s)).or_default().push(id);
-            }
-        }
-        Ok(Named { btf, ids })
+/// The full struct a member's type (or, for a pointer, its pointee) names. A forward declaration or an
+/// empty definition falls back to the lookup by `name`.
+pub fn struct_via(btf: &Btf, type_id: u32, name: &str) -> Result<Struct, LayoutError> {
+    let mut ty = type_by_id(btf, type_id)?;
+    if let Type::Ptr(p) = &ty {
+        let id = p
+            .get_type_id()
+            .ok_or_else(|| LayoutError::Malformed("pointer without a type".into()))?;
+        ty = type_by_id(btf, id)?;
     }
-
-    /// Finds `struct NAME`. Non-deduplicated BTF (early BTFHub files) holds many copies of the same struct, and
-    /// forward declarations share the name: take the largest full definition, as pahole's own users do.
-    pub fn find_struct(&self, name: &str) -> Result<Struct, LayoutError> {
-        let found = match self.ids.get(name) {
-            Some(ids) => ids
-                .iter()
-                .map(|&id| self.btf.resolve_type_by_id(id).map_err(btf_err))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => self.btf.resolve_types_by_name(name).map_err(btf_err)?,
-        };
-        found
-            .into_iter()
-            .filter_map(|t| match t {
-                Type::Struct(s) if !s.members.is_empty() => Some(s),
-                _ => None,
-            })
-            .max_by_key(|s| s.size())
-            .ok_or_else(|| LayoutError::MissingStruct(name.to_string()))
+    if let Type::Array(a) = &ty {
+        let id = a
+            .get_type_id()
+            .ok_or_else(|| LayoutError::Malformed("array without element type".into()))?;
+        ty = type_by_id(btf, id)?;
+    }
+    match ty {
+        Type::Struct(s) if !s.members.is_empty() && name_of(btf, &s) == name => Ok(s),
+        _ => find_struct(btf, name),
     }
 }
 

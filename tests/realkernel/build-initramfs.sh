@@ -4,7 +4,7 @@
 # Contents: busybox-static with its applet links, /init (init.sh), netns-setup,
 # the static synq-fixture, synq from ${SYNQ_BIN:-target/release/synq} (with the
 # libraries ldd lists, if it is dynamic), the host's `ss` with its libraries,
-# and the kernel's dummy/qemu_fw_cfg/inet_diag/tcp_diag modules.
+# the kernel's dummy/qemu_fw_cfg/inet_diag/tcp_diag modules and its config.
 # A missing synq binary is NOT an error here: the guest records it and
 # check.py fails on it, so the ground-truth part still runs and is visible.
 set -euo pipefail
@@ -78,6 +78,10 @@ for m in dummy qemu_fw_cfg inet_diag tcp_diag; do
   cp "$kdir/$m.ko" "$stage/lib/modules/$m.ko"
 done
 cp "$kdir/release" "$stage/etc/synq-kernel-release"
+# The package's config: the guest records its CONFIG_MPTCP line (check.py accepts
+# "no MPTCP listener" only from a kernel built without MPTCP).
+[[ -s $kdir/config ]] || die "$kdir/config missing (rerun fetch-kernels.sh $id)"
+cp "$kdir/config" "$stage/etc/synq-kernel-config"
 
 install -m 0755 "$HERE/init.sh" "$stage/init"
 install -m 0755 "$HERE/netns-setup.sh" "$stage/bin/netns-setup"

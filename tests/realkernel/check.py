@@ -4,9 +4,14 @@
 Usage: check.py RESULTS_DIR
        check.py --selftest RESULTS_DIR   (negative control on a passing RESULTS_DIR)
 
-RESULTS_DIR is what the guest's /init sent back (see run.sh):
-  status, release, <scenario>/ns*/{netns,tcp,tcp6,tcp.after,tcp6.after,expect,ss-ltn},
-  <scenario>/synq-json.{out,err,rc}, <scenario>/synq-total.{out,err,rc}
+RESULTS_DIR is what the guest's /init sent back (see run.sh); `mode` says which boot it was.
+mode "test":
+  status, release, <scenario>/ns*/{netns,tcp,tcp6,tcp.after,tcp6.after,expect,kinds,ss-ltn},
+  <scenario>/synq-json.{out,err,rc}, <scenario>/synq-total.{out,err,rc},
+  mptcp/{sysctl,socket,config}, kptr/{old,during,restored,kallsyms-before,kallsyms-during,synq-json.*},
+  unpriv/{kcore-mode,id,synq-json.*}
+mode "lockdown" (booted with lockdown=confidentiality):
+  status, release, lockdown, lockdown-run/{cmdline,dmesg-lockdown,synq.*,synq-json.*}
 
 Independent of synq's code: the truth comes from the kernel's own /proc text.
   * a listener is a line with st 0A; its accept queue is rx_queue (hex);
@@ -20,6 +25,16 @@ Per key: listener count, SYN-queue sum, accept-queue sum; compared with
   2. the same /proc files read after synq ran: the state did not move;
   3. synq --json (every key of the union), its totals, and synq --total.
 Plus sanity floors per scenario so that nothing passes vacuously.
+Listener kinds: the key the fixture declared with a KIND line (the MPTCP listener, whose TCP
+subflow listener is what /proc/net/tcp shows) must carry that "kind" in synq --json, every other
+listener "kind": null. A kernel without an MPTCP listener passes only if it provably has no MPTCP:
+no net.mptcp sysctl, socket(IPPROTO_MPTCP) fails with EPROTONOSUPPORT and the package's config
+says "# CONFIG_MPTCP is not set".
+Refusals that must happen, each exit 1, empty stdout and the named message on stderr:
+  * kptr_restrict=2 (kallsyms shows 0 addresses), synq --json --kallsyms /proc/kallsyms:
+    "kptr_restrict hides kallsyms addresses"; kptr_restrict restored afterwards;
+  * synq --json as uid/gid 65534 with /proc/kcore 0400 root: "not root";
+  * lockdown=confidentiality boot, synq and synq --json: "lockdown=confidentiality forbids /proc/kcore".
 Exit status 0 only if everything matches.
 """
 import ipaddress
@@ -30,6 +45,12 @@ import sys
 
 FAMILIES = ("inet", "inet6")
 WILDCARD = {"inet": "0.0.0.0", "inet6": "::"}
+
+MSG_KPTR = "kptr_restrict hides kallsyms addresses"
+MSG_NOT_ROOT = "not root"
+MSG_LOCKDOWN = "lockdown=confidentiality forbids /proc/kcore"
+MPTCP_KIND = "mptcp-subflow"
+UNPRIV_ID = 65534
 
 # Floors each scenario must reach in the ground truth (see fixture.c).
 SANITY = {
@@ -134,6 +155,51 @@ def expected_from_fixture(ns_dirs, fails, where):
                 fails.add(where, f"duplicate EXPECT key {fmt_key(key)}")
             groups[key] = [int(n), int(syn), int(acc)]
     return groups
+
+
+def kinds_from_fixture(ns_dirs, fails, where):
+    """Key -> kind from the fixture's KIND lines (listeners synq must label)."""
+    kinds = {}
+    for d in ns_dirs:
+        ns = netns_inode(os.path.join(d, "netns"))
+        path = os.path.join(d, "kinds")
+        if not os.path.exists(path):
+            fails.add(where, f"{path} missing (the guest records the fixture's KIND lines there)")
+            continue
+        for line in open(path):
+            parts = line.split()
+            if len(parts) != 5 or parts[0] != "KIND":
+                fails.add(where, f"bad KIND line {line!r}")
+                continue
+            _, family, addr, port, kind = parts
+            kinds[(ns, family, addr, int(port))] = kind
+    return kinds
+
+
+def check_kinds(doc, kinds, fails, where):
+    """synq's "kind" per listener: the declared one, else null. Returns (labelled, null) counts."""
+    bad, seen, n_null, n_label = [], set(), 0, 0
+    for i, l in enumerate(doc["listeners"]):
+        if not isinstance(l, dict):
+            continue
+        key = (l.get("netns"), l.get("family"), l.get("addr"), l.get("port"))
+        if "kind" not in l:
+            bad.append(f"listeners[{i}] {fmt_key(key)}: no \"kind\" field (want {kinds.get(key)!r})")
+            continue
+        want = kinds.get(key)
+        if l["kind"] != want:
+            bad.append(f"{fmt_key(key)}: kind {l['kind']!r}, want {want!r}")
+        elif want is None:
+            n_null += 1
+        else:
+            n_label += 1
+            seen.add(key)
+    if bad:
+        fails.add(where, f"synq --json listener kind wrong on {len(bad)} listeners: " + "; ".join(bad[:5]))
+    for key in sorted(set(kinds) - seen, key=fmt_key):
+        if not any(b.startswith(fmt_key(key) + ":") for b in bad):
+            fails.add(where, f"synq --json has no listener {fmt_key(key)} (want kind {kinds[key]!r})")
+    return n_label, n_null
 
 
 def ss_backlogs(ns_dirs):
@@ -281,7 +347,7 @@ def sanity(scenario, truth, fails, where):
             fails.add(where, f"scenario too weak: expected {what}")
 
 
-def check_scenario(root, scenario, release, fails):
+def check_scenario(root, scenario, release, fails, mptcp=None):
     where = f"[{release}] {scenario}"
     sdir = os.path.join(root, scenario)
     ns_dirs = sorted(os.path.join(sdir, d) for d in os.listdir(sdir)
@@ -294,11 +360,24 @@ def check_scenario(root, scenario, release, fails):
     truth, total_req = ground_truth(ns_dirs, "", fails, where)
     after, total_after = ground_truth(ns_dirs, ".after", fails, where)
     expected = expected_from_fixture(ns_dirs, fails, where)
+    kinds = kinds_from_fixture(ns_dirs, fails, where)
+    mptcp_keys = [k for k, v in kinds.items() if v == MPTCP_KIND]
+    if mptcp is True:
+        # The kernel has MPTCP: the scenario must hold the MPTCP listener, as one plain TCP
+        # (subflow) listener in /proc under its key.
+        if not mptcp_keys:
+            fails.add(where, "kernel has MPTCP but the scenario declares no MPTCP listener (no KIND line)")
+    elif mptcp is False and kinds:
+        fails.add(where, f"kernel without MPTCP, yet the fixture declared labelled listeners: {kinds}")
     compare_groups("fixture", expected, "/proc", truth, fails, where + " (scenario as built)")
     compare_groups("/proc before", truth, "/proc after", after, fails, where + " (stability)")
     if total_req != total_after:
         fails.add(where, f"half-open total moved while synq ran: {total_req} -> {total_after}")
     sanity(scenario, truth, fails, where)
+    for k in mptcp_keys:
+        if not truth.get(k) or truth[k][0] != 1:
+            fails.add(where, f"MPTCP listener {fmt_key(k)}: /proc/net/tcp shows {fmt_row(truth.get(k))} "
+                      "(n/syn/acc), want exactly one listener (its TCP subflow)")
 
     ss = ss_backlogs(ns_dirs)
     if ss is not None:
@@ -316,6 +395,7 @@ def check_scenario(root, scenario, release, fails):
                f"syn {syn_truth}, acc {acc_truth}")
     print(f"truth {where}: {summary}")
     summary = f"{scenario}: {summary}"
+    kinds_note = None
 
     # synq --json
     base = os.path.join(sdir, "synq-json")
@@ -340,6 +420,10 @@ def check_scenario(root, scenario, release, fails):
                 if rel != release:
                     fails.add(where, f"synq kernel.release {rel!r} != guest uname -r {release!r}")
                 got, got_bl = synq_groups(doc, fails, where)
+                n_label, n_null = check_kinds(doc, kinds, fails, where)
+                kinds_note = (f"kinds: {n_label} {MPTCP_KIND} "
+                              f"({', '.join(fmt_key(k) + ' ' + fmt_row(truth.get(k)) for k in mptcp_keys) or '-'}), "
+                              f"{n_null} null")
                 compare_groups("/proc", truth, "synq", got, fails, where + " (synq --json per key)")
                 t = doc["totals"]
                 want = {"listeners": n_truth, "syn_queue": syn_truth, "accept_queue": acc_truth}
@@ -364,31 +448,162 @@ def check_scenario(root, scenario, release, fails):
         elif int(out) != total_req:
             fails.add(where, f"synq --total = {out}, ground truth {total_req} st 03 lines in all namespaces")
 
+    if kinds_note:
+        print(f"info: [{release}] {scenario}: {kinds_note}")
     return summary if len(fails.items) == nfail else None
 
 
+def first_line(text):
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def check_refusal(base, label, message, fails, where):
+    """A synq run that must fail: exit 1, nothing on stdout, `message` in stderr."""
+    rc = read_rc(base + ".rc")
+    out = read_text(base + ".out")
+    err = read_text(base + ".err") or ""
+    if rc is None or out is None:
+        fails.add(where, f"{label}: not run (no exit code / stdout recorded in {base}.*)")
+        return None
+    ok = True
+    if rc != 1:
+        fails.add(where, f"{label}: exit code {rc}, want 1; stderr: {err.strip()[:1000]!r}")
+        ok = False
+    if out:
+        fails.add(where, f"{label}: printed {len(out)} bytes on stdout, want none; starts {out[:200]!r}")
+        ok = False
+    if message not in err:
+        fails.add(where, f"{label}: stderr lacks {message!r}; it is: {err.strip()[:1000]!r}")
+        ok = False
+    return f"exit {rc}, stdout {len(out)} bytes, stderr {first_line(err)!r}" if ok else None
+
+
+def kallsyms_addrs(path):
+    """Addresses (ints) of the lines of a /proc/kallsyms excerpt."""
+    addrs = []
+    for line in (read_text(path) or "").splitlines():
+        f = line.split()
+        if len(f) >= 3 and re.fullmatch(r"[0-9a-fA-F]+", f[0]):
+            addrs.append(int(f[0], 16))
+    return addrs
+
+
+def check_kptr(root, release, fails):
+    where = f"[{release}] kptr_restrict"
+    d = os.path.join(root, "kptr")
+    old, during, restored = (read_text(os.path.join(d, n)) for n in ("old", "during", "restored"))
+    old, during, restored = ((v or "").strip() for v in (old, during, restored))
+    if during != "2":
+        fails.add(where, f"kptr_restrict read {during!r} after writing 2")
+    if not old or restored != old:
+        fails.add(where, f"kptr_restrict not restored: was {old!r}, afterwards {restored!r}")
+    before, hidden = kallsyms_addrs(os.path.join(d, "kallsyms-before")), kallsyms_addrs(os.path.join(d, "kallsyms-during"))
+    if not before or not any(before):
+        fails.add(where, f"/proc/kallsyms showed no address to root before the change (kptr_restrict {old!r}): "
+                  "the check would prove nothing")
+    if not hidden or any(hidden):
+        fails.add(where, f"/proc/kallsyms with kptr_restrict=2 does not read as all zero: {hidden}")
+    r = check_refusal(os.path.join(d, "synq-json"), "synq --json --kallsyms /proc/kallsyms (kptr_restrict=2)",
+                      MSG_KPTR, fails, where)
+    if r:
+        print(f"info: [{release}] kptr_restrict {old} -> {during} -> {restored}: "
+              f"synq --json --kallsyms /proc/kallsyms: {r}")
+
+
+def check_unpriv(root, release, fails):
+    where = f"[{release}] not root"
+    d = os.path.join(root, "unpriv")
+    mode = (read_text(os.path.join(d, "kcore-mode")) or "").strip()
+    if mode != "400 0 0":
+        fails.add(where, f"/proc/kcore mode/uid/gid {mode!r}, want '400 0 0' (the usual 0400 root)")
+    ident = (read_text(os.path.join(d, "id")) or "").strip()
+    if not re.fullmatch(rf"uid={UNPRIV_ID}\S* gid={UNPRIV_ID}\S*", ident):
+        fails.add(where, f"the privilege drop did not give uid/gid {UNPRIV_ID} without groups: `id` says {ident!r}")
+    r = check_refusal(os.path.join(d, "synq-json"), f"synq --json as uid {UNPRIV_ID}", MSG_NOT_ROOT, fails, where)
+    if r:
+        print(f"info: [{release}] as {ident}, /proc/kcore {mode}: synq --json: {r}")
+
+
+def mptcp_state(root, release, fails):
+    """True: the kernel has MPTCP; False: it provably has none; None: inconsistent (failure added)."""
+    where = f"[{release}] mptcp"
+    d = os.path.join(root, "mptcp")
+    sysctl, sock, config = ((read_text(os.path.join(d, n)) or "").strip() for n in ("sysctl", "socket", "config"))
+    facts = f"net.mptcp.enabled {sysctl or 'unrecorded'!r}, socket(IPPROTO_MPTCP) {sock or 'unrecorded'!r}, " \
+            f"config {config or 'unrecorded'!r}"
+    if sysctl and sysctl != "absent":
+        if sock != "ok" or config != "CONFIG_MPTCP=y":
+            fails.add(where, f"MPTCP facts disagree: {facts}")
+            return None
+        print(f"info: [{release}] MPTCP present ({facts})")
+        return True
+    if sysctl == "absent" and sock.startswith("errno 93 ") and config == "# CONFIG_MPTCP is not set":
+        print(f"info: [{release}] MPTCP ABSENT from this kernel, proven: {facts}; "
+              f"no {MPTCP_KIND} listener can exist, only kind null is checked")
+        return False
+    fails.add(where, f"no MPTCP listener could be made and the kernel's lack of MPTCP is not proven: {facts}")
+    return None
+
+
 def run_check(root):
-    """Checks one results directory; returns (failures, summaries)."""
+    """Checks one results directory; returns (failures, summaries, release)."""
     fails = Failures()
     status = (read_text(os.path.join(root, "status")) or "").strip()
     release = (read_text(os.path.join(root, "release")) or "").strip()
+    mode = (read_text(os.path.join(root, "mode")) or "").strip()
     if status != "OK":
         fails.add(root, f"guest status is {status or 'missing'!r}")
     if not release:
         fails.add(root, "guest release missing")
     summaries = []
+    if mode == "lockdown":
+        s = check_lockdown(root, release, fails)
+        return fails, [s] if s else [], release
+    if mode != "test":
+        fails.add(root, f"guest mode {mode or 'missing'!r}, want 'test' or 'lockdown'")
+        return fails, summaries, release
+    mptcp = None
+    try:
+        mptcp = mptcp_state(root, release, fails)
+    except OSError as e:
+        fails.add(f"[{release}] mptcp", f"cannot read results: {e}")
     for scenario in ("basic", "big"):
         if not os.path.isdir(os.path.join(root, scenario)):
             fails.add(root, f"scenario {scenario} missing from the results")
             continue
         try:
-            s = check_scenario(root, scenario, release, fails)
+            s = check_scenario(root, scenario, release, fails, mptcp)
         except (OSError, ValueError) as e:
             fails.add(f"[{release}] {scenario}", f"cannot read results: {e}")
             s = None
         if s:
             summaries.append(s)
+    check_kptr(root, release, fails)
+    check_unpriv(root, release, fails)
+    if mptcp is not None:
+        summaries.append("MPTCP " + ("labelled" if mptcp else "absent (proven)"))
+    summaries += ["kptr_restrict refused", "not-root refused"]
     return fails, summaries, release
+
+
+def check_lockdown(root, release, fails):
+    where = f"[{release}] lockdown"
+    state = (read_text(os.path.join(root, "lockdown")) or "").strip()
+    if "[confidentiality]" not in state:
+        fails.add(where, f"/sys/kernel/security/lockdown reads {state!r}, want [confidentiality]")
+    d = os.path.join(root, "lockdown-run")
+    cmdline = (read_text(os.path.join(d, "cmdline")) or "").split()
+    if "lockdown=confidentiality" not in cmdline:
+        fails.add(where, f"kernel command line lacks lockdown=confidentiality: {' '.join(cmdline)!r}")
+    dm = first_line(read_text(os.path.join(d, "dmesg-lockdown")))
+    ok = True
+    for name, label in (("synq", "synq"), ("synq-json", "synq --json")):
+        r = check_refusal(os.path.join(d, name), f"{label} under lockdown=confidentiality", MSG_LOCKDOWN, fails, where)
+        if r:
+            print(f"info: [{release}] lockdown {state!r} (dmesg: {dm.strip()!r}): {label}: {r}")
+        ok = ok and r is not None
+    return "lockdown=confidentiality refused" if ok and "[confidentiality]" in state else None
 
 
 def _perturb_json(path, fn):

@@ -2,9 +2,11 @@
  * synq-fixture: TCP listeners with KNOWN queue contents, for the synq
  * real-kernel harness (runs as a static binary inside a QEMU guest).
  *
- *   synq-fixture scenario main|ns2
+ *   synq-fixture scenario main [mptcp] | scenario ns2
  *       Listeners with known SYN-queue (half-open) and accept-queue
  *       (completed, never accepted) contents in the current network namespace.
+ *       "mptcp" adds an MPTCP listener (its TCP subflow listener is what
+ *       /proc/net/tcp and synq see) and prints a "KIND" line for it.
  *   synq-fixture idle COUNT BASEPORT
  *       COUNT extra idle listeners (half on 127.0.0.1, half on [::1]).
  *   synq-fixture bench LISTENERS ESTABLISHED HALFOPEN
@@ -13,9 +15,17 @@
  *   synq-fixture time RUNS LABEL -- CMD [ARG...]
  *       Runs CMD RUNS times (its stdout to /dev/null), prints the wall times
  *       (CLOCK_MONOTONIC, fork to exit).
+ *   synq-fixture as UID GID -- CMD [ARG...]
+ *       Drops every privilege (no supplementary groups, real/effective/saved
+ *       ids UID/GID), checks that it cannot get root back, execs CMD. Exit 126
+ *       if the drop cannot be verified, 127 if CMD cannot be executed.
+ *   synq-fixture mptcp-probe
+ *       Prints "ok" if socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP) works, else
+ *       "errno N NAME" (always exit 0: the caller records, check.py judges).
  *
  * The setup modes print one "EXPECT <family> <addr> <port> <listeners> <syn>
- * <accept>" line per listener key they created, wait (bounded) until
+ * <accept>" line per listener key they created (and a "KIND <family> <addr>
+ * <port> <kind>" line per key whose listener synq must label), wait (bounded) until
  * /proc/self/net/tcp{,6} shows exactly those counts, print "READY pid=<pid>"
  * and leave a daemon child holding every socket (so the caller can go on
  * once the command returns). On any failure they print "FAIL ..." to stderr
@@ -43,6 +53,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +62,9 @@
 #endif
 #ifndef IPV6_TRANSPARENT
 #define IPV6_TRANSPARENT 75
+#endif
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
 #endif
 
 #define V4_LISTEN "192.0.2.1"
@@ -85,6 +99,7 @@ struct key {
 	char text[INET6_ADDRSTRLEN];
 	unsigned port;
 	long listeners, syn, acc;          /* expected */
+	const char *kind;                  /* label synq must print, NULL = none */
 	long o_listeners, o_syn, o_acc;    /* observed */
 };
 
@@ -196,13 +211,14 @@ static void set_linger0(int fd)
 }
 
 #define F_REUSEPORT 1
+#define F_MPTCP 2
 
 static int listen_on(const char *addr, unsigned port, int backlog, int flags)
 {
 	int family = family_of(addr);
-	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, flags & F_MPTCP ? IPPROTO_MPTCP : 0);
 	if (fd < 0)
-		fail("socket");
+		fail(flags & F_MPTCP ? "socket(IPPROTO_MPTCP)" : "socket");
 	set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
 	if (flags & F_REUSEPORT)
 		set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
@@ -216,7 +232,10 @@ static int listen_on(const char *addr, unsigned port, int backlog, int flags)
 		fail("bind %s port %u", addr, port);
 	if (listen(fd, backlog) < 0)
 		fail("listen %s port %u", addr, port);
-	get_key(family, addr, port)->listeners++;
+	struct key *k = get_key(family, addr, port);
+	k->listeners++;
+	if (flags & F_MPTCP)
+		k->kind = "mptcp-subflow";
 	return fd;
 }
 
@@ -379,6 +398,9 @@ static void print_expect(void)
 			continue;
 		printf("EXPECT %s %s %u %ld %ld %ld\n", k->family == AF_INET ? "inet" : "inet6",
 		       k->text, k->port, k->listeners, k->syn, k->acc);
+		if (k->kind)
+			printf("KIND %s %s %u %s\n", k->family == AF_INET ? "inet" : "inet6", k->text, k->port,
+			       k->kind);
 	}
 }
 
@@ -426,7 +448,7 @@ static void raise_nofile(long want)
 
 /* ---- modes ---- */
 
-static void scenario_main(void)
+static void scenario_main(int mptcp)
 {
 	/* 7 half-open + 3 unaccepted on a specific IPv4 listener. */
 	listen_on(V4_LISTEN, 8001, 128, 0);
@@ -448,6 +470,12 @@ static void scenario_main(void)
 	listen_on("127.0.0.1", 8007, 128, 0);
 	listen_on("::1", 8007, 128, 0);
 
+	/* MPTCP listener (kernel with MPTCP only): the kernel hashes its TCP
+	 * subflow listener, which synq labels "mptcp-subflow". The clients are
+	 * plain TCP (the subflow falls back), so both queues fill as usual. */
+	if (mptcp)
+		listen_on(V4_LISTEN, 8020, 128, F_MPTCP);
+
 	half_open(V4_LISTEN, 8001, 7);
 	unaccepted(V4_LISTEN, 8001, 3);
 	half_open(V6_LISTEN, 8002, 5);
@@ -461,6 +489,10 @@ static void scenario_main(void)
 	half_open(V4_LISTEN2, 8010, 3);   /* -> 192.0.2.2:8010 */
 	half_open(V4_LISTEN, 8010, 2);    /* -> 0.0.0.0:8010 */
 	unaccepted(V4_LISTEN, 8010, 1);   /* -> 0.0.0.0:8010 */
+	if (mptcp) {
+		half_open(V4_LISTEN, 8020, 2);
+		unaccepted(V4_LISTEN, 8020, 1);
+	}
 }
 
 /* The second network namespace: same addresses and a port shared with the
@@ -566,6 +598,49 @@ static int mode_time(int runs, const char *label, char **argv)
 	return 0;
 }
 
+static int mode_as(long uid, long gid, char **argv)
+{
+	if (uid <= 0 || gid <= 0 || uid > 65535 || gid > 65535)
+		fail("as: UID and GID must be 1..65535");
+	if (setgroups(0, NULL) < 0)
+		fail("setgroups");
+	if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0)
+		fail("setresgid %ld", gid);
+	if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
+		fail("setresuid %ld", uid);
+	uid_t ru, eu, su;
+	gid_t rg, eg, sg;
+	if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0)
+		fail("getresuid/getresgid");
+	int ngroups = getgroups(0, NULL);
+	if (ru != uid || eu != uid || su != uid || rg != gid || eg != gid || sg != gid || ngroups != 0) {
+		fprintf(stderr, "FAIL synq-fixture: as: ids after the drop are uid %u/%u/%u gid %u/%u/%u groups %d\n",
+			ru, eu, su, rg, eg, sg, ngroups);
+		return 126;
+	}
+	if (setuid(0) == 0 || seteuid(0) == 0) {
+		fprintf(stderr, "FAIL synq-fixture: as: could become root again after dropping to %ld\n", uid);
+		return 126;
+	}
+	errno = 0;
+	execvp(argv[0], argv);
+	fprintf(stderr, "FAIL synq-fixture: as: exec %s: %s\n", argv[0], strerror(errno));
+	return 127;
+}
+
+static int mode_mptcp_probe(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP);
+	if (fd >= 0) {
+		close(fd);
+		printf("ok\n");
+	} else {
+		int e = errno;
+		printf("errno %d %s\n", e, e == EPROTONOSUPPORT ? "EPROTONOSUPPORT" : strerror(e));
+	}
+	return 0;
+}
+
 static long arg_long(const char *s)
 {
 	char *end;
@@ -579,10 +654,12 @@ static long arg_long(const char *s)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: synq-fixture scenario main|ns2\n"
+		"usage: synq-fixture scenario main [mptcp] | scenario ns2\n"
 		"       synq-fixture idle COUNT BASEPORT\n"
 		"       synq-fixture bench LISTENERS ESTABLISHED HALFOPEN\n"
-		"       synq-fixture time RUNS LABEL -- CMD [ARG...]\n");
+		"       synq-fixture time RUNS LABEL -- CMD [ARG...]\n"
+		"       synq-fixture as UID GID -- CMD [ARG...]\n"
+		"       synq-fixture mptcp-probe\n");
 	exit(2);
 }
 
@@ -600,10 +677,20 @@ int main(int argc, char **argv)
 			fail("bad RUNS");
 		return mode_time((int)runs, argv[3], argv + 5);
 	}
-	if (strcmp(mode, "scenario") == 0 && argc == 3) {
+	if (strcmp(mode, "as") == 0) {
+		if (argc < 6 || strcmp(argv[4], "--") != 0)
+			usage();
+		return mode_as(arg_long(argv[2]), arg_long(argv[3]), argv + 5);
+	}
+	if (strcmp(mode, "mptcp-probe") == 0 && argc == 2)
+		return mode_mptcp_probe();
+	if (strcmp(mode, "scenario") == 0 && (argc == 3 || argc == 4)) {
+		int mptcp = argc == 4 && strcmp(argv[3], "mptcp") == 0;
+		if (argc == 4 && !mptcp)
+			usage();
 		if (strcmp(argv[2], "main") == 0)
-			scenario_main();
-		else if (strcmp(argv[2], "ns2") == 0)
+			scenario_main(mptcp);
+		else if (strcmp(argv[2], "ns2") == 0 && !mptcp)
 			scenario_ns2();
 		else
 			usage();

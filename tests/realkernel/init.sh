@@ -2,7 +2,10 @@
 # /init of the synq test guest (busybox sh, PID 1).
 #
 # Kernel command line switches (read from /proc/cmdline):
-#   synq.mode=test    build the scenarios, collect ground truth, run synq (default)
+#   synq.mode=test    build the scenarios, collect ground truth, run synq (default);
+#                     then synq with kptr_restrict=2 and synq as uid/gid 65534
+#   synq.mode=lockdown  (booted with lockdown=confidentiality) only synq, which
+#                     must refuse; no modules, no listeners
 #   synq.mode=bench   run the benchmark configurations in synq.bench=N:M,N:M,...
 #   synq.runs=R       timed runs per command in bench mode (default 5)
 #   synq.half=H       half-open requests per bench configuration (default 5)
@@ -106,9 +109,9 @@ snapshot_ns() {
   fi
 }
 
-# Runs synq with args $2..., into $R/$1.{out,err,rc}; never stops the run (the
-# host's check.py judges the result).
-run_synq() {
+# Runs command $2... (which runs synq) into $1.{out,err,rc}; never stops the
+# run (the host's check.py judges the result).
+run_cmd() {
   name=$1
   shift
   if [ ! -x /bin/synq ]; then
@@ -118,9 +121,16 @@ run_synq() {
     return
   fi
   rc=0
-  timeout -s KILL $SYNQ_TIMEOUT synq "$@" >"$name.out" 2>"$name.err" || rc=$?
+  timeout -s KILL $SYNQ_TIMEOUT "$@" >"$name.out" 2>"$name.err" || rc=$?
   echo $rc >"$name.rc"
-  log "synq $* -> exit $rc ($(wc -c <"$name.out") bytes out, $(wc -c <"$name.err") bytes err)"
+  log "$* -> exit $rc ($(wc -c <"$name.out") bytes out, $(wc -c <"$name.err") bytes err)"
+}
+
+# Runs synq with args $2..., into $1.{out,err,rc}.
+run_synq() {
+  name=$1
+  shift
+  run_cmd "$name" synq "$@"
 }
 
 # One scenario: ground truth per netns before, synq, ground truth after.
@@ -133,8 +143,11 @@ collect_scenario() {
     d=${spec%%:*}; rest=${spec#*:}; pid=${rest%%:*}; exp=${rest#*:}
     snapshot_ns "$sc/$d" "$pid" ""
     : >"$sc/$d/expect"
+    : >"$sc/$d/kinds"
     for f in $(echo "$exp" | tr ',' ' '); do
       grep '^EXPECT ' "$f" >>"$sc/$d/expect" || fail "no EXPECT lines in $f"
+      # Labelled listeners (MPTCP subflow); none is fine here, check.py decides.
+      grep '^KIND ' "$f" >>"$sc/$d/kinds" || true
     done
   done
   run_synq "$sc/synq-json" --json
@@ -146,11 +159,59 @@ collect_scenario() {
   log "scenario $(basename "$sc") collected"
 }
 
+# MPTCP facts for check.py: the sysctl (exists iff the kernel has MPTCP), what
+# socket(IPPROTO_MPTCP) says, and the kernel package's CONFIG_MPTCP line.
+# Sets MPTCP_ARG for the main scenario: "mptcp" when the sysctl exists.
+probe_mptcp() {
+  M=$R/mptcp
+  mkdir -p $M
+  if [ -e /proc/sys/net/mptcp/enabled ]; then
+    cat /proc/sys/net/mptcp/enabled >$M/sysctl || fail "read net.mptcp.enabled"
+    MPTCP_ARG=mptcp
+  else
+    echo absent >$M/sysctl
+    MPTCP_ARG=
+  fi
+  synq-fixture mptcp-probe >$M/socket 2>&1 || fail "synq-fixture mptcp-probe: $(cat $M/socket)"
+  grep -E '^(# )?CONFIG_MPTCP[ =]' /etc/synq-kernel-config >$M/config || echo missing >$M/config
+  log "mptcp: sysctl net.mptcp.enabled $(cat $M/sysctl), socket(IPPROTO_MPTCP) $(cat $M/socket), $(cat $M/config)"
+}
+
+# synq with kernel.kptr_restrict=2 (kallsyms addresses read as 0 even for
+# root), --kallsyms given explicitly; the old value is put back and read back.
+check_kptr_restrict() {
+  K=$R/kptr
+  mkdir -p $K
+  cat /proc/sys/kernel/kptr_restrict >$K/old || fail "read kptr_restrict"
+  head -n 3 /proc/kallsyms >$K/kallsyms-before
+  echo 2 >/proc/sys/kernel/kptr_restrict || fail "cannot set kptr_restrict=2"
+  cat /proc/sys/kernel/kptr_restrict >$K/during
+  head -n 3 /proc/kallsyms >$K/kallsyms-during
+  run_synq $K/synq-json --json --kallsyms /proc/kallsyms
+  cat $K/old >/proc/sys/kernel/kptr_restrict || fail "cannot restore kptr_restrict"
+  cat /proc/sys/kernel/kptr_restrict >$K/restored
+  log "kptr_restrict $(cat $K/old) -> $(cat $K/during) -> $(cat $K/restored)"
+}
+
+# synq as uid/gid 65534 (no groups) with /proc/kcore as it is (0400 root).
+check_not_root() {
+  U=$R/unpriv
+  mkdir -p $U
+  stat -c '%a %u %g' /proc/kcore >$U/kcore-mode 2>&1
+  synq-fixture as 65534 65534 -- id >$U/id 2>&1 || true
+  run_cmd $U/synq-json synq-fixture as 65534 65534 -- synq --json
+  log "unprivileged: $(cat $U/id); /proc/kcore $(cat $U/kcore-mode)"
+}
+
 mode_test() {
+  load_modules
   F=$R/fixture
   mkdir -p $F
+  probe_mptcp
   step "netns-setup (initial namespace)" netns-setup
-  start_fixture $F/main synq-fixture scenario main
+  # MPTCP_ARG is empty or one word.
+  # shellcheck disable=SC2086
+  start_fixture $F/main synq-fixture scenario main $MPTCP_ARG
   pid1=$FIXTURE_PID
   log "scenario main ready (pid $pid1, $(grep -c '^EXPECT' $F/main.out) keys)"
   # The second namespace lives as long as its daemon: unshare and sh exit once
@@ -168,9 +229,23 @@ mode_test() {
   pid3=$FIXTURE_PID
   log "idle listeners ready (pid $pid3)"
   collect_scenario big "ns1:$pid1:$F/main.out,$F/idle.out" "ns2:$pid2:$F/ns2.out"
+
+  check_kptr_restrict
+  check_not_root
+}
+
+# Booted with lockdown=confidentiality: synq must refuse /proc/kcore and say why.
+mode_lockdown() {
+  L=$R/lockdown-run
+  mkdir -p $L
+  cat /proc/cmdline >$L/cmdline
+  dmesg | grep -i 'locked down' >$L/dmesg-lockdown || true
+  run_synq $L/synq
+  run_synq $L/synq-json --json
 }
 
 mode_bench() {
+  load_modules
   configs=$(cmdline_arg synq.bench "10:1000,1000:1000,10000:1000,10:20000,1000:20000,10000:20000")
   runs=$(cmdline_arg synq.runs 5)
   half=$(cmdline_arg synq.half 5)
@@ -215,6 +290,8 @@ mode_bench() {
 }
 
 log "kernel $(uname -r), cmdline: $(cat /proc/cmdline)"
+mode=$(cmdline_arg synq.mode test)
+echo "$mode" >$R/mode
 uname -r >$R/release
 cat /sys/kernel/security/lockdown >$R/lockdown 2>/dev/null || echo "unavailable" >$R/lockdown
 # Whether the CPU offers 5-level paging (QEMU -cpu max does, max,-la57 not);
@@ -226,17 +303,19 @@ log "lockdown: $(cat $R/lockdown); cpu la57: $(cat $R/cpu-la57)"
 # qemu_fw_cfg: VMCOREINFO for -device vmcoreinfo; dummy: the SYN-ACK sink
 # (numdummies=0: dummy0 is created per namespace); the diag modules let ss use
 # sock_diag like on a real host.
-for m in qemu_fw_cfg dummy inet_diag tcp_diag; do
-  if [ "$m" = dummy ]; then
-    step "insmod $m" insmod /lib/modules/$m.ko numdummies=0
-  else
-    step "insmod $m" insmod /lib/modules/$m.ko
-  fi
-done
+load_modules() {
+  for m in qemu_fw_cfg dummy inet_diag tcp_diag; do
+    if [ "$m" = dummy ]; then
+      step "insmod $m" insmod /lib/modules/$m.ko numdummies=0
+    else
+      step "insmod $m" insmod /lib/modules/$m.ko
+    fi
+  done
+}
 
-mode=$(cmdline_arg synq.mode test)
 case $mode in
   test) mode_test ;;
+  lockdown) mode_lockdown ;;
   bench) mode_bench ;;
   *) fail "unknown synq.mode=$mode" ;;
 esac

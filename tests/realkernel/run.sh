@@ -1,29 +1,60 @@
 #!/usr/bin/env bash
 # Real-kernel test of synq: boots each Debian kernel under QEMU (TCG), builds
-# listeners with known SYN/accept queues in two network namespaces, runs
-# `synq --json` and `synq --total` in the guest and compares them with the
-# kernel's own /proc/net/tcp{,6} (check.py).
+# listeners with known SYN/accept queues in two network namespaces (plus an
+# MPTCP listener where the kernel has MPTCP), runs `synq --json` and
+# `synq --total` in the guest and compares them with the kernel's own
+# /proc/net/tcp{,6} (check.py); the same guest then runs synq with
+# kptr_restrict=2 and as an unprivileged user, which must fail with the right
+# message. One more boot (of $SYNQ_LOCKDOWN_KERNEL, default 6.1) with
+# lockdown=confidentiality checks that synq refuses and says why.
 #
 #   tests/realkernel/run.sh 6.1          # one kernel (5.10, 6.1, 6.12)
-#   tests/realkernel/run.sh all          # all three (also the default)
+#   tests/realkernel/run.sh lockdown     # only the lockdown=confidentiality boot
+#   tests/realkernel/run.sh all          # all three + the lockdown boot (also the default)
 #
 # Env: SYNQ_BIN (default target/release/synq), SYNQ_KERNEL_CACHE (default
 # /var/cache/synq-kernels), SYNQ_VM_TIMEOUT (seconds per guest, default 300),
 # SYNQ_QEMU_CPU (default max,-la57; "max" gives 6.1/6.12 5-level paging),
-# SYNQ_EXTRA_APPEND (more kernel arguments, e.g. lockdown=integrity).
-# Outputs: target/realkernel/<id>/{initramfs.cpio.gz,console.log,results/,check.txt}.
+# SYNQ_EXTRA_APPEND (more kernel arguments for the normal boots, e.g.
+# lockdown=integrity; not given to the lockdown boot), SYNQ_LOCKDOWN_KERNEL
+# (kernel id of the lockdown boot, default 6.1).
+# Outputs: target/realkernel/<id>/{initramfs.cpio.gz,console.log,results/,check.txt},
+# the lockdown boot in target/realkernel/lockdown-<kernel id>/.
 # Never skips: a missing synq, a boot failure, a timeout or any mismatch fails.
 set -euo pipefail
 
 # shellcheck source=tests/realkernel/lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-mapfile -t ids < <(rk_kernel_ids "$@" | awk '!seen[$0]++')
-[[ ${#ids[@]} -gt 0 ]] || exit 2
+lockdown_kernel=${SYNQ_LOCKDOWN_KERNEL:-6.1}
+if [[ " ${ALL_KERNELS[*]} " != *" $lockdown_kernel "* ]]; then
+  echo "SYNQ_LOCKDOWN_KERNEL=$lockdown_kernel is not a known kernel id (${ALL_KERNELS[*]})" >&2
+  exit 2
+fi
+
+# "all" (or nothing) = every kernel + the lockdown boot; "lockdown" = that boot.
+want_lockdown=0
+kargs=()
+[[ $# -gt 0 ]] || set -- all
+for a in "$@"; do
+  case $a in
+    all) kargs+=(all); want_lockdown=1 ;;
+    lockdown) want_lockdown=1 ;;
+    *) kargs+=("$a") ;;
+  esac
+done
+ids=()
+if [[ ${#kargs[@]} -gt 0 ]]; then
+  mapfile -t ids < <(rk_kernel_ids "${kargs[@]}" | awk '!seen[$0]++')
+  [[ ${#ids[@]} -gt 0 ]] || exit 2
+fi
+fetch_ids=("${ids[@]}")
+[[ $want_lockdown -eq 0 ]] || fetch_ids+=("$lockdown_kernel")
 
 t0=$SECONDS
 "$REALKERNEL_DIR/setup-host.sh"
-"$REALKERNEL_DIR/fetch-kernels.sh" "${ids[@]}" >/dev/null
+mapfile -t fetch_ids < <(printf '%s\n' "${fetch_ids[@]}" | awk '!seen[$0]++')
+"$REALKERNEL_DIR/fetch-kernels.sh" "${fetch_ids[@]}" >/dev/null
 rk_log "host ready in $((SECONDS - t0))s"
 
 synq_bin=${SYNQ_BIN:-target/release/synq}
@@ -36,41 +67,59 @@ fi
 passed=0
 failed=0
 failed_ids=()
-for id in "${ids[@]}"; do
-  out=$REPO_ROOT/target/realkernel/$id
+# Initramfs built in this run, per kernel id (the lockdown boot reuses it).
+declare -A initramfs_of=()
+
+# run_entry NAME KERNEL_ID APPEND: builds (or reuses) the initramfs, boots,
+# runs check.py and its selftest (check.py knows the mode from the results).
+run_entry() {
+  local name=$1 kid=$2 append=$3
+  local out=$REPO_ROOT/target/realkernel/$name t1=$SECONDS ok=1
   mkdir -p "$out"
-  t1=$SECONDS
-  ok=1
-  if ! SYNQ_BIN=$synq_bin "$REALKERNEL_DIR/build-initramfs.sh" "$id" "$out/initramfs.cpio.gz"; then
-    rk_log "$id: FAIL: building the initramfs failed"
+  if [[ -n ${initramfs_of[$kid]:-} && ${initramfs_of[$kid]} != "$out/initramfs.cpio.gz" ]]; then
+    cp "${initramfs_of[$kid]}" "$out/initramfs.cpio.gz"
+  elif SYNQ_BIN=$synq_bin "$REALKERNEL_DIR/build-initramfs.sh" "$kid" "$out/initramfs.cpio.gz"; then
+    initramfs_of[$kid]=$out/initramfs.cpio.gz
+  else
+    rk_log "$name: FAIL: building the initramfs failed"
     ok=0
-  elif ! rk_boot "$id" "$out" 512 "${SYNQ_VM_TIMEOUT:-300}" "synq.mode=test ${SYNQ_EXTRA_APPEND:-}"; then
+  fi
+  if [[ $ok -eq 0 ]]; then
+    :
+  elif ! rk_boot "$kid" "$out" 512 "${SYNQ_VM_TIMEOUT:-300}" "$append"; then
     ok=0
   elif ! python3 "$REALKERNEL_DIR/check.py" "$out/results" >"$out/check.txt" 2>&1; then
     cat "$out/check.txt"
-    rk_log "$id: FAIL: synq disagrees with the ground truth (details above, and in $out/check.txt)"
+    rk_log "$name: FAIL: synq disagrees with the ground truth or a required failure did not happen (details above, and in $out/check.txt)"
     ok=0
   elif ! python3 "$REALKERNEL_DIR/check.py" --selftest "$out/results" >>"$out/check.txt" 2>&1; then
     # Negative control: planted defects in copies of synq's output must fail.
     tail -n 5 "$out/check.txt"
-    rk_log "$id: FAIL: check.py did not catch planted defects (the comparison is broken)"
+    rk_log "$name: FAIL: check.py did not catch planted defects (the comparison is broken)"
     ok=0
   else
-    tail -n 2 "$out/check.txt"
+    grep -E '^(info|check|selftest):' "$out/check.txt"
   fi
   if [[ $ok -eq 1 ]]; then
     passed=$((passed + 1))
-    rk_log "$id: PASS in $((SECONDS - t1))s"
+    rk_log "$name: PASS in $((SECONDS - t1))s"
   else
     failed=$((failed + 1))
-    failed_ids+=("$id")
-    rk_log "$id: FAIL after $((SECONDS - t1))s"
+    failed_ids+=("$name")
+    rk_log "$name: FAIL after $((SECONDS - t1))s"
   fi
+}
+
+for id in "${ids[@]}"; do
+  run_entry "$id" "$id" "synq.mode=test ${SYNQ_EXTRA_APPEND:-}"
 done
+if [[ $want_lockdown -eq 1 ]]; then
+  run_entry "lockdown-$lockdown_kernel" "$lockdown_kernel" "synq.mode=lockdown lockdown=confidentiality"
+fi
 
 rk_log "total $((SECONDS - t0))s"
 echo "realkernel: $passed passed, $failed failed"
 if [[ $failed -gt 0 ]]; then
-  echo "realkernel: FAILED kernels: ${failed_ids[*]}" >&2
+  echo "realkernel: FAILED: ${failed_ids[*]}" >&2
   exit 1
 fi
