@@ -27,6 +27,9 @@ synq_bin=${SYNQ_BIN:-target/release/synq}
 
 stage=$(mktemp -d "${TMPDIR:-/tmp}/synq-initramfs.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
+# mktemp -d makes it 0700: it becomes the guest's /, which the unprivileged
+# synq run (uid 65534) must be able to traverse.
+chmod 0755 "$stage"
 
 mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,etc,results,lib/modules}
 # The kernel opens /dev/console before /init runs (devtmpfs is mounted later).

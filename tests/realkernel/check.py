@@ -479,14 +479,13 @@ def check_refusal(base, label, message, fails, where):
     return f"exit {rc}, stdout {len(out)} bytes, stderr {first_line(err)!r}" if ok else None
 
 
-def kallsyms_addrs(path):
-    """Addresses (ints) of the lines of a /proc/kallsyms excerpt."""
-    addrs = []
-    for line in (read_text(path) or "").splitlines():
-        f = line.split()
-        if len(f) >= 3 and re.fullmatch(r"[0-9a-fA-F]+", f[0]):
-            addrs.append(int(f[0], 16))
-    return addrs
+def stext_addr(path):
+    """The address of the one `ADDR T _stext` line the guest sampled from /proc/kallsyms, or None."""
+    lines = (read_text(path) or "").splitlines()
+    f = lines[0].split() if len(lines) == 1 else []
+    if len(f) == 3 and f[2] == "_stext" and re.fullmatch(r"[0-9a-fA-F]{16}", f[0]):
+        return int(f[0], 16)
+    return None
 
 
 def check_kptr(root, release, fails):
@@ -498,17 +497,17 @@ def check_kptr(root, release, fails):
         fails.add(where, f"kptr_restrict read {during!r} after writing 2")
     if not old or restored != old:
         fails.add(where, f"kptr_restrict not restored: was {old!r}, afterwards {restored!r}")
-    before, hidden = kallsyms_addrs(os.path.join(d, "kallsyms-before")), kallsyms_addrs(os.path.join(d, "kallsyms-during"))
-    if not before or not any(before):
-        fails.add(where, f"/proc/kallsyms showed no address to root before the change (kptr_restrict {old!r}): "
-                  "the check would prove nothing")
-    if not hidden or any(hidden):
-        fails.add(where, f"/proc/kallsyms with kptr_restrict=2 does not read as all zero: {hidden}")
+    before, hidden = stext_addr(os.path.join(d, "kallsyms-before")), stext_addr(os.path.join(d, "kallsyms-during"))
+    if not before:
+        fails.add(where, f"/proc/kallsyms showed _stext as {before!r} to root before the change (kptr_restrict "
+                  f"{old!r}), want a real address: the check would prove nothing")
+    if hidden != 0:
+        fails.add(where, f"/proc/kallsyms with kptr_restrict=2 shows _stext as {hidden!r}, want 0")
     r = check_refusal(os.path.join(d, "synq-json"), "synq --json --kallsyms /proc/kallsyms (kptr_restrict=2)",
                       MSG_KPTR, fails, where)
     if r:
-        print(f"info: [{release}] kptr_restrict {old} -> {during} -> {restored}: "
-              f"synq --json --kallsyms /proc/kallsyms: {r}")
+        print(f"info: [{release}] kptr_restrict {old} -> {during} -> {restored} (_stext in /proc/kallsyms "
+              f"{before:#x} -> {hidden:#x}): synq --json --kallsyms /proc/kallsyms: {r}")
 
 
 def check_unpriv(root, release, fails):
@@ -651,10 +650,87 @@ def _warn(doc):
     doc["warnings"].append("selftest warning")
 
 
+def _write(text):
+    def plant(path):
+        with open(path, "w") as f:
+            f.write(text)
+    return plant
+
+
+def _kind_mptcp_to_null(doc):
+    hit = [l for l in doc["listeners"] if l.get("kind") == MPTCP_KIND]
+    if not hit:
+        raise ValueError(f"no {MPTCP_KIND} listener to plant on")
+    for l in hit:
+        l["kind"] = None
+
+
+def _kind_plain_to_mptcp(doc):
+    next(l for l in doc["listeners"] if l.get("kind") is None)["kind"] = MPTCP_KIND
+
+
+def _kind_missing(doc):
+    del doc["listeners"][-1]["kind"]
+
+
+def _kallsyms_visible(path):
+    with open(path, "w") as f:
+        f.write("ffffffff81000000 T _stext\n")
+
+
+def selftest_cases(root):
+    """name -> (file relative to RESULTS_DIR, planting function, text the failures must contain or None)."""
+    mode = (read_text(os.path.join(root, "mode")) or "").strip()
+    if mode == "lockdown":
+        return {
+            "lockdown: synq exit 0": ("lockdown-run/synq.rc", _write("0\n"), "lockdown"),
+            "lockdown: --json printed output": ("lockdown-run/synq-json.out", _write("{}\n"), "lockdown"),
+            "lockdown: 'not root' instead of the lockdown message":
+                ("lockdown-run/synq-json.err", _write("synq: /proc/kcore: permission denied — not root\n"), "lockdown"),
+            "lockdown: securityfs shows [none]":
+                ("lockdown", _write("[none] integrity confidentiality\n"), "lockdown"),
+        }
+    cases = {
+        "syn_queue +1 on one key": ("basic/synq-json.out", lambda p: _perturb_json(p, _bump_syn), None),
+        "accept entry moved between keys": ("basic/synq-json.out", lambda p: _perturb_json(p, _move_acc), None),
+        "one listener dropped (totals adjusted)":
+            ("big/synq-json.out", lambda p: _perturb_json(p, _drop_listener), None),
+        "wrong netns on one listener": ("basic/synq-json.out", lambda p: _perturb_json(p, _wrong_netns), None),
+        "a warning": ("basic/synq-json.out", lambda p: _perturb_json(p, _warn), None),
+        "--total off by one": ("big/synq-total.out", _bump_total, None),
+        "exit code 2": ("basic/synq-total.rc", _write("2\n"), None),
+        "kind mptcp-subflow on a plain listener":
+            ("big/synq-json.out", lambda p: _perturb_json(p, _kind_plain_to_mptcp), "kind"),
+        "kind field missing on one listener":
+            ("basic/synq-json.out", lambda p: _perturb_json(p, _kind_missing), "kind"),
+        "kptr_restrict: exit 0": ("kptr/synq-json.rc", _write("0\n"), "kptr_restrict"),
+        "kptr_restrict: output on stdout": ("kptr/synq-json.out", _write("{}\n"), "kptr_restrict"),
+        "kptr_restrict: another error message":
+            ("kptr/synq-json.err", _write("synq: tcp_hashinfo is not in /proc/kallsyms\n"), "kptr_restrict"),
+        "kptr_restrict: not restored": ("kptr/restored", _write("2\n"), "kptr_restrict"),
+        "kptr_restrict: kallsyms not hidden": ("kptr/kallsyms-during", _kallsyms_visible, "kptr_restrict"),
+        "not root: exit 0": ("unpriv/synq-json.rc", _write("0\n"), "not root"),
+        "not root: lockdown message instead":
+            ("unpriv/synq-json.err", _write(f"synq: /proc/kcore: {MSG_LOCKDOWN}\n"), "not root"),
+        "not root: still root": ("unpriv/id", _write("uid=0(root) gid=0(root)\n"), "not root"),
+        "not root: /proc/kcore readable by all": ("unpriv/kcore-mode", _write("444 0 0\n"), "not root"),
+    }
+    if (read_text(os.path.join(root, "mptcp", "sysctl")) or "").strip() == "absent":
+        cases["MPTCP absence unproven (config =y)"] = ("mptcp/config", _write("CONFIG_MPTCP=y\n"), "mptcp")
+        cases["MPTCP absence unproven (socket works)"] = ("mptcp/socket", _write("ok\n"), "mptcp")
+    else:
+        cases["kind null on the MPTCP subflow"] = (
+            "basic/synq-json.out", lambda p: _perturb_json(p, _kind_mptcp_to_null), "kind")
+        cases["MPTCP listener not declared"] = ("basic/ns1/kinds", _write(""), "MPTCP")
+        cases["MPTCP sysctl missing, absence unproven"] = ("mptcp/sysctl", _write("absent\n"), "mptcp")
+    return cases
+
+
 def selftest(root):
     """Negative control: copies of a PASSING results directory, each with one
-    defect planted in synq's output, must all FAIL. Proves the comparison can
-    fail on this very data (no vacuous pass)."""
+    defect planted in synq's output (or in a recorded precondition), must all
+    FAIL, with a failure naming the planted check where one is given. Proves
+    the comparison can fail on this very data (no vacuous pass)."""
     import contextlib
     import io
     import shutil
@@ -664,26 +740,24 @@ def selftest(root):
     if fails.items:
         print("selftest: the results do not pass to begin with; run the plain check first")
         return 1
-    cases = {
-        "syn_queue +1 on one key": ("basic", "synq-json.out", lambda p: _perturb_json(p, _bump_syn)),
-        "accept entry moved between keys": ("basic", "synq-json.out", lambda p: _perturb_json(p, _move_acc)),
-        "one listener dropped (totals adjusted)": ("big", "synq-json.out", lambda p: _perturb_json(p, _drop_listener)),
-        "wrong netns on one listener": ("basic", "synq-json.out", lambda p: _perturb_json(p, _wrong_netns)),
-        "a warning": ("basic", "synq-json.out", lambda p: _perturb_json(p, _warn)),
-        "--total off by one": ("big", "synq-total.out", _bump_total),
-        "exit code 2": ("basic", "synq-total.rc", lambda p: open(p, "w").write("2\n")),
-    }
+    cases = selftest_cases(root)
     missed = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (scenario, fname, plant) in cases.items():
+        for name, (rel, plant, must) in cases.items():
             d = os.path.join(tmp, "r")
             shutil.rmtree(d, ignore_errors=True)
             shutil.copytree(root, d)
-            plant(os.path.join(d, scenario, fname))
+            try:
+                plant(os.path.join(d, rel))
+            except (OSError, ValueError, KeyError, StopIteration, IndexError) as e:
+                missed.append(f"{name} (could not plant: {e!r})")
+                continue
             with contextlib.redirect_stdout(io.StringIO()):
                 f, _, _ = run_check(d)
             if not f.items:
                 missed.append(name)
+            elif must and not any(must in item for item in f.items):
+                missed.append(f"{name} (failed, but not on {must!r}: {f.items[:2]})")
     if missed:
         print(f"selftest: FAILED: planted defects NOT detected: {missed}")
         return 1

@@ -183,10 +183,11 @@ check_kptr_restrict() {
   K=$R/kptr
   mkdir -p $K
   cat /proc/sys/kernel/kptr_restrict >$K/old || fail "read kptr_restrict"
-  head -n 3 /proc/kallsyms >$K/kallsyms-before
+  # _stext: never 0 when visible (the first lines are per-cpu offsets, often 0).
+  awk '$3 == "_stext" { print; exit }' /proc/kallsyms >$K/kallsyms-before
   echo 2 >/proc/sys/kernel/kptr_restrict || fail "cannot set kptr_restrict=2"
   cat /proc/sys/kernel/kptr_restrict >$K/during
-  head -n 3 /proc/kallsyms >$K/kallsyms-during
+  awk '$3 == "_stext" { print; exit }' /proc/kallsyms >$K/kallsyms-during
   run_synq $K/synq-json --json --kallsyms /proc/kallsyms
   cat $K/old >/proc/sys/kernel/kptr_restrict || fail "cannot restore kptr_restrict"
   cat /proc/sys/kernel/kptr_restrict >$K/restored

@@ -31,13 +31,13 @@ rk_fail_report() {
   } >&2
 }
 
-# rk_boot KERNEL_ID OUTDIR MEM_MB TIMEOUT_S APPEND_EXTRA
+# rk_boot KERNEL_ID OUTDIR MEM_MB TIMEOUT_S APPEND_EXTRA [LABEL]
 # Boots the kernel with OUTDIR/initramfs.cpio.gz, waits for the guest to power
 # off (bounded by TIMEOUT_S of wall clock), unpacks the results it sent over
 # ttyS1 into OUTDIR/results. Returns non-zero (after a report) on a timeout,
 # a guest that sent nothing or a truncated archive, or a guest status != OK.
 rk_boot() {
-  local id=$1 out=$2 mem=$3 tmo=$4 extra=$5
+  local id=$1 out=$2 mem=$3 tmo=$4 extra=$5 label=${6:-$1}
   local kdir=$KERNEL_CACHE/$id rc=0
   rm -rf "$out/results" "$out/console.log" "$out/results.b64" "$out/qemu.log"
   mkdir -p "$out/results"
@@ -74,7 +74,7 @@ rk_boot() {
   fi
   local status
   status=$(cat "$out/results/status" 2>/dev/null || echo "missing")
-  rk_log "$id: guest ran ${took}s, release $(cat "$out/results/release" 2>/dev/null || echo '?')," \
+  rk_log "$label: guest ran ${took}s, release $(cat "$out/results/release" 2>/dev/null || echo '?')," \
     "lockdown $(cat "$out/results/lockdown" 2>/dev/null || echo '?'), cpu la57 $(cat "$out/results/cpu-la57" 2>/dev/null || echo '?')," \
     "status: $status"
   if [[ $status != OK ]]; then

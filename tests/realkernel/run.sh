@@ -45,8 +45,11 @@ for a in "$@"; do
 done
 ids=()
 if [[ ${#kargs[@]} -gt 0 ]]; then
-  mapfile -t ids < <(rk_kernel_ids "${kargs[@]}" | awk '!seen[$0]++')
-  [[ ${#ids[@]} -gt 0 ]] || exit 2
+  if ! known=$(rk_kernel_ids "${kargs[@]}"); then
+    echo "run.sh: ids are kernel ids, 'all' or 'lockdown'" >&2
+    exit 2
+  fi
+  mapfile -t ids < <(awk '!seen[$0]++' <<<"$known")
 fi
 fetch_ids=("${ids[@]}")
 [[ $want_lockdown -eq 0 ]] || fetch_ids+=("$lockdown_kernel")
@@ -86,7 +89,7 @@ run_entry() {
   fi
   if [[ $ok -eq 0 ]]; then
     :
-  elif ! rk_boot "$kid" "$out" 512 "${SYNQ_VM_TIMEOUT:-300}" "$append"; then
+  elif ! rk_boot "$kid" "$out" 512 "${SYNQ_VM_TIMEOUT:-300}" "$append" "$name"; then
     ok=0
   elif ! python3 "$REALKERNEL_DIR/check.py" "$out/results" >"$out/check.txt" 2>&1; then
     cat "$out/check.txt"
