@@ -374,6 +374,10 @@ pub struct Layout {
     pub protocol: Option<Field>,
     pub kern_sock: Option<Field>,
     pub is_mptcp: Option<Field>,
+    /// `icsk_ulp_ops` (4.13+): non-NULL for sockets with an upper-layer protocol such as MPTCP's subflow.
+    /// When it is known, `is_mptcp` (deep in tcp_sock) is read only for those sockets, which keeps the
+    /// per-socket read to about half the size.
+    pub ulp_ops: Option<Field>,
     pub queue: Queue,
     /// The byte range of `struct sock` that holds every field above, read in one go per socket.
     pub sock_span: u64,
@@ -454,6 +458,7 @@ impl Layout {
             "net_offset": self.net_ptr.map(|f| f.offset()),
             "net_inum_offset": self.net_inum.map(|f| f.offset()),
             "mptcp_label": self.is_mptcp.is_some(),
+            "sock_read_bytes": self.sock_span,
             "kernel_sock_label": self.kern_sock.is_some(),
         })
     }
@@ -648,6 +653,13 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
         None => None,
     };
 
+    // 4.13, 734942cc4ea6 ("tcp: ULP infrastructure"): icsk_ulp_ops.
+    // Only needed to gate the is_mptcp read.
+    let ulp_ops = match find_member(btf, &icsk, "icsk_ulp_ops")? {
+        Some(f) if is_mptcp.is_some() => Some(field_of(btf, f, pointer_size)?),
+        _ => None,
+    };
+
     // --- The queues.
     let aq = req_path(btf, &icsk, "inet_connection_sock", &["icsk_accept_queue"])?;
     let aq_off = byte_offset(&aq)?;
@@ -706,7 +718,9 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
             net_ptr,
             protocol,
             kern_sock,
-            is_mptcp,
+            ulp_ops,
+            // Without icsk_ulp_ops to gate it, is_mptcp is read with everything else.
+            is_mptcp.filter(|_| ulp_ops.is_none()),
         ]
         .into_iter()
         .flatten(),
@@ -747,6 +761,7 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
         protocol,
         kern_sock,
         is_mptcp,
+        ulp_ops,
         queue,
         sock_span,
     })

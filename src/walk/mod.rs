@@ -459,7 +459,14 @@ impl Walker<'_> {
             f.map(|f| get(f) != 0 && get(f) != u64::MAX)
                 .unwrap_or(false)
         };
-        let kind = if flag(l.is_mptcp) {
+        let mptcp = match (l.is_mptcp, l.ulp_ops) {
+            (Some(f), Some(ulp)) if f.end() > l.sock_span => {
+                // Only sockets with an upper-layer protocol can be MPTCP subflows: one more small read.
+                get(ulp) != 0 && self.read_field(sk, f).is_ok_and(|v| v != 0)
+            }
+            (f, _) => flag(f),
+        };
+        let kind = if mptcp {
             Kind::MptcpSubflow
         } else if flag(l.kern_sock) {
             Kind::Kernel
@@ -530,6 +537,16 @@ impl Walker<'_> {
         let mut v = vec![0u8; usize::try_from(end).unwrap_or(0).min(1 << 16)];
         self.mem.read(addr, &mut v)?;
         Ok(v)
+    }
+
+    /// Reads one field of the struct at `addr`, and only its bytes.
+    fn read_field(&self, addr: u64, f: Field) -> Result<u64, ReadError> {
+        let mut b = [0u8; 9];
+        let len = usize::try_from(f.end() - f.offset()).unwrap_or(usize::MAX);
+        let slot = b.get_mut(..len).ok_or(ReadError::TooLarge { addr, len })?;
+        self.mem.read(addr.wrapping_add(f.offset()), slot)?;
+        f.read(slot, f.offset())
+            .ok_or(ReadError::TooLarge { addr, len })
     }
 
     /// The namespace inode of a `struct net *`, cached per namespace.

@@ -133,7 +133,8 @@ impl Kernel {
             Table::ListeningHash { buckets, .. } => buckets,
             Table::Lhash2 { .. } => nbuckets,
         };
-        let stride = layout.sock_span.div_ceil(64) * 64;
+        let span = layout.sock_span.max(layout.is_mptcp.map_or(0, |f| f.end()));
+        let stride = span.div_ceil(64) * 64;
         // 32-bit kernels: keep every address below 4 GiB (0xc... like i386's PAGE_OFFSET).
         let mask = if layout.pointer_size == 4 {
             0xcfff_ffff
@@ -253,6 +254,9 @@ impl Kernel {
             }
             if let Some(f) = l.is_mptcp {
                 put(buf, f, u64::from(s.mptcp));
+            }
+            if let (Some(f), true) = (l.ulp_ops, s.mptcp) {
+                put(buf, f, 0xffff_ffff_8300_0000); // &subflow_ulp_ops
             }
             if let Some(f) = l.kern_sock {
                 put(buf, f, u64::from(s.kern));
