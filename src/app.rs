@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 
 use crate::btf::{self, BtfLoadError, Layout, LayoutError};
 use crate::kcore::elf::{ElfCore, ElfError};
+use crate::kcore::kallsyms_mem::KallsymsTables;
 use crate::kcore::symbols::{self, SymbolError};
+use crate::kcore::vmcoreinfo::VmcoreInfo;
 use crate::report::Report;
 use crate::walk::{self, Limits, WalkError};
 
@@ -109,6 +111,14 @@ pub enum Error {
     Kcore(ElfError),
     #[error(transparent)]
     Symbols(#[from] SymbolError),
+    #[error(
+        "{kallsyms}: every address reads as 0 — kptr_restrict hides kallsyms addresses, and the in-memory \
+         kallsyms tables failed too ({in_memory}); run with kernel.kptr_restrict ≤ 1, or pass --system-map"
+    )]
+    NoSymbols {
+        kallsyms: PathBuf,
+        in_memory: String,
+    },
     #[error(
         "tcp_hashinfo is not in {0} (CONFIG_KALLSYMS_ALL is off): pass --system-map with the System.map of \
          this kernel"
@@ -245,46 +255,95 @@ fn lockdown_confidentiality() -> bool {
     std::fs::read_to_string(LOCKDOWN).is_ok_and(|s| s.contains("[confidentiality]"))
 }
 
-/// The address of tcp_hashinfo, from kallsyms, or System.map plus the KASLR offset.
-fn hashinfo_addr(cli: &Cli, core: &ElfCore) -> Result<u64, Error> {
+/// Where tcp_hashinfo's address came from, for the report.
+struct Symbol {
+    addr: u64,
+    source: String,
+}
+
+/// The address of tcp_hashinfo: from System.map plus the KASLR offset when one is given; from an explicitly
+/// given kallsyms file; else from the kernel's own in-memory kallsyms tables when VMCOREINFO locates them
+/// (6.0+: one lookup instead of reading all of /proc/kallsyms, which takes 0.1–0.5 s on a slow machine and
+/// reads zeros under kptr_restrict), falling back to /proc/kallsyms.
+fn hashinfo_addr(cli: &Cli, core: &ElfCore, info: Option<&VmcoreInfo>) -> Result<Symbol, Error> {
+    let explicit = cli.kallsyms.is_some();
     let kallsyms = cli
         .kallsyms
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_KALLSYMS));
-    let Some(map) = &cli.system_map else {
-        let found = symbols::scan(&kallsyms, &["tcp_hashinfo"])?;
-        return match found.symbols.get("tcp_hashinfo") {
-            Some(&a) if a != 0 => Ok(a),
-            _ if !found.saw_nonzero => Err(SymbolError::Restricted(kallsyms).into()),
-            _ => Err(Error::NoHashinfo(kallsyms)),
-        };
-    };
+    if let Some(map) = &cli.system_map {
+        return system_map_addr(map, &kallsyms, core, info);
+    }
+    let mut in_memory_error = None;
+    if !explicit {
+        if let Some(info) = info.filter(|i| i.symbol("kallsyms_names").is_some()) {
+            let found =
+                KallsymsTables::new(core, info).and_then(|t| t.lookup(core, "tcp_hashinfo"));
+            match found {
+                Ok(Some(addr)) => {
+                    return Ok(Symbol {
+                        addr,
+                        source: "kallsyms tables in kernel memory (located by VMCOREINFO)".into(),
+                    });
+                }
+                // The in-memory tables are what /proc/kallsyms prints: the symbol is not there either.
+                Ok(None) => return Err(Error::NoHashinfo(kallsyms)),
+                Err(e) => in_memory_error = Some(e),
+            }
+        }
+    }
+    let found = symbols::scan(&kallsyms, &["tcp_hashinfo"])?;
+    match found.symbols.get("tcp_hashinfo") {
+        Some(&addr) if addr != 0 => Ok(Symbol {
+            addr,
+            source: kallsyms.display().to_string(),
+        }),
+        _ if !found.saw_nonzero => Err(match in_memory_error {
+            Some(e) => Error::NoSymbols {
+                kallsyms,
+                in_memory: e.to_string(),
+            },
+            None => SymbolError::Restricted(kallsyms).into(),
+        }),
+        _ => Err(Error::NoHashinfo(kallsyms)),
+    }
+}
+
+/// System.map holds link-time addresses; KASLR shifts the whole image by one offset, taken from `_stext` in
+/// kallsyms, or from VMCOREINFO's KERNELOFFSET.
+fn system_map_addr(
+    map: &Path,
+    kallsyms: &Path,
+    core: &ElfCore,
+    info: Option<&VmcoreInfo>,
+) -> Result<Symbol, Error> {
     let m = symbols::scan(map, &["tcp_hashinfo", "_stext"])?;
     let get = |s: &str| {
         m.symbols
             .get(s)
             .copied()
             .ok_or_else(|| Error::SystemMapSymbol {
-                path: map.clone(),
+                path: map.to_path_buf(),
                 symbol: s.into(),
             })
     };
     let link_hashinfo = get("tcp_hashinfo")?;
     let link_stext = get("_stext")?;
-    // KASLR shifts the whole image: the offset of _stext is the offset of tcp_hashinfo.
-    let ks = symbols::scan(&kallsyms, &["_stext"]).ok();
+    let ks = symbols::scan(kallsyms, &["_stext"]).ok();
     let offset = match ks.as_ref().and_then(|k| k.symbols.get("_stext")) {
         Some(&run) if run != 0 => run.wrapping_sub(link_stext),
-        _ => core
-            .vmcoreinfo_value("KERNELOFFSET")
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        _ => info
+            .and_then(VmcoreInfo::kernel_offset)
             .ok_or_else(|| Error::NoKaslrOffset(core.path().to_path_buf()))?,
     };
-    Ok(link_hashinfo.wrapping_add(offset))
+    Ok(Symbol {
+        addr: link_hashinfo.wrapping_add(offset),
+        source: format!("{} + KASLR offset {offset:#x}", map.display()),
+    })
 }
 
-fn kernel_release(cli: &Cli, core: &ElfCore) -> String {
-    if let Some(r) = core.vmcoreinfo_value("OSRELEASE") {
+fn kernel_release(cli: &Cli, info: Option<&VmcoreInfo>) -> String {
+    if let Some(r) = info.and_then(VmcoreInfo::osrelease) {
         return r.trim().to_string();
     }
     if cli.kcore == Path::new(DEFAULT_KCORE) {
@@ -300,15 +359,17 @@ fn report(cli: &Cli) -> Result<Outcome, Error> {
     // kcore first: "not root" and lockdown are the answers people need most, before anything else fails.
     let core = open_kcore(&cli.kcore)?;
     timer.phase("kcore");
-    let hashinfo = hashinfo_addr(cli, &core)?;
+    let info = core.vmcoreinfo.as_deref().map(VmcoreInfo::parse);
+    let hashinfo = hashinfo_addr(cli, &core, info.as_ref())?;
     timer.phase("symbols");
     let btf_path = btf_path(cli);
     let layout = load_layout(&btf_path, &mut timer)?;
-    let result = walk::walk(&core, &layout, hashinfo, Limits::default())?;
+    let result = walk::walk(&core, &layout, hashinfo.addr, Limits::default())?;
     timer.phase("walk");
 
     let mut rep = Report {
-        release: kernel_release(cli, &core),
+        release: kernel_release(cli, info.as_ref()),
+        symbols: hashinfo.source,
         source: cli.kcore.display().to_string(),
         btf: btf_path.display().to_string(),
         era: layout.era(),

@@ -10,6 +10,8 @@ use crate::walk::Listener;
 pub struct Report {
     pub release: String,
     pub source: String,
+    /// Where tcp_hashinfo's address came from.
+    pub symbols: String,
     pub btf: String,
     pub era: String,
     pub listeners: Vec<Listener>,
@@ -51,6 +53,7 @@ impl Report {
             kernel: JsonKernel {
                 release: &self.release,
                 source: &self.source,
+                symbols: &self.symbols,
                 btf: &self.btf,
                 layout: &self.era,
             },
@@ -137,6 +140,7 @@ struct JsonDoc<'a> {
 struct JsonKernel<'a> {
     release: &'a str,
     source: &'a str,
+    symbols: &'a str,
     btf: &'a str,
     layout: &'a str,
 }

@@ -139,13 +139,6 @@ impl ElfCore {
         &self.path
     }
 
-    /// One value of the VMCOREINFO note, e.g. `OSRELEASE` or `KERNELOFFSET`.
-    pub fn vmcoreinfo_value(&self, key: &str) -> Option<&str> {
-        let text = self.vmcoreinfo.as_deref()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-    }
-
     /// The segment that covers `addr`, if any.
     fn segment(&self, addr: u64) -> Option<&Segment> {
         let idx = self.segments.partition_point(|s| s.vaddr <= addr);

@@ -5,7 +5,9 @@
 //! shape given with `--kcore`).
 
 pub mod elf;
+pub mod kallsyms_mem;
 pub mod symbols;
+pub mod vmcoreinfo;
 
 use std::fmt;
 

@@ -130,8 +130,9 @@ impl VmcoreInfo {
 
     /// `BUILD-ID=` as its hex text (lowercase hex digits only; anything else gives `None`).
     pub fn build_id(&self) -> Option<&str> {
-        self.get("BUILD-ID")
-            .filter(|s| !s.is_empty() && s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        self.get("BUILD-ID").filter(|s| {
+            !s.is_empty() && s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit())
+        })
     }
 
     /// `PAGESIZE=` (decimal); `None` unless a power of two.
@@ -163,9 +164,8 @@ impl VmcoreInfo {
 /// first `=` (it may be empty or contain `=`, as `OSRELEASE` could).
 fn split_line(line: &str) -> Option<(&str, &str)> {
     let (key, value) = line.split_once('=')?;
-    let key_ok = !key.is_empty()
-        && key.len() <= MAX_KEY_LEN
-        && key.bytes().all(|b| b.is_ascii_graphic());
+    let key_ok =
+        !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic());
     let value_ok = !value.chars().any(|c| c.is_control());
     (key_ok && value_ok).then_some((key, value))
 }
@@ -194,13 +194,14 @@ fn parse_c_number(s: &str) -> Option<(bool, u64)> {
         b'+' => (false, s.get(1..)?),
         _ => (false, s),
     };
-    let (radix, digits) = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        (16, h)
-    } else if body.len() > 1 && body.starts_with('0') {
-        (8, body.get(1..)?)
-    } else {
-        (10, body)
-    };
+    let (radix, digits) =
+        if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+            (16, h)
+        } else if body.len() > 1 && body.starts_with('0') {
+            (8, body.get(1..)?)
+        } else {
+            (10, body)
+        };
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
@@ -245,9 +246,15 @@ mod tests {
         let v = VmcoreInfo::parse(REAL_6_1);
         assert_eq!(v.osrelease(), Some("6.1.0-50-amd64"));
         assert_eq!(v.page_size(), Some(4096));
-        assert_eq!(v.build_id(), Some("4b1c2f0e9a6d7c3b2a1f0e9d8c7b6a5f4e3d2c1b"));
+        assert_eq!(
+            v.build_id(),
+            Some("4b1c2f0e9a6d7c3b2a1f0e9d8c7b6a5f4e3d2c1b")
+        );
         assert_eq!(v.symbol("_stext"), Some(0xffff_ffff_9800_0000));
-        assert_eq!(v.symbol("kallsyms_relative_base"), Some(0xffff_ffff_991c_2b48));
+        assert_eq!(
+            v.symbol("kallsyms_relative_base"),
+            Some(0xffff_ffff_991c_2b48)
+        );
         assert_eq!(v.kernel_offset(), Some(0x1700_0000));
         assert_eq!(v.offset("uts_namespace.name"), Some(0));
         assert_eq!(v.size("page"), Some(64));
@@ -269,7 +276,10 @@ mod tests {
         assert_eq!(v.number("phys_base"), Some(-272_629_760));
         assert_eq!(v.number_u64("phys_base"), Some(0xffff_ffff_efc0_0000));
         assert_eq!(v.number("PAGE_BUDDY_MAPCOUNT_VALUE"), Some(-129));
-        assert_eq!(v.number_u64("PAGE_BUDDY_MAPCOUNT_VALUE"), Some((-129i64) as u64));
+        assert_eq!(
+            v.number_u64("PAGE_BUDDY_MAPCOUNT_VALUE"),
+            Some((-129i64) as u64)
+        );
     }
 
     /// NUMBER() is C base-0: 0x hex, leading-0 octal, decimal; a lone 0 is zero.
@@ -293,7 +303,9 @@ mod tests {
         // Above i64::MAX: no signed value, but the wrapped one is exact.
         assert_eq!(v.number("big"), None);
         assert_eq!(v.number_u64("big"), Some(0xffff_ff80_0000_0000));
-        for bad in ["toobig", "bad_oct", "trail", "empty", "sign", "hexonly", "space", "absent"] {
+        for bad in [
+            "toobig", "bad_oct", "trail", "empty", "sign", "hexonly", "space", "absent",
+        ] {
             assert_eq!(v.number(bad), None, "{bad}");
             assert_eq!(v.number_u64(bad), None, "{bad}");
         }
@@ -333,7 +345,9 @@ mod tests {
     /// The first occurrence of a key wins: a value appended to a damaged note cannot override the kernel's.
     #[test]
     fn duplicate_keys_first_wins() {
-        let v = VmcoreInfo::parse("SYMBOL(_stext)=ffffffff81000000\nPAGESIZE=4096\nSYMBOL(_stext)=0\nPAGESIZE=65536\n");
+        let v = VmcoreInfo::parse(
+            "SYMBOL(_stext)=ffffffff81000000\nPAGESIZE=4096\nSYMBOL(_stext)=0\nPAGESIZE=65536\n",
+        );
         assert_eq!(v.symbol("_stext"), Some(0xffff_ffff_8100_0000));
         assert_eq!(v.page_size(), Some(4096));
         assert_eq!(v.duplicates(), ["SYMBOL(_stext)", "PAGESIZE"]);
