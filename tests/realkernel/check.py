@@ -508,6 +508,41 @@ def check_kptr(root, release, fails):
     if r:
         print(f"info: [{release}] kptr_restrict {old} -> {during} -> {restored} (_stext in /proc/kallsyms "
               f"{before:#x} -> {hidden:#x}): synq --json --kallsyms /proc/kallsyms: {r}")
+    check_kptr_default(root, release, fails)
+
+
+def check_kptr_default(root, release, fails):
+    """kptr_restrict=2 with synq's default sources. Kernels >= 6.0 name their kallsyms tables in VMCOREINFO
+    (in /proc/kcore), so synq must still give the ground truth of the 'big' scenario, which is still standing;
+    older kernels must be refused with the kptr_restrict message."""
+    where = f"[{release}] kptr_restrict, default sources"
+    base = os.path.join(root, "kptr", "synq-default")
+    m = re.match(r"(\d+)\.", release or "")
+    if not m:
+        fails.add(where, f"cannot tell the kernel version from {release!r}")
+        return
+    if int(m.group(1)) < 6:
+        r = check_refusal(base, "synq --json (kptr_restrict=2, kernel < 6.0)", MSG_KPTR, fails, where)
+        if r:
+            print(f"info: {where}: refused as expected (no kallsyms in VMCOREINFO before 6.0): {r}")
+        return
+    if not check_synq_rc(base, "synq --json (kptr_restrict=2)", fails, where):
+        return
+    try:
+        doc = json.loads(read_text(base + ".out") or "")
+    except json.JSONDecodeError as e:
+        fails.add(where, f"synq --json output is not JSON ({e})")
+        return
+    sdir = os.path.join(root, "big")
+    ns_dirs = sorted(os.path.join(sdir, d) for d in os.listdir(sdir)
+                     if d.startswith("ns") and os.path.isdir(os.path.join(sdir, d)))
+    truth, _ = ground_truth(ns_dirs, ".after", fails, where)
+    got, _ = synq_groups(doc, fails, where)
+    n = len(fails.items)
+    compare_groups("/proc (big, after)", truth, "synq", got, fails, where + " (per key)")
+    if len(fails.items) == n:
+        print(f"info: {where}: synq matched the ground truth of 'big' ({sum(v[0] for v in truth.values())} "
+              f"listeners) with symbols from: {doc.get('kernel', {}).get('symbols')!r}")
 
 
 def check_unpriv(root, release, fails):
@@ -673,6 +708,16 @@ def _kind_missing(doc):
     del doc["listeners"][-1]["kind"]
 
 
+def _bump_syn_or_refuse(path):
+    """Bumps a SYN queue in synq's output (>= 6.0), or fakes a success where a refusal is due (< 6.0)."""
+    text = read_text(path) or ""
+    if text.strip():
+        _perturb_json(path, _bump_syn)
+    else:
+        with open(path, "w") as f:
+            f.write("{}\n")
+
+
 def _kallsyms_visible(path):
     with open(path, "w") as f:
         f.write("ffffffff81000000 T _stext\n")
@@ -708,6 +753,8 @@ def selftest_cases(root):
         "kptr_restrict: another error message":
             ("kptr/synq-json.err", _write("synq: tcp_hashinfo is not in /proc/kallsyms\n"), "kptr_restrict"),
         "kptr_restrict: not restored": ("kptr/restored", _write("2\n"), "kptr_restrict"),
+        "kptr_restrict default sources: wrong figures": ("kptr/synq-default.out", _bump_syn_or_refuse,
+                                                          "kptr_restrict, default sources"),
         "kptr_restrict: kallsyms not hidden": ("kptr/kallsyms-during", _kallsyms_visible, "kptr_restrict"),
         "not root: exit 0": ("unpriv/synq-json.rc", _write("0\n"), "not root"),
         "not root: lockdown message instead":

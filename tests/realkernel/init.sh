@@ -189,6 +189,8 @@ check_kptr_restrict() {
   cat /proc/sys/kernel/kptr_restrict >$K/during
   awk '$3 == "_stext" { print; exit }' /proc/kallsyms >$K/kallsyms-during
   run_synq $K/synq-json --json --kallsyms /proc/kallsyms
+  # Default sources: kernels >= 6.0 locate their kallsyms tables through VMCOREINFO, so synq still works.
+  run_synq $K/synq-default --json
   cat $K/old >/proc/sys/kernel/kptr_restrict || fail "cannot restore kptr_restrict"
   cat /proc/sys/kernel/kptr_restrict >$K/restored
   log "kptr_restrict $(cat $K/old) -> $(cat $K/during) -> $(cat $K/restored)"
