@@ -57,11 +57,14 @@ impl Report {
                 btf: &self.btf,
                 layout: &self.era,
             },
-            listeners: self.listeners.iter().map(JsonListener::from).collect(),
+            listeners: JsonListeners(&self.listeners),
             totals: t,
             warnings: &self.warnings,
         };
-        serde_json::to_string(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        // Serialization of these types cannot fail: they hold only strings and integers.
+        let mut out = Vec::with_capacity(512 + 256 * self.listeners.len());
+        let _ = serde_json::to_writer(&mut out, &doc);
+        String::from_utf8(out).unwrap_or_default()
     }
 
     pub fn to_table(&self) -> String {
@@ -131,7 +134,7 @@ impl Report {
 #[derive(Serialize)]
 struct JsonDoc<'a> {
     kernel: JsonKernel<'a>,
-    listeners: Vec<JsonListener>,
+    listeners: JsonListeners<'a>,
     totals: Totals,
     warnings: &'a [String],
 }
@@ -145,35 +148,45 @@ struct JsonKernel<'a> {
     layout: &'a str,
 }
 
-#[derive(Serialize)]
-struct JsonListener {
-    netns: u64,
-    family: &'static str,
-    addr: String,
-    port: u16,
-    syn_queue: u64,
-    syn_young: u64,
-    accept_queue: u64,
-    max_backlog: u64,
-    bound_dev_if: u64,
-    kind: Option<&'static str>,
-    sock: String,
+/// Listeners serialized in place: addresses and socket pointers are written straight into the output,
+/// without a string per field.
+struct JsonListeners<'a>(&'a [Listener]);
+
+impl Serialize for JsonListeners<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        struct One<'a>(&'a Listener);
+        impl Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let l = self.0;
+                let mut st = s.serialize_struct("Listener", 11)?;
+                st.serialize_field("netns", &l.netns)?;
+                st.serialize_field("family", l.family.name())?;
+                st.serialize_field("addr", &Display(&l.addr))?;
+                st.serialize_field("port", &l.port)?;
+                st.serialize_field("syn_queue", &l.syn_queue)?;
+                st.serialize_field("syn_young", &l.syn_young)?;
+                st.serialize_field("accept_queue", &l.accept_queue)?;
+                st.serialize_field("max_backlog", &l.max_backlog)?;
+                st.serialize_field("bound_dev_if", &l.bound_dev_if)?;
+                st.serialize_field("kind", &l.kind.label())?;
+                st.serialize_field("sock", &Display(&format_args!("{:#x}", l.sock)))?;
+                st.end()
+            }
+        }
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for l in self.0 {
+            seq.serialize_element(&One(l))?;
+        }
+        seq.end()
+    }
 }
 
-impl From<&Listener> for JsonListener {
-    fn from(l: &Listener) -> Self {
-        JsonListener {
-            netns: l.netns,
-            family: l.family.name(),
-            addr: l.addr.to_string(),
-            port: l.port,
-            syn_queue: l.syn_queue,
-            syn_young: l.syn_young,
-            accept_queue: l.accept_queue,
-            max_backlog: l.max_backlog,
-            bound_dev_if: l.bound_dev_if,
-            kind: l.kind.label(),
-            sock: format!("{:#x}", l.sock),
-        }
+/// Any `Display` as a JSON string, formatted directly into the output.
+struct Display<'a, T: std::fmt::Display>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for Display<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
     }
 }

@@ -154,22 +154,50 @@ fn mmap_btf(path: &Path) -> Option<Btf> {
         .flatten()
 }
 
-/// Copies the rest of `file` (after the `head` bytes already read) into a memory file and maps that;
+/// Copies `file` (whose first bytes, `head`, were already read) into a memory file and maps that;
 /// `Ok(None)` when memory files are unavailable.
 fn memfd_copy_btf(file: &mut File, head: &[u8], path: &Path) -> Result<Option<Btf>, BtfLoadError> {
-    let Some(mut memfd) = memfd() else {
-        return Ok(None);
-    };
+    use std::io::{Seek, SeekFrom};
     let io = |err: std::io::Error| BtfLoadError::Io {
         path: path.to_path_buf(),
         err,
     };
+    let Some(mut memfd) = memfd() else {
+        return Ok(None);
+    };
+    let size = file.metadata().map_err(io)?.len();
+    if size > head.len() as u64 && size < MAX_BTF_BYTES {
+        // sysfs states the BTF size: read straight into the memory file's pages (sysfs serves one page per
+        // read; a copy through a buffer would double the system calls).
+        if read_into(file, head, size, &memfd).map_err(io)? {
+            return Ok(map_memfd(&memfd));
+        }
+        // The size was not what the file holds: start again, streaming.
+        memfd.set_len(0).map_err(io)?;
+        file.seek(SeekFrom::Start(head.len() as u64)).map_err(io)?;
+    }
     memfd.write_all(head).map_err(io)?;
     let copied = std::io::copy(&mut file.take(MAX_BTF_BYTES), &mut memfd).map_err(io)?;
     if copied + head.len() as u64 >= MAX_BTF_BYTES {
         return Err(BtfLoadError::TooLarge(path.to_path_buf()));
     }
     Ok(map_memfd(&memfd))
+}
+
+/// Sizes `memfd` to `size` and fills it with `head` and the rest of `file`. `false` when the file does not
+/// hold exactly `size` bytes.
+fn read_into(file: &mut File, head: &[u8], size: u64, memfd: &File) -> std::io::Result<bool> {
+    memfd.set_len(size)?;
+    // SAFETY: the memory file is ours alone; nothing else maps or truncates it while this mapping lives.
+    let mut map = unsafe { memmap2::MmapMut::map_mut(memfd) }?;
+    let (first, rest) = map.split_at_mut(head.len().min(usize::try_from(size).unwrap_or(0)));
+    if first.len() != head.len() {
+        return Ok(false);
+    }
+    first.copy_from_slice(head);
+    let n = read_up_to(file, rest)?;
+    let mut extra = [0u8; 1];
+    Ok(n == rest.len() && read_up_to(file, &mut extra)? == 0)
 }
 
 fn memfd() -> Option<File> {
@@ -821,4 +849,48 @@ fn net_inum_field(
         return Ok(Some(field_of(btf, f, ptr_size)?));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_fixture() -> Vec<u8> {
+        let xz = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/cilium-ebpf-7.1-x86_64.btf.xz"
+        ))
+        .unwrap();
+        decompress_xz(&xz, Path::new("fixture")).unwrap()
+    }
+
+    #[test]
+    fn copy_into_memory_file_gives_the_same_layout_as_mapping() {
+        // Why: /sys/kernel/btf/vmlinux cannot be mapped before 6.16, so live hosts take this path.
+        let raw = raw_fixture();
+        let dir = std::env::temp_dir().join(format!("synq-btf-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vmlinux");
+        std::fs::write(&path, &raw).unwrap();
+        let mut f = File::open(&path).unwrap();
+        let mut head = [0u8; 6];
+        assert_eq!(read_up_to(&mut f, &mut head).unwrap(), 6);
+        let copied = memfd_copy_btf(&mut f, &head, &path).unwrap().unwrap();
+        let mapped = mmap_btf(&path).unwrap();
+        assert_eq!(resolve(&copied).unwrap(), resolve(&mapped).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn field_reads_bitfields_and_rejects_out_of_range() {
+        let buf = [0b1010_0000u8, 0x01, 0xff];
+        let f = Field {
+            bit_offset: 5,
+            bits: 4,
+        };
+        assert_eq!(f.read(&buf, 0), Some(0b1101));
+        assert_eq!(Field::bytes(1, 2).read(&buf, 0), Some(0xff01));
+        assert_eq!(Field::bytes(2, 2).read(&buf, 0), None);
+        assert_eq!(Field::bytes(0, 1).read(&buf, 1), None);
+    }
 }

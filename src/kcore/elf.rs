@@ -35,7 +35,6 @@ pub enum ElfError {
 #[derive(Clone, Copy, Debug)]
 struct Segment {
     vaddr: u64,
-    paddr: u64,
     offset: u64,
     filesz: u64,
     memsz: u64,
@@ -101,7 +100,6 @@ impl ElfCore {
                 PT_LOAD => {
                     let seg = Segment {
                         vaddr: ph.p_vaddr(endian),
-                        paddr: ph.p_paddr(endian),
                         offset: ph.p_offset(endian),
                         filesz: ph.p_filesz(endian),
                         memsz: ph.p_memsz(endian),
@@ -144,12 +142,6 @@ impl ElfCore {
         let idx = self.segments.partition_point(|s| s.vaddr <= addr);
         let seg = self.segments.get(idx.checked_sub(1)?)?;
         (addr - seg.vaddr < seg.memsz).then_some(seg)
-    }
-
-    /// Physical address of the first PT_LOAD whose vaddr covers `addr` (used by `info`-style output).
-    pub fn paddr_of(&self, addr: u64) -> Option<u64> {
-        let seg = self.segment(addr)?;
-        seg.paddr.checked_add(addr - seg.vaddr)
     }
 }
 

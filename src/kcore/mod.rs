@@ -9,8 +9,6 @@ pub mod kallsyms_mem;
 pub mod symbols;
 pub mod vmcoreinfo;
 
-use std::fmt;
-
 /// Why a read of kernel memory failed. A fault names its address and its cause, and is not an I/O error.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
@@ -48,13 +46,4 @@ pub fn read_ptr(mem: &dyn Memory, addr: u64, size: u64) -> Result<u64, ReadError
     let slot = b.get_mut(..n).ok_or(ReadError::TooLarge { addr, len: n })?;
     mem.read(addr, slot)?;
     Ok(u64::from_le_bytes(b))
-}
-
-/// A kernel virtual address in messages.
-pub struct Addr(pub u64);
-
-impl fmt::Display for Addr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
 }
