@@ -119,6 +119,10 @@ pub enum WalkError {
     Mismatch(String),
 }
 
+/// Bucket heads are read this many buckets at a time (one read instead of one per bucket: lhash2 has up to
+/// 65,536 buckets).
+const HEAD_CHUNK: u64 = 4096;
+
 /// Keeps the warning list readable when thousands of entries fail the same way.
 const MAX_WARNINGS: usize = 50;
 
@@ -187,9 +191,16 @@ pub fn walk(
     let mut seen: HashSet<u64> = HashSet::new();
     let mut moving_buckets = 0u64;
     let mut dead_heads = 0u64;
+    let mut heads = Vec::new();
     for i in 0..buckets {
         let bucket = base.wrapping_add(i.wrapping_mul(layout.bucket_size));
-        let (found, end) = w.bucket(i, bucket);
+        if i % HEAD_CHUNK == 0 {
+            heads = w.heads(bucket, (buckets - i).min(HEAD_CHUNK));
+        }
+        let head = heads
+            .get(usize::try_from(i % HEAD_CHUNK).unwrap_or(usize::MAX))
+            .copied();
+        let (found, end) = w.bucket(i, bucket, head);
         match end {
             BucketEnd::Settled => {}
             BucketEnd::Moving => moving_buckets += 1,
@@ -291,7 +302,34 @@ impl Walker<'_> {
 
     /// Walks one bucket, restarting on a foreign nulls marker. Returns the listeners and whether the walk
     /// ended on this bucket's own marker.
-    fn bucket(&mut self, index: u64, bucket: u64) -> (Vec<Listener>, BucketEnd) {
+    /// The head pointers of `n` consecutive buckets from `first`, in one read; empty when that read fails
+    /// (each bucket then reads its own head, and reports its own fault).
+    fn heads(&self, first: u64, n: u64) -> Vec<u64> {
+        let l = self.layout;
+        let Some(len) = n
+            .checked_mul(l.bucket_size)
+            .and_then(|x| usize::try_from(x).ok())
+        else {
+            return Vec::new();
+        };
+        let mut buf = vec![0u8; len];
+        if self.mem.read(first, &mut buf).is_err() {
+            return Vec::new();
+        }
+        (0..n)
+            .map_while(|i| {
+                let f = Field::bytes(i * l.bucket_size + l.bucket_head_offset, l.pointer_size);
+                f.read(&buf, 0)
+            })
+            .collect()
+    }
+
+    fn bucket(
+        &mut self,
+        index: u64,
+        bucket: u64,
+        first_head: Option<u64>,
+    ) -> (Vec<Listener>, BucketEnd) {
         let l = self.layout;
         let head_addr = bucket.wrapping_add(l.bucket_head_offset);
         let expected = index.wrapping_add(LISTENING_NULLS_BASE);
@@ -300,7 +338,9 @@ impl Walker<'_> {
             if attempt > 0 {
                 self.stats.restarts += 1;
             }
-            let (found, end) = self.chain(index, head_addr);
+            // The first pass may use the head read with its neighbours; a restart reads it afresh.
+            let known = if attempt == 0 { first_head } else { None };
+            let (found, end) = self.chain(index, head_addr, known);
             match end {
                 ChainEnd::NoHead(msg) => {
                     self.warn(msg);
@@ -327,10 +367,19 @@ impl Walker<'_> {
     }
 
     /// Follows one chain from its head.
-    fn chain(&mut self, index: u64, head_addr: u64) -> (Vec<Listener>, ChainEnd) {
+    fn chain(
+        &mut self,
+        index: u64,
+        head_addr: u64,
+        known: Option<u64>,
+    ) -> (Vec<Listener>, ChainEnd) {
         let l = self.layout;
         let mut out = Vec::new();
-        let mut node = match read_ptr(self.mem, head_addr, l.pointer_size) {
+        let head = match known {
+            Some(h) => Ok(h),
+            None => read_ptr(self.mem, head_addr, l.pointer_size),
+        };
+        let mut node = match head {
             Ok(p) => p,
             Err(e) => {
                 return (

@@ -124,6 +124,8 @@ pub struct Kernel {
     pub net_base: u64,
     pub ls_base: u64,
     pub unmapped: u64,
+    /// Keep only this many buckets of an lhash2 bucket array mapped.
+    pub mapped_buckets: Option<u64>,
 }
 
 impl Kernel {
@@ -156,6 +158,7 @@ impl Kernel {
             net_base: NETS & mask,
             ls_base: LISTEN_SOCKS & mask,
             unmapped: UNMAPPED & mask,
+            mapped_buckets: None,
         }
     }
 
@@ -300,6 +303,10 @@ impl Kernel {
             (self.ls_base, listen_socks),
         ];
         if matches!(l.table, Table::Lhash2 { .. }) {
+            let mut buckets = buckets;
+            if let Some(n) = self.mapped_buckets {
+                buckets.truncate((n * l.bucket_size) as usize);
+            }
             regions.push((self.bucket_base, buckets));
         }
         regions
