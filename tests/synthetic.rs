@@ -370,3 +370,59 @@ fn partly_unmapped_bucket_array_costs_only_the_unmapped_buckets() {
         .collect();
     assert_eq!(warnings(&v), want);
 }
+
+#[test]
+fn random_corruption_never_panics_or_hangs() {
+    // Why: live memory changes under the reader and dumps can be damaged; whatever the bytes, the walk must
+    // end with a result or an error. A tiny xorshift keeps the damage deterministic.
+    for btf in [
+        LHASH2,
+        "cilium-ebpf-5.15-x86_64.btf.xz",
+        "centos7-3.10.0-1160.el7-x86_64.btf.xz",
+    ] {
+        let mut k = Kernel::new(btf, 16);
+        for i in 0..40u64 {
+            k.add(i % 16, Sock::listen("192.0.2.1", 1000 + i as u16, i, i % 3));
+        }
+        let clean = k.regions();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..150 {
+            let mut regions = clean.clone();
+            for _ in 0..(1 + round % 40) {
+                let r = (next() as usize) % regions.len();
+                let len = regions[r].1.len();
+                if len == 0 {
+                    continue;
+                }
+                let at = (next() as usize) % len;
+                // Either a random byte, or a plausible pointer into the sockets (cycles, cross-links).
+                if next() % 2 == 0 || at + 8 > len {
+                    regions[r].1[at] = next() as u8;
+                } else {
+                    let p = k.sock_addr((next() % 40) as usize) + next() % 2048;
+                    regions[r].1[at..at + 8].copy_from_slice(&p.to_le_bytes());
+                }
+            }
+            let mem = LiveMem::new(regions);
+            let r = synq::walk::walk(&mem, &k.layout, k.hashinfo, synq::walk::Limits::default());
+            if let Ok(r) = r {
+                assert!(
+                    r.listeners.len() <= 40 + 64,
+                    "{btf} round {round}: {}",
+                    r.listeners.len()
+                );
+            }
+            assert!(
+                mem.reads.get() < 200_000,
+                "{btf} round {round}: {} reads",
+                mem.reads.get()
+            );
+        }
+    }
+}

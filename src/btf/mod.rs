@@ -595,6 +595,14 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
         return Err(LayoutError::NoListenTable);
     };
     let (bucket_head_offset, nulls) = bucket_head(btf, &bucket)?;
+    // A bucket is a lock and a head (and a count in 4.16 – 5.18): tens of bytes even with lockdep or
+    // PREEMPT_RT locks. The walker sizes reads by it, so a malformed BTF must not make it huge.
+    if bucket.size() as u64 > 4096 || bucket_head_offset + pointer_size > bucket.size() as u64 {
+        return Err(LayoutError::Malformed(format!(
+            "inet_listen_hashbucket of {} bytes with its head at {bucket_head_offset}",
+            bucket.size()
+        )));
+    }
 
     let bucket_count = match find_member(btf, &bucket, "count")? {
         // 4.16, 61b7c691c731 ("inet: Add a 2nd listener hashtable (port+addr)") added the per-bucket count;

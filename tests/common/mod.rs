@@ -483,8 +483,11 @@ impl Memory for LiveMem {
                 }
             }
         }
+        let Some(end) = addr.checked_add(buf.len() as u64) else {
+            return Err(ReadError::NotMapped { addr });
+        };
         for (base, data) in self.regions.borrow().iter() {
-            if addr >= *base && addr + buf.len() as u64 <= *base + data.len() as u64 {
+            if addr >= *base && end <= *base + data.len() as u64 {
                 let o = (addr - *base) as usize;
                 buf.copy_from_slice(&data[o..o + buf.len()]);
                 return Ok(());
