@@ -27,8 +27,9 @@ connections), its young part, the accept queue (completed, not yet accepted) and
 TCP listening socket of every network namespace, and in total.
 
 synq loads no module and no BPF program: it reads kernel memory strictly read-only through /proc/kcore \
-(allowed under lockdown=integrity), finds tcp_hashinfo in /proc/kallsyms, takes every struct layout from the \
-kernel's BTF (/sys/kernel/btf/vmlinux) and walks the listening hash, one read per listener.
+(allowed under lockdown=integrity), finds tcp_hashinfo in the kernel's own kallsyms tables (located through \
+kcore's VMCOREINFO on 6.0+, which also works under kptr_restrict) or in /proc/kallsyms, takes every struct \
+layout from the kernel's BTF (/sys/kernel/btf/vmlinux) and walks the listening hash, one read per listener.
 
 Columns: SYN-Q = half-open requests (SYN received, SYN-ACK sent, no final ACK yet); YOUNG = those whose \
 SYN-ACK was not retransmitted yet; ACCEPT-Q = completed connections waiting for accept(); BACKLOG = the \
@@ -65,7 +66,9 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", global = true)]
     pub btf: Option<PathBuf>,
 
-    /// Symbol addresses of the running kernel, in /proc/kallsyms format. [default: /proc/kallsyms]
+    /// Symbol addresses of the running kernel, in /proc/kallsyms format. Given explicitly, it is the only
+    /// symbol source; by default synq first looks in the kernel's in-memory kallsyms tables (6.0+), then in
+    /// /proc/kallsyms.
     #[arg(long, value_name = "PATH")]
     pub kallsyms: Option<PathBuf>,
 
