@@ -83,7 +83,8 @@ def proc_addr(hexaddr, family):
 
 def parse_proc(path, family):
     """Returns (listeners, requests): listeners as [(addr, port, rx_queue)],
-    requests as [(addr, port)] (local side of each st 03 line)."""
+    requests as [(addr, port, retrnsmt)] (local side of each st 03 line, and its
+    retransmit count, req->num_timeout: 0 means the request is still "young")."""
     listeners, requests = [], []
     with open(path) as f:
         lines = f.read().splitlines()
@@ -100,7 +101,7 @@ def parse_proc(path, family):
             rx = int(queues.split(":")[1], 16)
             listeners.append((addr, port, rx))
         elif st == "03":
-            requests.append((addr, port))
+            requests.append((addr, port, int(fields[6], 16)))
     return listeners, requests
 
 
@@ -112,9 +113,11 @@ def netns_inode(path):
     return int(m.group(1))
 
 
-def ground_truth(ns_dirs, suffix, fails, where):
+def ground_truth(ns_dirs, suffix, fails, where, young=None):
     """Key -> [listeners, syn, acc] from /proc of every namespace; and the total
-    number of st 03 lines."""
+    number of st 03 lines. With a dict `young`, also key -> requests not yet
+    retransmitted (the kernel's young count: decremented at a request's first
+    SYN-ACK retransmission)."""
     groups, total_req = {}, 0
     for d in ns_dirs:
         ns = netns_inode(os.path.join(d, "netns"))
@@ -127,7 +130,7 @@ def ground_truth(ns_dirs, suffix, fails, where):
                 g[0] += 1
                 g[2] += rx
                 present.add((addr, port))
-            for addr, port in requests:
+            for addr, port, retr in requests:
                 total_req += 1
                 if (addr, port) in present:
                     key = (ns, family, addr, port)
@@ -137,6 +140,8 @@ def ground_truth(ns_dirs, suffix, fails, where):
                     fails.add(where, f"{path}: half-open request to {addr} port {port} has no listener")
                     continue
                 groups[key][1] += 1
+                if young is not None:
+                    young[key] = young.get(key, 0) + (retr == 0)
     return groups, total_req
 
 
@@ -320,6 +325,21 @@ def synq_groups(doc, fails, where):
     return groups, {k: sorted(v) for k, v in backlogs.items()}
 
 
+def check_young(doc, before, after, fails, where):
+    """Young requests only age (none are added while the snapshot is taken), so per key the young count synq
+    read must lie between /proc's count after synq ran and before it."""
+    got = {}
+    for l in doc["listeners"]:
+        if isinstance(l, dict) and is_int(l.get("syn_young")):
+            key = (l.get("netns"), l.get("family"), l.get("addr"), l.get("port"))
+            got[key] = got.get(key, 0) + l["syn_young"]
+    for key in sorted(set(got) | set(before), key=str):
+        lo, hi, v = after.get(key, 0), before.get(key, 0), got.get(key, 0)
+        if not lo <= v <= hi:
+            fails.add(where, f"syn_young of {fmt_key(key)}: synq {v}, /proc young (retrnsmt 0) "
+                      f"{hi} before and {lo} after synq ran")
+
+
 def sanity(scenario, truth, fails, where):
     req = SANITY.get(scenario)
     if req is None:
@@ -357,8 +377,9 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
         return None
     nfail = len(fails.items)
 
-    truth, total_req = ground_truth(ns_dirs, "", fails, where)
-    after, total_after = ground_truth(ns_dirs, ".after", fails, where)
+    young_before, young_after = {}, {}
+    truth, total_req = ground_truth(ns_dirs, "", fails, where, young_before)
+    after, total_after = ground_truth(ns_dirs, ".after", fails, where, young_after)
     expected = expected_from_fixture(ns_dirs, fails, where)
     kinds = kinds_from_fixture(ns_dirs, fails, where)
     mptcp_keys = [k for k, v in kinds.items() if v == MPTCP_KIND]
@@ -425,6 +446,7 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
                               f"({', '.join(fmt_key(k) + ' ' + fmt_row(truth.get(k)) for k in mptcp_keys) or '-'}), "
                               f"{n_null} null")
                 compare_groups("/proc", truth, "synq", got, fails, where + " (synq --json per key)")
+                check_young(doc, young_before, young_after, fails, where)
                 t = doc["totals"]
                 want = {"listeners": n_truth, "syn_queue": syn_truth, "accept_queue": acc_truth}
                 for f, v in want.items():
@@ -718,6 +740,31 @@ def _bump_syn_or_refuse(path):
             f.write("{}\n")
 
 
+def _young_out_of_range(path):
+    """Moves one listener's syn_young outside what /proc allows: to 0 where /proc still showed young requests
+    after synq ran, else one above /proc's young count from before (still within 0..syn_queue)."""
+    sdir = os.path.dirname(path)
+    ns_dirs = sorted(os.path.join(sdir, d) for d in os.listdir(sdir) if d.startswith("ns"))
+    before, after = {}, {}
+    ground_truth(ns_dirs, "", Failures(), "plant", before)
+    ground_truth(ns_dirs, ".after", Failures(), "plant", after)
+
+    def plant(doc):
+        for l in doc["listeners"]:
+            key = (l["netns"], l["family"], l["addr"], l["port"])
+            if after.get(key, 0) > 0:
+                for m in doc["listeners"]:
+                    if (m["netns"], m["family"], m["addr"], m["port"]) == key:
+                        m["syn_young"] = 0
+                return
+            if l["syn_queue"] > before.get(key, 0) and l["syn_young"] == before.get(key, 0):
+                l["syn_young"] += 1
+                return
+        raise ValueError("no listener whose syn_young can be moved out of range")
+
+    _perturb_json(path, plant)
+
+
 def _kallsyms_visible(path):
     with open(path, "w") as f:
         f.write("ffffffff81000000 T _stext\n")
@@ -742,6 +789,8 @@ def selftest_cases(root):
             ("big/synq-json.out", lambda p: _perturb_json(p, _drop_listener), None),
         "wrong netns on one listener": ("basic/synq-json.out", lambda p: _perturb_json(p, _wrong_netns), None),
         "a warning": ("basic/synq-json.out", lambda p: _perturb_json(p, _warn), None),
+        "syn_young above /proc's unretransmitted requests":
+            ("basic/synq-json.out", _young_out_of_range, "syn_young of"),
         "--total off by one": ("big/synq-total.out", _bump_total, None),
         "exit code 2": ("basic/synq-total.rc", _write("2\n"), None),
         "kind mptcp-subflow on a plain listener":
