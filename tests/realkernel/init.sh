@@ -185,12 +185,22 @@ check_kptr_restrict() {
   cat /proc/sys/kernel/kptr_restrict >$K/old || fail "read kptr_restrict"
   # _stext: never 0 when visible (the first lines are per-cpu offsets, often 0).
   awk '$3 == "_stext" { print; exit }' /proc/kallsyms >$K/kallsyms-before
+  # A System.map for the two symbols synq needs, from kallsyms minus the KASLR slide: x86_64 links _stext
+  # at 0xffffffff81000000 (__START_KERNEL), so slide = runtime _stext - that. ash arithmetic is 64-bit,
+  # wrapping, which is what address arithmetic wants.
+  st=$(awk '$3 == "_stext" && NF == 3 { print $1; exit }' /proc/kallsyms)
+  th=$(awk '$3 == "tcp_hashinfo" && NF == 3 { print $1; exit }' /proc/kallsyms)
+  slide=$((0x$st - 0xffffffff81000000))
+  printf '%016x T _stext\n%016x D tcp_hashinfo\n' $((0x$st - slide)) $((0x$th - slide)) >$K/System.map
+  echo "$slide" >$K/slide
   echo 2 >/proc/sys/kernel/kptr_restrict || fail "cannot set kptr_restrict=2"
   cat /proc/sys/kernel/kptr_restrict >$K/during
   awk '$3 == "_stext" { print; exit }' /proc/kallsyms >$K/kallsyms-during
   run_synq $K/synq-json --json --kallsyms /proc/kallsyms
   # Default sources: kernels >= 6.0 locate their kallsyms tables through VMCOREINFO, so synq still works.
   run_synq $K/synq-default --json
+  # System.map with kallsyms hidden: the KASLR offset must come from kcore's VMCOREINFO (KERNELOFFSET).
+  run_synq $K/synq-sysmap --json --system-map $K/System.map --kallsyms /proc/kallsyms
   cat $K/old >/proc/sys/kernel/kptr_restrict || fail "cannot restore kptr_restrict"
   cat /proc/sys/kernel/kptr_restrict >$K/restored
   log "kptr_restrict $(cat $K/old) -> $(cat $K/during) -> $(cat $K/restored)"
