@@ -1,0 +1,1 @@
+//! Crash-dump and snapshot formats (in progress).
