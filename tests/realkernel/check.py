@@ -646,10 +646,27 @@ def run_check(root):
             summaries.append(s)
     check_kptr(root, release, fails)
     check_unpriv(root, release, fails)
+    integrity = check_integrity(root, release, fails)
     if mptcp is not None:
         summaries.append("MPTCP " + ("labelled" if mptcp else "absent (proven)"))
     summaries += ["kptr_restrict refused", "not-root refused"]
+    if integrity:
+        summaries.append("under lockdown=integrity")
     return fails, summaries, release
+
+
+def check_integrity(root, release, fails):
+    """A guest booted with lockdown=integrity must really be locked down so (the test then shows synq works
+    where modules and BPF do not). Returns whether it was."""
+    cmdline = (read_text(os.path.join(root, "cmdline")) or "").split()
+    if "lockdown=integrity" not in cmdline:
+        return False
+    state = (read_text(os.path.join(root, "lockdown")) or "").strip()
+    if "[integrity]" not in state:
+        fails.add(f"[{release}] lockdown=integrity", f"/sys/kernel/security/lockdown reads {state!r}")
+        return False
+    print(f"info: [{release}] booted with lockdown=integrity, /sys/kernel/security/lockdown: {state!r}")
+    return True
 
 
 def check_lockdown(root, release, fails):
@@ -834,6 +851,9 @@ def selftest_cases(root):
             "basic/synq-json.out", lambda p: _perturb_json(p, _kind_mptcp_to_null), "kind")
         cases["MPTCP listener not declared"] = ("basic/ns1/kinds", _write(""), "MPTCP")
         cases["MPTCP sysctl missing, absence unproven"] = ("mptcp/sysctl", _write("absent\n"), "mptcp")
+    if "lockdown=integrity" in (read_text(os.path.join(root, "cmdline")) or "").split():
+        cases["lockdown=integrity on the command line, not in effect"] = (
+            "lockdown", _write("[none] integrity confidentiality\n"), "lockdown=integrity")
     return cases
 
 

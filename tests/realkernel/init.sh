@@ -307,6 +307,7 @@ mode=$(cmdline_arg synq.mode test)
 echo "$mode" >$R/mode
 uname -r >$R/release
 cat /sys/kernel/security/lockdown >$R/lockdown 2>/dev/null || echo "unavailable" >$R/lockdown
+cat /proc/cmdline >$R/cmdline
 # Whether the CPU offers 5-level paging (QEMU -cpu max does, max,-la57 not);
 # the kernel uses it if built with it (Debian 6.1 and 6.12 are).
 if grep -qw la57 /proc/cpuinfo; then echo yes >$R/cpu-la57; else echo no >$R/cpu-la57; fi
