@@ -7,10 +7,13 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 use crate::btf::{self, BtfLoadError, Layout, LayoutError};
+use crate::kcore::Memory;
+use crate::kcore::dump::{self, DumpError};
 use crate::kcore::elf::{ElfCore, ElfError};
-use crate::kcore::kallsyms_mem::KallsymsTables;
+use crate::kcore::kallsyms_mem::{KallsymsError, KallsymsTables};
 use crate::kcore::symbols::{self, SymbolError};
 use crate::kcore::vmcoreinfo::VmcoreInfo;
+use crate::kcore::x86_64::{ConfigError, Translated, X86_64};
 use crate::report::Report;
 use crate::walk::{self, Limits, WalkError};
 
@@ -81,6 +84,12 @@ pub struct Cli {
     /// Kernel memory as a kcore-shaped ELF core.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_KCORE)]
     pub kcore: PathBuf,
+
+    /// Read a crash dump instead of the live kernel: an ELF vmcore (kdump, makedumpfile -E, QEMU, virsh
+    /// dump) or a kdump-compressed one, also in makedumpfile's flattened form; recognised by content. Kernels
+    /// >= 6.0 need no other file: symbols and BTF come from the dump itself.
+    #[arg(long, value_name = "PATH", conflicts_with = "kcore")]
+    pub core: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,6 +152,25 @@ pub enum Error {
     Layout { origin: PathBuf, err: LayoutError },
     #[error(transparent)]
     Walk(#[from] WalkError),
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    #[error(
+        "{0}: the dump carries no VMCOREINFO, which synq needs to translate its addresses (QEMU writes it only \
+         with -device vmcoreinfo and the guest's qemu_fw_cfg module loaded)"
+    )]
+    NoVmcoreinfo(PathBuf),
+    #[error("{path}: {err}")]
+    Translation { path: PathBuf, err: ConfigError },
+    #[error(
+        "{path}: the kernel's own kallsyms tables cannot be used ({err}); pass --kallsyms (or --system-map) \
+         with this kernel's symbols"
+    )]
+    DumpSymbols { path: PathBuf, err: KallsymsError },
+    #[error(
+        "{path}: no BTF in the dump ({why}); pass --btf with this kernel's BTF (kernels before 5.x, or built \
+         without CONFIG_DEBUG_INFO_BTF)"
+    )]
+    NoDumpBtf { path: PathBuf, why: String },
 }
 
 /// What `run` leaves for `main`: text for stdout, and the exit status.
@@ -358,6 +386,9 @@ fn kernel_release(cli: &Cli, info: Option<&VmcoreInfo>) -> String {
 }
 
 fn report(cli: &Cli) -> Result<Outcome, Error> {
+    if let Some(path) = &cli.core {
+        return report_core(cli, path);
+    }
     let mut timer = Timer::new();
     // kcore first: "not root" and lockdown are the answers people need most, before anything else fails.
     let core = open_kcore(&cli.kcore)?;
@@ -367,14 +398,32 @@ fn report(cli: &Cli) -> Result<Outcome, Error> {
     timer.phase("symbols");
     let btf_path = btf_path(cli);
     let layout = load_layout(&btf_path, &mut timer)?;
-    let result = walk::walk(&core, &layout, hashinfo.addr, Limits::default())?;
+    let release = kernel_release(cli, info.as_ref());
+    let source = cli.kcore.display().to_string();
+    let btf = btf_path.display().to_string();
+    finish(cli, &core, &layout, hashinfo, release, source, btf, timer)
+}
+
+/// Walks `mem` and renders the report: the part live hosts and dumps share.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    cli: &Cli,
+    mem: &dyn Memory,
+    layout: &Layout,
+    hashinfo: Symbol,
+    release: String,
+    source: String,
+    btf: String,
+    mut timer: Timer,
+) -> Result<Outcome, Error> {
+    let result = walk::walk(mem, layout, hashinfo.addr, Limits::default())?;
     timer.phase("walk");
 
     let mut rep = Report {
-        release: kernel_release(cli, info.as_ref()),
+        release,
         symbols: hashinfo.source,
-        source: cli.kcore.display().to_string(),
-        btf: btf_path.display().to_string(),
+        source,
+        btf,
         era: layout.era(),
         listeners: result.listeners,
         warnings: result.warnings,
@@ -398,6 +447,139 @@ fn report(cli: &Cli) -> Result<Outcome, Error> {
         warnings,
         status,
     })
+}
+
+/// The largest BTF read out of a dump (vmlinux BTF is 3–7 MiB).
+const MAX_DUMP_BTF: u64 = 64 << 20;
+
+/// `synq --core DUMP`: the same report from a crash dump. Addresses are translated with the dump's
+/// VMCOREINFO and page tables; symbols come from the dump's own kallsyms tables (6.0+) unless --kallsyms or
+/// --system-map is given; BTF from the dump (between __start_BTF and __stop_BTF) unless --btf is given.
+fn report_core(cli: &Cli, path: &Path) -> Result<Outcome, Error> {
+    let mut timer = Timer::new();
+    let dump = dump::open(path)?;
+    let info = VmcoreInfo::parse(
+        dump.vmcoreinfo()
+            .ok_or_else(|| Error::NoVmcoreinfo(path.to_path_buf()))?,
+    );
+    let mmu = X86_64::from_vmcoreinfo(&info).map_err(|err| Error::Translation {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    let mem = Translated::new(&dump, mmu);
+    timer.phase("dump");
+
+    let mut names = vec!["tcp_hashinfo"];
+    if cli.btf.is_none() {
+        names.extend(["__start_BTF", "__stop_BTF"]);
+    }
+    let (syms, source) = dump_symbols(cli, path, &mem, &info, &names)?;
+    let hashinfo = match syms.get("tcp_hashinfo") {
+        Some(&addr) if addr != 0 => Symbol { addr, source },
+        _ => return Err(Error::NoHashinfo(PathBuf::from(source))),
+    };
+    timer.phase("symbols");
+
+    let (btf, btf_desc) = match &cli.btf {
+        Some(p) => (btf::load_file(p)?.btf, p.display().to_string()),
+        None => {
+            let bytes = dump_btf(path, &mem, &syms)?;
+            (
+                btf::parse_bytes(&bytes, path)?,
+                format!("{} (__start_BTF..__stop_BTF)", path.display()),
+            )
+        }
+    };
+    timer.phase("btf-load");
+    let layout = btf::resolve(&btf).map_err(|err| Error::Layout {
+        origin: PathBuf::from(&btf_desc),
+        err,
+    })?;
+    timer.phase("layout");
+    let release = info
+        .osrelease()
+        .map_or_else(|| "unknown".to_string(), |r| r.trim().to_string());
+    let source = format!("{} ({})", path.display(), dump.format());
+    finish(
+        cli, &mem, &layout, hashinfo, release, source, btf_desc, timer,
+    )
+}
+
+/// Symbol addresses for a dump, and where they came from.
+fn dump_symbols(
+    cli: &Cli,
+    path: &Path,
+    mem: &dyn Memory,
+    info: &VmcoreInfo,
+    names: &[&str],
+) -> Result<(std::collections::HashMap<String, u64>, String), Error> {
+    if let Some(map) = &cli.system_map {
+        // System.map holds link-time addresses: shift by the dump's KERNELOFFSET (KASLR).
+        let offset = info
+            .kernel_offset()
+            .ok_or_else(|| Error::NoKaslrOffset(path.to_path_buf()))?;
+        let m = symbols::scan(map, names)?;
+        let syms = m
+            .symbols
+            .into_iter()
+            .map(|(k, v)| (k, v.wrapping_add(offset)))
+            .collect();
+        return Ok((
+            syms,
+            format!("{} + KERNELOFFSET {offset:#x}", map.display()),
+        ));
+    }
+    if let Some(ks) = &cli.kallsyms {
+        let found = symbols::scan(ks, names)?;
+        if !found.saw_nonzero {
+            return Err(SymbolError::Restricted(ks.clone()).into());
+        }
+        return Ok((found.symbols, ks.display().to_string()));
+    }
+    let tables = KallsymsTables::new(mem, info).map_err(|err| Error::DumpSymbols {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    let syms = tables
+        .lookup_many(mem, names)
+        .map_err(|err| Error::DumpSymbols {
+            path: path.to_path_buf(),
+            err,
+        })?;
+    Ok((
+        syms,
+        "kallsyms tables in the dump (located by VMCOREINFO)".into(),
+    ))
+}
+
+/// The kernel's BTF, read out of the dump between __start_BTF and __stop_BTF.
+fn dump_btf(
+    path: &Path,
+    mem: &dyn Memory,
+    syms: &std::collections::HashMap<String, u64>,
+) -> Result<Vec<u8>, Error> {
+    let no_btf = |why: String| Error::NoDumpBtf {
+        path: path.to_path_buf(),
+        why,
+    };
+    let (Some(&start), Some(&stop)) = (syms.get("__start_BTF"), syms.get("__stop_BTF")) else {
+        return Err(no_btf("its kallsyms has no __start_BTF/__stop_BTF".into()));
+    };
+    let len = stop
+        .checked_sub(start)
+        .filter(|&l| l > 0 && l <= MAX_DUMP_BTF)
+        .ok_or_else(|| {
+            no_btf(format!(
+                "__start_BTF {start:#x} .. __stop_BTF {stop:#x} is not a sane range"
+            ))
+        })?;
+    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    for (i, chunk) in bytes.chunks_mut(1 << 20).enumerate() {
+        let at = start.wrapping_add((i as u64) << 20);
+        mem.read(at, chunk)
+            .map_err(|e| no_btf(format!("reading it failed: {e}")))?;
+    }
+    Ok(bytes)
 }
 
 /// Writes the outcome. A closed pipe (`synq | head`) is not an error.

@@ -290,3 +290,40 @@ fn truncated_kcore_is_an_error() {
         assert!(err.contains(&p.display().to_string()), "{err}");
     }
 }
+
+#[test]
+fn core_that_is_not_a_dump_is_refused_by_content() {
+    let dir = scratch("notadump");
+    let p = dir.join("vmcore");
+    std::fs::write(&p, vec![0x42u8; 8192]).unwrap();
+    let (code, out, err) = run(&[&"--core", &p]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.starts_with("synq: ") && err.contains(&p.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn core_without_vmcoreinfo_says_how_to_get_it() {
+    // An ELF core whose only note is not VMCOREINFO (QEMU without -device vmcoreinfo writes such dumps).
+    let dir = scratch("novmci");
+    let p = dir.join("vmcore");
+    write_core(&p, &[(0x1000, vec![0u8; 4096])], "");
+    let bytes = std::fs::read(&p).unwrap();
+    // Rename the note so no VMCOREINFO is found.
+    let pos = bytes.windows(10).position(|w| w == b"VMCOREINFO").unwrap();
+    let mut bytes = bytes;
+    bytes[pos..pos + 10].copy_from_slice(b"NOTVMCINFO");
+    // A vmcore's PT_LOAD carries a physical address (write_core leaves kcore's -1 there).
+    let paddr_at = 64 + 56 + 24;
+    bytes[paddr_at..paddr_at + 8].copy_from_slice(&0x1000u64.to_le_bytes());
+    std::fs::write(&p, &bytes).unwrap();
+    let (code, _, err) = run(&[&"--core", &p]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("carries no VMCOREINFO") && err.contains("-device vmcoreinfo"),
+        "{err}"
+    );
+}
