@@ -7,6 +7,11 @@
 #   synq.mode=lockdown  (booted with lockdown=confidentiality) only synq, which
 #                     must refuse; no modules, no listeners
 #   synq.mode=bench   run the benchmark configurations in synq.bench=N:M,N:M,...
+#   synq.mode=dump    the "basic" scenario's listeners and ground truth, BTF,
+#                     kallsyms and kcore's VMCOREINFO; no synq run. After the
+#                     results: SYNQ-DUMP-READY on the console, then the
+#                     listeners stay up (SYNQ-DUMP-STATE lines) until the host,
+#                     which dumps the guest over QMP (dump.sh), quits QEMU
 #   synq.runs=R       timed runs per command in bench mode (default 5)
 #   synq.half=H       half-open requests per bench configuration (default 5)
 #
@@ -133,9 +138,10 @@ run_synq() {
   run_cmd "$name" synq "$@"
 }
 
-# One scenario: ground truth per netns before, synq, ground truth after.
-# $1: scenario name; $2...: "nsdir:pid:expectfiles" (expect files comma-separated).
-collect_scenario() {
+# Ground truth of one scenario: per netns snapshot and the fixture's EXPECT/KIND
+# lines, into $R/$1 (also left in $sc). $2...: "nsdir:pid:expectfiles" (expect
+# files comma-separated).
+collect_truth() {
   sc=$R/$1
   shift
   mkdir -p "$sc"
@@ -150,6 +156,13 @@ collect_scenario() {
       grep '^KIND ' "$f" >>"$sc/$d/kinds" || true
     done
   done
+}
+
+# One scenario: ground truth per netns before, synq, ground truth after.
+# $1: scenario name; $2...: "nsdir:pid:expectfiles" (expect files comma-separated).
+collect_scenario() {
+  collect_truth "$@"
+  shift
   run_synq "$sc/synq-json" --json
   run_synq "$sc/synq-total" --total
   for spec in "$@"; do
@@ -216,8 +229,9 @@ check_not_root() {
   log "unprivileged: $(cat $U/id); /proc/kcore $(cat $U/kcore-mode)"
 }
 
-mode_test() {
-  load_modules
+# Both namespaces' listeners (plus the MPTCP one where the kernel has it), as the
+# "basic" scenario has them; sets F, pid1 and pid2.
+start_listeners() {
   F=$R/fixture
   mkdir -p $F
   probe_mptcp
@@ -234,7 +248,11 @@ mode_test() {
   log "scenario ns2 ready (pid $pid2, $(readlink /proc/"$pid2"/ns/net))"
   [ "$(readlink /proc/"$pid1"/ns/net)" != "$(readlink /proc/"$pid2"/ns/net)" ] \
     || fail "ns2 fixture is not in its own network namespace"
+}
 
+mode_test() {
+  load_modules
+  start_listeners
   collect_scenario basic "ns1:$pid1:$F/main.out" "ns2:$pid2:$F/ns2.out"
 
   # Same state plus 2,500 idle listeners in the first namespace.
@@ -245,6 +263,83 @@ mode_test() {
 
   check_kptr_restrict
   check_not_root
+}
+
+# Canonical listener/request state, sorted: one line per st 0A (local address,
+# rx_queue = accept queue) and per st 03 line (local address) of each file.
+# $@: "label:path" of /proc/net/tcp{,6}-format files.
+tcp_state() {
+  for lp in "$@"; do
+    awk -v t="${lp%%:*}" 'NR > 1 && $4 == "0A" { print t, $2, $4, $5 }
+      NR > 1 && $4 == "03" { print t, $2, $4 }' "${lp#*:}" || echo "unreadable ${lp#*:}"
+  done | sort
+}
+
+# Dump mode: the "basic" scenario's listeners and its ground truth, the side
+# files a dump reader of a kernel without kallsyms in VMCOREINFO needs (BTF,
+# kallsyms), and the VMCOREINFO of kcore; synq is not run. After the results
+# are sent, finish_dump keeps the listeners up for the host's dumps.
+mode_dump() {
+  load_modules
+  start_listeners
+  collect_truth basic "ns1:$pid1:$F/main.out" "ns2:$pid2:$F/ns2.out"
+  # What finish_dump compares the live state with: the ground truth itself.
+  tcp_state "1tcp:$sc/ns1/tcp" "1tcp6:$sc/ns1/tcp6" "2tcp:$sc/ns2/tcp" "2tcp6:$sc/ns2/tcp6" >"$sc/state"
+  [ -s "$sc/state" ] || fail "empty canonical state of the basic scenario"
+  log "scenario basic collected ($(wc -l <"$sc/state") listener/request lines)"
+
+  S=$R/side
+  mkdir -p $S
+  cp /sys/kernel/btf/vmlinux $S/btf || fail "cannot copy /sys/kernel/btf/vmlinux"
+  # kallsyms with addresses visible to root: kptr_restrict=1 (CAP_SYSLOG sees them).
+  cat /proc/sys/kernel/kptr_restrict >$S/kptr_restrict.old || fail "read kptr_restrict"
+  echo 1 >/proc/sys/kernel/kptr_restrict || fail "cannot set kptr_restrict=1"
+  cat /proc/sys/kernel/kptr_restrict >$S/kptr_restrict.during
+  cat /proc/kallsyms >$S/kallsyms || fail "cannot read /proc/kallsyms"
+  cat $S/kptr_restrict.old >/proc/sys/kernel/kptr_restrict || fail "cannot restore kptr_restrict"
+  st=$(awk '$3 == "_stext" && NF == 3 { print $1; exit }' $S/kallsyms)
+  case $st in
+    "" | 0000000000000000) fail "/proc/kallsyms shows _stext as '$st' to root with kptr_restrict=1" ;;
+  esac
+  log "side files: btf $(wc -c <$S/btf) bytes, kallsyms $(wc -l <$S/kallsyms) lines (_stext $st," \
+    "kptr_restrict $(cat $S/kptr_restrict.old) -> $(cat $S/kptr_restrict.during) -> back)"
+
+  # The kernel's VMCOREINFO as kcore shows it (a note near the start of /proc/kcore; 4.19+), to compare with
+  # what the dumps carry; /sys/kernel/vmcoreinfo gives only its physical address and size.
+  cat /sys/kernel/vmcoreinfo >$R/sys-vmcoreinfo 2>&1 || true
+  dd if=/proc/kcore bs=4096 count=64 2>/dev/null | strings -n 4 \
+    | grep -E '^(OSRELEASE|BUILD-ID|PAGESIZE|KERNELOFFSET|CRASHTIME|(SYMBOL|SIZE|OFFSET|LENGTH|NUMBER)\([^)]*\))=' \
+    >$R/vmcoreinfo-kcore || true
+  grep -q '^OSRELEASE=' $R/vmcoreinfo-kcore || fail "no VMCOREINFO (OSRELEASE=) in the first 256 KiB of /proc/kcore"
+  log "VMCOREINFO from kcore: $(wc -l <$R/vmcoreinfo-kcore) lines," \
+    "$(grep -E '^(KERNELOFFSET|NUMBER\(pgtable_l5_enabled\))=' $R/vmcoreinfo-kcore | tr '\n' ' ')"
+}
+
+# After a successful dump mode: results out, SYNQ-DUMP-READY on the console,
+# then once a second a SYNQ-DUMP-STATE line saying whether both namespaces
+# still show exactly the ground truth (the host dumps while this runs and
+# quits QEMU; the loop is bounded all the same).
+finish_dump() {
+  echo OK >$R/status
+  dmesg >$R/dmesg.txt 2>&1 || true
+  log "status: OK"
+  send_results
+  echo "SYNQ-DUMP-READY"
+  n=0
+  while [ $n -lt 1800 ]; do
+    n=$((n + 1))
+    if tcp_state "1tcp:/proc/$pid1/net/tcp" "1tcp6:/proc/$pid1/net/tcp6" \
+        "2tcp:/proc/$pid2/net/tcp" "2tcp6:/proc/$pid2/net/tcp6" | cmp -s - $R/basic/state; then
+      echo "SYNQ-DUMP-STATE $n same"
+    else
+      echo "SYNQ-DUMP-STATE $n CHANGED"
+    fi
+    sleep 1
+  done
+  echo "SYNQ-DUMP-TIMEOUT: no host quit QEMU"
+  poweroff -f
+  echo o >/proc/sysrq-trigger
+  exit 1
 }
 
 # Booted with lockdown=confidentiality: synq must refuse /proc/kcore and say why.
@@ -331,6 +426,7 @@ case $mode in
   test) mode_test ;;
   lockdown) mode_lockdown ;;
   bench) mode_bench ;;
+  dump) mode_dump; finish_dump ;;
   *) fail "unknown synq.mode=$mode" ;;
 esac
 finish OK

@@ -62,6 +62,14 @@ rk_boot() {
     rk_fail_report "$out" "qemu exited with $rc after ${took}s"
     return 1
   fi
+  rk_unpack_results "$out" "$label" "$took"
+}
+
+# rk_unpack_results OUTDIR LABEL SECONDS: unpacks what the guest sent over ttyS1
+# (OUTDIR/results.b64) into OUTDIR/results and logs the guest's facts. Returns
+# non-zero (after a report) on missing or truncated results or a status != OK.
+rk_unpack_results() {
+  local out=$1 label=$2 took=$3
   if ! grep -q '===SYNQ-RESULTS-END===' "$out/results.b64" 2>/dev/null; then
     rk_fail_report "$out" "guest sent no (complete) results after ${took}s: it crashed, panicked or /init died"
     return 1

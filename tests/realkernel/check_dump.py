@@ -1,0 +1,858 @@
+#!/usr/bin/env python3
+"""`synq --core` on a real dump of a test guest, against that guest's ground truth (stdlib only).
+
+Usage: check_dump.py OUTDIR DUMP              run synq on DUMP, record, judge
+       check_dump.py --selftest OUTDIR DUMP   negative control on the recorded run of DUMP (no synq run)
+
+OUTDIR is what dump.sh made for one kernel (target/realkernel/dump-<id>): results/ (what the guest sent:
+mode "dump", release, cpu-la57, mptcp/, basic/ns*/{netns,tcp,tcp6,ss-ltn,expect,kinds}, side/{btf,kallsyms},
+vmcoreinfo-kcore) and host.txt (dump.sh's facts: cpu, state_stable, timings). DUMP is one of its dumps
+(QEMU dump-guest-memory, paging off: ELF, or kdump-zlib in makedumpfile's flattened format).
+
+The run (recorded in OUTDIR/core-<basename of DUMP>/):
+  * the dump's own headers, read here independently of synq: format, PT_LOADs (ELF), disk_dump_header and
+    kdump_sub_header (kdump; flattened records reassembled), and its VMCOREINFO note -> dump.txt,
+    vmcoreinfo.txt;
+  * the side-file decision: a dump whose VMCOREINFO names the kallsyms tables (SYMBOL(kallsyms_names), 6.0+)
+    gets NO side file at all; otherwise (5.10) --btf results/side/btf --kallsyms results/side/kallsyms;
+  * ${SYNQ_BIN:-target/release/synq} --core DUMP --json [side files] and ... --total
+    -> synq-json.{argv,out,err,rc}, synq-total.{argv,out,err,rc};
+  * a fingerprint of DUMP before and after synq ran (size, mtime, ctime, mode, inode; sha256 of the whole
+    file up to 256 MiB, else of its first and last 64 MiB) -> fingerprint.{before,after}.
+
+The judgement (every item a failure, never a skip):
+  * the ground truth is what the fixture built (EXPECT lines vs /proc, sanity floors of "basic", MPTCP
+    listener or proven absence of MPTCP; check.py's rules), and the guest's state watch said "same" before and
+    after the dumps (host.txt state_stable=yes);
+  * the dump: VMCOREINFO present, OSRELEASE = the guest's uname -r, equal to the VMCOREINFO the guest read
+    from its /proc/kcore (same boot); KERNELOFFSET = kallsyms _stext - 0xffffffff81000000 (the side file is
+    of the same boot); 5-level paging: booted with +la57 -> the guest saw la57 and
+    NUMBER(pgtable_l5_enabled)=1, else no la57 and pgtable_l5_enabled absent or 0; kdump: the sub-header's
+    phys_base equals NUMBER(phys_base); release >= 6 -> SYMBOL(kallsyms_names) present (else the test
+    would not show "no side file");
+  * the side files: BTF magic, kallsyms with a real _stext and tcp_hashinfo; passed iff the policy says so;
+  * synq: exit 0; JSON of the live shape, no warnings, kernel.release = the guest's; per key (netns, family,
+    addr, port) listener count, SYN-queue sum and accept-queue sum equal to /proc; totals; "kind"
+    (mptcp-subflow on the declared listener, null elsewhere); max_backlog = ss -ltn Send-Q; syn_young
+    between 0 and /proc's young count at the snapshot; --total = the number of st 03 lines;
+  * the dump unchanged by synq (fingerprints equal).
+Exit status 0 only if everything holds.
+"""
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import check  # noqa: E402  (check.py: the ground-truth rules of the live test)
+
+START_KERNEL_MAP_TEXT = 0xFFFFFFFF81000000  # x86_64 link address of _stext (__START_KERNEL)
+SIDE_FILE_OPTIONS = ("--btf", "--kallsyms", "--system-map", "--vmlinux")
+FULL_HASH_LIMIT = 256 << 20
+PART_HASH = 64 << 20
+SYNQ_TIMEOUT = 300
+MAX_FLAT_RECORDS = 10_000_000
+
+
+class DumpError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The dump's headers, read independently of synq.
+
+def dump_format(path):
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"\x7fELF"):
+        return "elf"
+    if head.startswith(b"makedumpfile"):
+        return "kdump-flattened"
+    if head[:8] in (b"KDUMP   ", b"DISKDUMP"):
+        return "kdump"
+    raise DumpError(f"unknown dump format, starts {head!r}")
+
+
+def elf_facts(path):
+    """ELF64 LE core: PT_LOAD summary and the VMCOREINFO note."""
+    facts = {}
+    vmcoreinfo = None
+    with open(path, "rb") as f:
+        eh = f.read(64)
+        if len(eh) < 64 or eh[4] != 2 or eh[5] != 1:
+            raise DumpError("not an ELF64 little-endian file")
+        e_type, e_machine = struct.unpack_from("<HH", eh, 16)
+        e_phoff, = struct.unpack_from("<Q", eh, 32)
+        e_phentsize, e_phnum = struct.unpack_from("<HH", eh, 54)
+        if e_phnum == 0xFFFF:
+            raise DumpError("e_phnum is PN_XNUM (more than 65534 program headers): not handled by this checker")
+        if e_phentsize != 56:
+            raise DumpError(f"e_phentsize {e_phentsize}")
+        facts.update(elf_type=e_type, elf_machine=e_machine, elf_phnum=e_phnum)
+        f.seek(e_phoff)
+        ph = f.read(56 * e_phnum)
+        loads, notes = [], []
+        for i in range(e_phnum):
+            p_type, _, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _ = struct.unpack_from("<IIQQQQQQ", ph, 56 * i)
+            if p_type == 1:
+                loads.append((p_offset, p_vaddr, p_paddr, p_filesz, p_memsz))
+            elif p_type == 4:
+                notes.append((p_offset, p_filesz))
+        facts["elf_pt_load"] = len(loads)
+        facts["elf_pt_load_paddr_ranges"] = " ".join(f"{p:#x}+{m:#x}" for _, _, p, _, m in loads)
+        facts["elf_pt_load_nonzero_vaddr"] = sum(1 for l in loads if l[1] != 0)
+        facts["elf_pt_load_filesz_lt_memsz"] = sum(1 for l in loads if l[3] < l[4])
+        names = []
+        for off, size in notes:
+            if size > 64 << 20:
+                raise DumpError(f"PT_NOTE of {size} bytes")
+            f.seek(off)
+            data = f.read(size)
+            pos = 0
+            while pos + 12 <= len(data):
+                namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
+                pos += 12
+                name = data[pos:pos + namesz].rstrip(b"\0").decode(errors="replace")
+                pos += (namesz + 3) & ~3
+                desc = data[pos:pos + descsz]
+                pos += (descsz + 3) & ~3
+                names.append(f"{name}/{ntype}")
+                if name == "VMCOREINFO":
+                    vmcoreinfo = desc.rstrip(b"\0").decode(errors="replace")
+        facts["elf_notes"] = " ".join(names)
+    return facts, vmcoreinfo
+
+
+class FlatReader:
+    """makedumpfile's flattened format: a 4096-byte header, then records {offset be64, size be64, data},
+    ending with offset -1. Reassembles reads at logical offsets."""
+
+    def __init__(self, f):
+        self.f = f
+        f.seek(0)
+        head = f.read(4096)
+        typ, ver = struct.unpack_from(">QQ", head, 16)
+        if not head.startswith(b"makedumpfile") or typ != 1 or ver != 1:
+            raise DumpError(f"flattened header: type {typ} version {ver}")
+        self.records = []
+        pos = 4096
+        size_on_disk = os.fstat(f.fileno()).st_size
+        ended = False
+        for _ in range(MAX_FLAT_RECORDS):
+            f.seek(pos)
+            rh = f.read(16)
+            if len(rh) < 16:
+                break
+            off, size = struct.unpack(">qq", rh)
+            if off == -1:
+                ended = True
+                break
+            if off < 0 or size < 0 or pos + 16 + size > size_on_disk:
+                raise DumpError(f"flattened record at {pos}: offset {off} size {size}")
+            self.records.append((off, size, pos + 16))
+            pos += 16 + size
+        if not ended:
+            raise DumpError(f"flattened stream has no end marker after {len(self.records)} records")
+        self.logical_size = max((o + s for o, s, _ in self.records), default=0)
+
+    def read(self, off, n):
+        buf = bytearray(n)
+        got = 0
+        for r_off, r_size, fpos in self.records:
+            lo, hi = max(off, r_off), min(off + n, r_off + r_size)
+            if lo < hi:
+                self.f.seek(fpos + lo - r_off)
+                buf[lo - off:hi - off] = self.f.read(hi - lo)
+                got += hi - lo
+        if got < n:
+            raise DumpError(f"flattened stream does not cover {n} bytes at {off} ({got} found)")
+        return bytes(buf)
+
+
+class PlainReader:
+    def __init__(self, f):
+        self.f = f
+
+    def read(self, off, n):
+        self.f.seek(off)
+        b = self.f.read(n)
+        if len(b) != n:
+            raise DumpError(f"short read of {n} bytes at {off}")
+        return b
+
+
+def kdump_facts(path, flattened):
+    facts = {}
+    with open(path, "rb") as f:
+        r = FlatReader(f) if flattened else PlainReader(f)
+        if flattened:
+            facts["flat_records"] = len(r.records)
+            facts["flat_logical_size"] = r.logical_size
+        h = r.read(0, 464)
+        sig = h[:8]
+        if sig not in (b"KDUMP   ", b"DISKDUMP"):
+            raise DumpError(f"kdump signature {sig!r}")
+        version, = struct.unpack_from("<i", h, 8)
+        uts = [h[12 + 65 * i:12 + 65 * (i + 1)].split(b"\0")[0].decode(errors="replace") for i in range(6)]
+        status, block_size, sub_hdr_size, bitmap_blocks, max_mapnr = struct.unpack_from("<IiiII", h, 424)
+        nr_cpus, = struct.unpack_from("<i", h, 460)
+        facts.update(kdump_signature=sig.decode().strip(), kdump_header_version=version,
+                     kdump_utsname_sysname=uts[0], kdump_utsname_release=uts[2], kdump_utsname_machine=uts[4],
+                     kdump_status=status, kdump_block_size=block_size, kdump_sub_hdr_size=sub_hdr_size,
+                     kdump_bitmap_blocks=bitmap_blocks, kdump_max_mapnr=max_mapnr, kdump_nr_cpus=nr_cpus)
+        if not 512 <= block_size <= 1 << 20:
+            raise DumpError(f"kdump block_size {block_size}")
+        sub = r.read(block_size, 104 if version >= 6 else 80 if version >= 4 else 48)
+        phys_base, dump_level, split = struct.unpack_from("<Qii", sub, 0)
+        facts.update(kdump_sub_phys_base=phys_base, kdump_dump_level=dump_level, kdump_split=split)
+        vmcoreinfo = None
+        if version >= 3:
+            off_vi, size_vi = struct.unpack_from("<qQ", sub, 32)
+            facts.update(kdump_offset_vmcoreinfo=off_vi, kdump_size_vmcoreinfo=size_vi)
+            if off_vi > 0 and 0 < size_vi < 1 << 20:
+                vmcoreinfo = r.read(off_vi, size_vi).rstrip(b"\0").decode(errors="replace")
+        if version >= 4:
+            off_n, size_n = struct.unpack_from("<qQ", sub, 48)
+            facts.update(kdump_offset_note=off_n, kdump_size_note=size_n)
+        if version >= 6:
+            facts["kdump_max_mapnr_64"], = struct.unpack_from("<Q", sub, 96)
+    return facts, vmcoreinfo
+
+
+def vmcoreinfo_dict(text):
+    d = {}
+    for line in (text or "").splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            d[k] = v
+    return d
+
+
+def qemu_hex(text):
+    """What QEMU 7.2's qemu_strtou64(text, base 16) makes of a NUMBER() value (mod 2^64)."""
+    t = text.strip()
+    v = int(t.lstrip("-"), 16)
+    return (-v if t.startswith("-") else v) % (1 << 64)
+
+
+def signed64(v):
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def c_int(text):
+    """NUMBER() values: C base 0 (0x.., 0.., decimal), possibly negative."""
+    t = text.strip()
+    neg = t.startswith("-")
+    t = t.lstrip("-")
+    if t.lower().startswith("0x"):
+        v = int(t, 16)
+    elif len(t) > 1 and t.startswith("0"):
+        v = int(t, 8)
+    else:
+        v = int(t)
+    return -v if neg else v
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Recording a run.
+
+def fingerprint(path):
+    st = os.stat(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if st.st_size <= FULL_HASH_LIMIT:
+            what = "sha256 of the whole file"
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        else:
+            what = f"sha256 of the first and last {PART_HASH >> 20} MiB"
+            left = PART_HASH
+            while left:
+                b = f.read(min(left, 1 << 20))
+                h.update(b)
+                left -= len(b)
+                if not b:
+                    break
+            f.seek(st.st_size - PART_HASH)
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+            "mode": oct(st.st_mode), "inode": st.st_ino, "hash": h.hexdigest(), "hashed": what}
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def run_dir_of(outdir, dump):
+    return os.path.join(outdir, "core-" + os.path.basename(dump))
+
+
+def synq_bin():
+    b = os.environ.get("SYNQ_BIN", "target/release/synq")
+    if not os.path.isabs(b):
+        b = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", b)
+    return os.path.normpath(b)
+
+
+def record(outdir, dump):
+    """Runs synq on the dump and writes everything the judgement needs into the run directory."""
+    rd = run_dir_of(outdir, dump)
+    shutil.rmtree(rd, ignore_errors=True)
+    os.makedirs(rd)
+    write(os.path.join(rd, "dump-path"), os.path.abspath(dump) + "\n")
+    results = os.path.join(outdir, "results")
+    try:
+        fmt = dump_format(dump)
+        if fmt == "elf":
+            facts, vmcoreinfo = elf_facts(dump)
+        else:
+            facts, vmcoreinfo = kdump_facts(dump, fmt == "kdump-flattened")
+        facts = {"format": fmt, **facts}
+    except (DumpError, OSError, struct.error) as e:
+        facts, vmcoreinfo = {"format": "unreadable", "error": str(e)}, None
+    write(os.path.join(rd, "dump.txt"), "".join(f"{k}={v}\n" for k, v in facts.items()))
+    if vmcoreinfo is not None:
+        write(os.path.join(rd, "vmcoreinfo.txt"), vmcoreinfo if vmcoreinfo.endswith("\n") else vmcoreinfo + "\n")
+
+    side = []
+    if "SYMBOL(kallsyms_names)" not in vmcoreinfo_dict(vmcoreinfo):
+        side = ["--btf", os.path.join(results, "side", "btf"), "--kallsyms", os.path.join(results, "side", "kallsyms")]
+    write(os.path.join(rd, "fingerprint.before"), json.dumps(fingerprint(dump), indent=1) + "\n")
+    for name, extra in (("synq-json", ["--json"]), ("synq-total", ["--total"])):
+        argv = [synq_bin(), "--core", os.path.abspath(dump)] + extra + side
+        base = os.path.join(rd, name)
+        write(base + ".argv", json.dumps(argv) + "\n")
+        try:
+            p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=SYNQ_TIMEOUT)
+            out, err, rc = p.stdout, p.stderr, str(p.returncode)
+        except FileNotFoundError as e:
+            out, err, rc = b"", str(e).encode(), "127"
+        except subprocess.TimeoutExpired as e:
+            out, err, rc = e.stdout or b"", (e.stderr or b"") + b"\n(check_dump.py: killed after timeout)", "timeout"
+        with open(base + ".out", "wb") as f:
+            f.write(out)
+        with open(base + ".err", "wb") as f:
+            f.write(err)
+        write(base + ".rc", rc + "\n")
+    write(os.path.join(rd, "fingerprint.after"), json.dumps(fingerprint(dump), indent=1) + "\n")
+    return rd
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The judgement, from recorded files only.
+
+def read_kv(path):
+    d = {}
+    for line in (check.read_text(path) or "").splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            d[k] = v
+    return d
+
+
+def check_rc(base, label, fails, where):
+    """Like check.check_synq_rc, but names a usage error (exit 2 from the argument parser) as such."""
+    rc_text = (check.read_text(base + ".rc") or "").strip()
+    err = check.read_text(base + ".err") or ""
+    if rc_text == "0":
+        if err.strip():
+            print(f"note {where}: {label} stderr: {err.strip()[:2000]}")
+        return True
+    if rc_text == "2" and ("unexpected argument" in err or "Usage:" in err):
+        fails.add(where, f"{label}: synq rejected its command line (usage error, exit 2) — this synq has no "
+                  f"working --core yet (issue 3); stderr:\n{err.strip()[:2000]}")
+        return False
+    if rc_text == "127":
+        fails.add(where, f"{label}: synq missing or not executable on the host (SYNQ_BIN): {err.strip()[:500]}")
+        return False
+    if rc_text == "timeout":
+        fails.add(where, f"{label}: did not finish within {SYNQ_TIMEOUT}s; stderr:\n{err.strip()[-2000:]}")
+        return False
+    return check.check_synq_rc(base, label, fails, where)
+
+
+def judge(outdir, rd):
+    """Returns (failures, summary, release)."""
+    fails = check.Failures()
+    results = os.path.join(outdir, "results")
+    host = read_kv(os.path.join(outdir, "host.txt"))
+    status = (check.read_text(os.path.join(results, "status")) or "").strip()
+    release = (check.read_text(os.path.join(results, "release")) or "").strip()
+    mode = (check.read_text(os.path.join(results, "mode")) or "").strip()
+    facts = read_kv(os.path.join(rd, "dump.txt"))
+    fmt = facts.get("format", "?")
+    where = f"[{release}] {fmt}"
+    if status != "OK":
+        fails.add(where, f"guest status is {status or 'missing'!r}")
+    if mode != "dump":
+        fails.add(where, f"guest mode {mode or 'missing'!r}, want 'dump'")
+    if not release:
+        fails.add(where, "guest release missing")
+
+    truth, young = check_truth(results, release, fails, where, host)
+    vi = check_dump_facts(results, rd, release, facts, fails, where, host)
+    check_side_files(results, rd, vi, release, fails, where)
+    check_fingerprints(rd, fails, where)
+    summary = None
+    if truth is not None:
+        summary = check_synq(results, rd, truth, young, release, fails, where)
+    return fails, summary, release
+
+
+def ns_dirs_of(results):
+    sdir = os.path.join(results, "basic")
+    if not os.path.isdir(sdir):
+        return []
+    return sorted(os.path.join(sdir, d) for d in os.listdir(sdir)
+                  if d.startswith("ns") and os.path.isdir(os.path.join(sdir, d)))
+
+
+def check_truth(results, release, fails, where, host):
+    """The ground truth of the basic scenario, as built and standing during the dumps."""
+    w = where + " ground truth"
+    if host.get("state_stable") != "yes":
+        fails.add(w, f"the guest's state watch did not show the ground truth unchanged around the dumps "
+                  f"(host.txt state_stable={host.get('state_stable')!r}, before {host.get('state_before_dumps')!r}, "
+                  f"after {host.get('state_after_dumps')!r})")
+    ns_dirs = ns_dirs_of(results)
+    if len(ns_dirs) < 2:
+        fails.add(w, f"expected >= 2 namespace snapshots in {results}/basic, found {len(ns_dirs)}")
+        return None, None
+    try:
+        mptcp = check.mptcp_state(results, release, fails)
+        young = {}
+        truth, total = check.ground_truth(ns_dirs, "", fails, w, young)
+        expected = check.expected_from_fixture(ns_dirs, fails, w)
+        kinds = check.kinds_from_fixture(ns_dirs, fails, w)
+    except (OSError, ValueError) as e:
+        fails.add(w, f"cannot read the ground truth: {e}")
+        return None, None
+    check.compare_groups("fixture", expected, "/proc", truth, fails, w + " (scenario as built)")
+    check.sanity("basic", truth, fails, w)
+    mptcp_keys = [k for k, v in kinds.items() if v == check.MPTCP_KIND]
+    if mptcp is True and not mptcp_keys:
+        fails.add(w, "kernel has MPTCP but the scenario declares no MPTCP listener (no KIND line)")
+    elif mptcp is False and kinds:
+        fails.add(w, f"kernel without MPTCP, yet the fixture declared labelled listeners: {kinds}")
+    for k in mptcp_keys:
+        if not truth.get(k) or truth[k][0] != 1:
+            fails.add(w, f"MPTCP listener {check.fmt_key(k)}: /proc shows {check.fmt_row(truth.get(k))}, "
+                      "want exactly one listener")
+    return (truth, total, kinds, ns_dirs, mptcp_keys), young
+
+
+def check_dump_facts(results, rd, release, facts, fails, where, host):
+    """The dump's own headers and VMCOREINFO (read by this script, not by synq). Returns VMCOREINFO as a dict."""
+    w = where + " dump"
+    fmt = facts.get("format")
+    if fmt not in ("elf", "kdump", "kdump-flattened"):
+        fails.add(w, f"dump not readable by this checker: {facts.get('error', fmt)}")
+        return {}
+    text = check.read_text(os.path.join(rd, "vmcoreinfo.txt"))
+    if not text:
+        fails.add(w, "the dump carries no VMCOREINFO (was -device vmcoreinfo given and qemu_fw_cfg loaded?)")
+        return {}
+    vi = vmcoreinfo_dict(text)
+    print(f"info: {where}: VMCOREINFO: OSRELEASE={vi.get('OSRELEASE')} NUMBER(phys_base)={vi.get('NUMBER(phys_base)')} "
+          f"KERNELOFFSET={vi.get('KERNELOFFSET')} NUMBER(pgtable_l5_enabled)={vi.get('NUMBER(pgtable_l5_enabled)')} "
+          f"SYMBOL(kallsyms_names)={'present' if 'SYMBOL(kallsyms_names)' in vi else 'absent'} "
+          f"SYMBOL(swapper_pg_dir)={vi.get('SYMBOL(swapper_pg_dir)')} ({len(vi)} keys)")
+    if fmt == "elf":
+        print(f"info: {where}: ELF: {facts.get('elf_pt_load')} PT_LOADs (paddr+memsz: "
+              f"{facts.get('elf_pt_load_paddr_ranges')}), {facts.get('elf_pt_load_nonzero_vaddr')} with vaddr != 0, "
+              f"notes {facts.get('elf_notes')}")
+    else:
+        print(f"info: {where}: kdump: signature {facts.get('kdump_signature')!r} header_version "
+              f"{facts.get('kdump_header_version')} block_size {facts.get('kdump_block_size')} max_mapnr "
+              f"{facts.get('kdump_max_mapnr')} sub-header phys_base {facts.get('kdump_sub_phys_base')} dump_level "
+              f"{facts.get('kdump_dump_level')} utsname release {facts.get('kdump_utsname_release')!r} machine "
+              f"{facts.get('kdump_utsname_machine')!r}" +
+              (f"; flattened: {facts.get('flat_records')} records, logical size {facts.get('flat_logical_size')}"
+               if fmt == "kdump-flattened" else ""))
+        try:
+            sub_pb = int(facts.get("kdump_sub_phys_base", ""))
+            text_pb = vi.get("NUMBER(phys_base)", "")
+            vi_pb = c_int(text_pb)
+            if signed64(sub_pb) == vi_pb:
+                print(f"info: {where}: kdump sub-header phys_base {vi_pb} = VMCOREINFO NUMBER(phys_base)")
+            elif sub_pb == qemu_hex(text_pb):
+                # QEMU 7.2 (dump.c, vmcoreinfo_update_phys_base) parses the decimal NUMBER(phys_base) with base 16.
+                print(f"info: {where}: kdump sub-header phys_base {sub_pb:#x} is VMCOREINFO's decimal "
+                      f"NUMBER(phys_base)={text_pb} read as hex (QEMU 7.2 parses it with base 16): a reader must "
+                      f"take phys_base from VMCOREINFO ({vi_pb:#x}), not from this sub-header")
+            else:
+                fails.add(w, f"kdump sub-header phys_base {sub_pb:#x} is neither VMCOREINFO NUMBER(phys_base) "
+                          f"{text_pb} nor that text read as hex (QEMU 7.2's misparse)")
+        except ValueError:
+            fails.add(w, f"phys_base unreadable: sub-header {facts.get('kdump_sub_phys_base')!r}, "
+                      f"VMCOREINFO {vi.get('NUMBER(phys_base)')!r}")
+    if vi.get("OSRELEASE") != release:
+        fails.add(w, f"VMCOREINFO OSRELEASE {vi.get('OSRELEASE')!r} != the guest's uname -r {release!r}")
+    kcore = vmcoreinfo_dict(check.read_text(os.path.join(results, "vmcoreinfo-kcore")))
+    if not kcore:
+        fails.add(w, "the guest recorded no VMCOREINFO from its /proc/kcore")
+    else:
+        a = {k: v for k, v in vi.items() if k != "CRASHTIME"}
+        b = {k: v for k, v in kcore.items() if k != "CRASHTIME"}
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if diff:
+            fails.add(w, f"VMCOREINFO of the dump differs from the guest's /proc/kcore one on {len(diff)} keys: "
+                      + "; ".join(f"{k}: dump {a.get(k)!r} kcore {b.get(k)!r}" for k in diff[:6]))
+    # 5-level paging.
+    cpu = host.get("cpu", "")
+    la57 = (check.read_text(os.path.join(results, "cpu-la57")) or "").strip()
+    l5 = vi.get("NUMBER(pgtable_l5_enabled)")
+    if "+la57" in cpu:
+        if la57 != "yes" or l5 != "1":
+            fails.add(w, f"booted with -cpu {cpu}: want la57 in the guest's /proc/cpuinfo and "
+                      f"NUMBER(pgtable_l5_enabled)=1; got cpuinfo la57 {la57!r}, pgtable_l5_enabled {l5!r}")
+        else:
+            print(f"info: {where}: 5-level paging: -cpu {cpu}, guest cpuinfo la57 yes, NUMBER(pgtable_l5_enabled)=1")
+    elif cpu:
+        if la57 != "no" or l5 not in (None, "0"):
+            fails.add(w, f"booted with -cpu {cpu}: want no la57 and pgtable_l5_enabled absent or 0; got cpuinfo "
+                      f"la57 {la57!r}, pgtable_l5_enabled {l5!r}")
+        else:
+            l5_text = "NUMBER(pgtable_l5_enabled) absent" if l5 is None else f"NUMBER(pgtable_l5_enabled)={l5}"
+            print(f"info: {where}: 4-level paging: -cpu {cpu}, guest cpuinfo la57 no, {l5_text}")
+    else:
+        fails.add(w, "host.txt does not say which -cpu the guest had")
+    m = re.match(r"(\d+)\.", release)
+    if m and int(m.group(1)) >= 6 and "SYMBOL(kallsyms_names)" not in vi:
+        fails.add(w, f"kernel {release} (>= 6.0) without SYMBOL(kallsyms_names) in VMCOREINFO: the "
+                  "no-side-file case cannot be tested on this dump")
+    return vi
+
+
+def check_side_files(results, rd, vi, release, fails, where):
+    w = where + " side files"
+    side = os.path.join(results, "side")
+    btf_path, ks_path = os.path.join(side, "btf"), os.path.join(side, "kallsyms")
+    try:
+        with open(btf_path, "rb") as f:
+            magic = f.read(2)
+        if magic != b"\x9f\xeb":
+            fails.add(w, f"{btf_path} does not start with the BTF magic 0xeb9f: {magic!r}")
+    except OSError as e:
+        fails.add(w, f"BTF copy unreadable: {e}")
+    stext = tcp_hashinfo = None
+    try:
+        with open(ks_path) as f:
+            for line in f:
+                p = line.split()
+                if len(p) == 3 and p[2] == "_stext" and stext is None:
+                    stext = int(p[0], 16)
+                elif len(p) == 3 and p[2] == "tcp_hashinfo" and tcp_hashinfo is None:
+                    tcp_hashinfo = int(p[0], 16)
+    except (OSError, ValueError) as e:
+        fails.add(w, f"kallsyms copy unreadable: {e}")
+    if not stext or not tcp_hashinfo:
+        fails.add(w, f"kallsyms copy lacks real addresses: _stext {stext!r}, tcp_hashinfo {tcp_hashinfo!r}")
+    elif vi:
+        try:
+            koff = int(vi.get("KERNELOFFSET", ""), 16)
+        except ValueError:
+            fails.add(w, f"VMCOREINFO KERNELOFFSET {vi.get('KERNELOFFSET')!r} (KASLR is on in these kernels)")
+        else:
+            if stext - START_KERNEL_MAP_TEXT != koff:
+                fails.add(w, f"kallsyms _stext {stext:#x} - {START_KERNEL_MAP_TEXT:#x} = "
+                          f"{stext - START_KERNEL_MAP_TEXT:#x} != VMCOREINFO KERNELOFFSET {koff:#x}: "
+                          "side files of another boot?")
+    # The policy: self-describing dumps get no side file at all.
+    try:
+        argvs = [json.loads(check.read_text(os.path.join(rd, n + ".argv")) or "null") for n in ("synq-json", "synq-total")]
+    except json.JSONDecodeError as e:
+        fails.add(w, f"recorded synq command line unreadable: {e}")
+        return
+    if not all(isinstance(a, list) for a in argvs):
+        fails.add(w, "synq command lines not recorded")
+        return
+    self_describing = "SYMBOL(kallsyms_names)" in vi
+    for a in argvs:
+        given = [o for o in a if o in SIDE_FILE_OPTIONS]
+        if self_describing and given:
+            fails.add(w, f"the dump's VMCOREINFO names the kallsyms tables, yet synq got side files {given}: {a}")
+        if not self_describing and not {"--btf", "--kallsyms"} <= set(given):
+            fails.add(w, f"the dump has no kallsyms in VMCOREINFO: synq must get --btf and --kallsyms: {a}")
+    print(f"info: {where}: side files: " + ("none (kallsyms tables named in VMCOREINFO)" if self_describing
+                                            else "--btf results/side/btf --kallsyms results/side/kallsyms"))
+
+
+def check_fingerprints(rd, fails, where):
+    w = where + " read-only"
+    try:
+        before = json.loads(check.read_text(os.path.join(rd, "fingerprint.before")) or "")
+        after = json.loads(check.read_text(os.path.join(rd, "fingerprint.after")) or "")
+    except json.JSONDecodeError as e:
+        fails.add(w, f"fingerprints not recorded: {e}")
+        return
+    if before != after:
+        diff = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+        fails.add(w, "the dump changed while synq ran: " + "; ".join(
+            f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in diff))
+    else:
+        print(f"info: {where}: dump unchanged by synq (size {before.get('size')}, mtime_ns, ctime_ns, mode "
+              f"{before.get('mode')}, {before.get('hashed')})")
+
+
+def check_synq(results, rd, truth_info, young, release, fails, where):
+    truth, total_req, kinds, ns_dirs, mptcp_keys = truth_info
+    n_truth = sum(v[0] for v in truth.values())
+    syn_truth = sum(v[1] for v in truth.values())
+    acc_truth = sum(v[2] for v in truth.values())
+    summary = f"{len(truth)} keys, {n_truth} listeners, {len({k[0] for k in truth})} netns, syn {syn_truth}, acc {acc_truth}"
+    print(f"truth {where}: {summary}")
+    nfail = len(fails.items)
+    w = where + " synq --core --json"
+    base = os.path.join(rd, "synq-json")
+    if check_rc(base, "synq", fails, w):
+        text = check.read_text(base + ".out") or ""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            fails.add(w, f"output is not JSON ({e}); starts: {text[:300]!r}")
+            doc = None
+        if doc is not None:
+            if not (isinstance(doc, dict) and isinstance(doc.get("listeners"), list)
+                    and isinstance(doc.get("totals"), dict) and isinstance(doc.get("kernel"), dict)
+                    and isinstance(doc.get("warnings"), list)):
+                fails.add(w, "lacks listeners (list) / totals / kernel (objects) / warnings (list); top-level: "
+                          f"{list(doc) if isinstance(doc, dict) else type(doc).__name__}")
+            else:
+                if doc["warnings"]:
+                    fails.add(w, "warnings:\n  " + "\n  ".join(map(str, doc["warnings"])))
+                rel = doc["kernel"].get("release")
+                if rel != release:
+                    fails.add(w, f"kernel.release {rel!r} != the guest's uname -r {release!r}")
+                got, got_bl = check.synq_groups(doc, fails, w)
+                n_label, n_null = check.check_kinds(doc, kinds, fails, w)
+                check.compare_groups("/proc", truth, "synq", got, fails, w + " (per key)")
+                # No /proc snapshot exists at the dump's instant: young counts only fall, so 0..snapshot.
+                check.check_young(doc, young, {}, fails, w)
+                t = doc["totals"]
+                for f, v in {"listeners": n_truth, "syn_queue": syn_truth, "accept_queue": acc_truth}.items():
+                    if t.get(f) != v:
+                        fails.add(w, f"totals.{f} = {t.get(f)!r}, ground truth {v}")
+                if t.get("listeners") != len(doc["listeners"]):
+                    fails.add(w, f"totals.listeners {t.get('listeners')!r} != len(listeners) {len(doc['listeners'])}")
+                ss = check.ss_backlogs(ns_dirs)
+                if ss is None:
+                    fails.add(w, "no ss -ltn snapshot to compare max_backlog with")
+                else:
+                    bad = [k for k in sorted(set(ss) | set(got_bl)) if ss.get(k) != got_bl.get(k)]
+                    if bad:
+                        fails.add(w, f"max_backlog differs from ss -ltn Send-Q on {len(bad)} keys, e.g. " + "; ".join(
+                            f"{check.fmt_key(k)}: ss {ss.get(k)} synq {got_bl.get(k)}" for k in bad[:5]))
+                print(f"info: {where}: kinds: {n_label} {check.MPTCP_KIND}, {n_null} null; symbols from "
+                      f"{doc['kernel'].get('symbols')!r}")
+    w = where + " synq --core --total"
+    base = os.path.join(rd, "synq-total")
+    if check_rc(base, "synq", fails, w):
+        out = (check.read_text(base + ".out") or "").strip()
+        if not re.fullmatch(r"\d+", out):
+            fails.add(w, f"printed {out[:200]!r}, not a single integer")
+        elif int(out) != total_req:
+            fails.add(w, f"= {out}, ground truth {total_req} st 03 lines in all namespaces")
+    return summary if len(fails.items) == nfail else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Selftest: planted defects in copies of the recorded run must fail.
+
+def _json_plant(fn):
+    def plant(path):
+        with open(path) as f:
+            doc = json.load(f)
+        fn(doc)
+        with open(path, "w") as f:
+            json.dump(doc, f)
+    return plant
+
+
+def _edit(fn):
+    def plant(path):
+        write(path, fn(check.read_text(path) or ""))
+    return plant
+
+
+def _set_line(key, value):
+    """Replaces (or adds, or with value None removes) the KEY=... line of a key=value file."""
+    def fn(text):
+        lines = [l for l in text.splitlines() if not l.startswith(key + "=")]
+        if value is not None:
+            lines.append(f"{key}={value}")
+        return "\n".join(lines) + "\n"
+    return _edit(fn)
+
+
+def _bump_max_backlog(doc):
+    doc["listeners"][0]["max_backlog"] += 1
+
+
+def _release(doc):
+    doc["kernel"]["release"] = "0.0.0-selftest"
+
+
+def _fp_hash(doc):
+    doc["hash"] = "0" * 64
+
+
+def _fp_mtime(doc):
+    doc["mtime_ns"] += 1
+
+
+def _add_side_file(path):
+    a = json.loads(check.read_text(path))
+    write(path, json.dumps(a + ["--btf", "/sys/kernel/btf/vmlinux"]) + "\n")
+
+
+def _drop_kallsyms_arg(path):
+    a = json.loads(check.read_text(path))
+    i = a.index("--kallsyms")
+    write(path, json.dumps(a[:i] + a[i + 2:]) + "\n")
+
+
+def _bump_expect(text):
+    lines = text.splitlines()
+    p = lines[0].split()
+    p[5] = str(int(p[5]) + 1)
+    lines[0] = " ".join(p)
+    return "\n".join(lines) + "\n"
+
+
+def selftest_cases(outdir, rd):
+    """name -> (path relative to the copy of OUTDIR, planting function, text a failure must contain)."""
+    r = os.path.basename(rd)
+    vi = vmcoreinfo_dict(check.read_text(os.path.join(rd, "vmcoreinfo.txt")))
+    host = read_kv(os.path.join(outdir, "host.txt"))
+    facts = read_kv(os.path.join(rd, "dump.txt"))
+    la57 = "+la57" in host.get("cpu", "")
+    mptcp = (check.read_text(os.path.join(outdir, "results", "mptcp", "sysctl")) or "").strip() not in ("", "absent")
+    j = f"{r}/synq-json.out"
+    cases = {
+        "syn_queue +1 on one key": (j, _json_plant(check._bump_syn), "per key"),
+        "accept entry moved between keys": (j, _json_plant(check._move_acc), "per key"),
+        "one listener dropped (totals adjusted)": (j, _json_plant(check._drop_listener), "per key"),
+        "wrong netns on one listener": (j, _json_plant(check._wrong_netns), "per key"),
+        "a warning": (j, _json_plant(check._warn), "warnings"),
+        "kernel.release wrong": (j, _json_plant(_release), "kernel.release"),
+        "max_backlog +1": (j, _json_plant(_bump_max_backlog), "max_backlog"),
+        "kind field missing": (j, _json_plant(check._kind_missing), "kind"),
+        "--total off by one": (f"{r}/synq-total.out", check._bump_total, "--total"),
+        "exit code 2 (partial)": (f"{r}/synq-json.rc", check._write("2\n"), "exit 2"),
+        "dump bytes changed": (f"{r}/fingerprint.after", _json_plant(_fp_hash), "read-only"),
+        "dump mtime changed": (f"{r}/fingerprint.after", _json_plant(_fp_mtime), "read-only"),
+        "OSRELEASE of another kernel": (f"{r}/vmcoreinfo.txt", _set_line("OSRELEASE", "0.0.0-selftest"), "OSRELEASE"),
+        "KERNELOFFSET of another boot": (f"{r}/vmcoreinfo.txt",
+                                         _set_line("KERNELOFFSET", "%x" % (int(vi.get("KERNELOFFSET", "0"), 16) + 0x200000)),
+                                         "KERNELOFFSET"),
+        "no VMCOREINFO in the dump": (f"{r}/vmcoreinfo.txt", check._write(""), "VMCOREINFO"),
+        "state moved around the dumps": ("host.txt", _set_line("state_stable", "no"), "state watch"),
+        "fixture EXPECT differs from /proc": ("results/basic/ns1/expect", _edit(_bump_expect), "scenario as built"),
+        "kallsyms side file without addresses": ("results/side/kallsyms", check._write("0000000000000000 T _stext\n"),
+                                                 "side files"),
+    }
+    if la57:
+        cases["pgtable_l5_enabled=0 on a +la57 boot"] = (f"{r}/vmcoreinfo.txt", _set_line("NUMBER(pgtable_l5_enabled)", "0"),
+                                                         "pgtable_l5_enabled")
+        cases["no la57 in the guest's cpuinfo on a +la57 boot"] = ("results/cpu-la57", check._write("no\n"), "la57")
+    else:
+        cases["pgtable_l5_enabled=1 on a -la57 boot"] = (f"{r}/vmcoreinfo.txt", _set_line("NUMBER(pgtable_l5_enabled)", "1"),
+                                                         "pgtable_l5_enabled")
+    if "SYMBOL(kallsyms_names)" in vi:
+        cases["side file given to a self-describing dump"] = (f"{r}/synq-json.argv", _add_side_file, "side files")
+        cases["kallsyms tables missing from VMCOREINFO of a 6.x dump"] = (
+            f"{r}/vmcoreinfo.txt", _set_line("SYMBOL(kallsyms_names)", None), "kallsyms_names")
+    else:
+        cases["no --kallsyms for a dump without kallsyms tables"] = (f"{r}/synq-total.argv", _drop_kallsyms_arg,
+                                                                    "side files")
+    if mptcp:
+        cases["kind null on the MPTCP subflow"] = (j, _json_plant(check._kind_mptcp_to_null), "kind")
+    else:
+        cases["kind mptcp-subflow on a plain listener"] = (j, _json_plant(check._kind_plain_to_mptcp), "kind")
+    if facts.get("format", "").startswith("kdump"):
+        cases["sub-header phys_base differs from VMCOREINFO"] = (
+            f"{r}/dump.txt", _set_line("kdump_sub_phys_base", str(int(facts.get("kdump_sub_phys_base", "0")) + 4096)),
+            "phys_base")
+    return cases
+
+
+def quiet_judge(outdir, rd):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return judge(outdir, rd)
+
+
+def selftest(outdir, dump):
+    rd = run_dir_of(outdir, dump)
+    if not os.path.isdir(rd):
+        print(f"selftest: no recorded run in {rd}; run check_dump.py {outdir} {dump} first")
+        return 1
+    fails, _, _ = quiet_judge(outdir, rd)
+    if fails.items:
+        print(f"selftest: the recorded run does not pass to begin with ({len(fails.items)} failures, first: "
+              f"{fails.items[0][:300]}); run the plain check first")
+        return 1
+    cases = selftest_cases(outdir, rd)
+    missed = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (rel, plant, must) in cases.items():
+            d = os.path.join(tmp, "o")
+            shutil.rmtree(d, ignore_errors=True)
+            os.makedirs(d)
+            shutil.copytree(os.path.join(outdir, "results"), os.path.join(d, "results"))
+            shutil.copy(os.path.join(outdir, "host.txt"), os.path.join(d, "host.txt"))
+            drd = os.path.join(d, os.path.basename(rd))
+            shutil.copytree(rd, drd)
+            try:
+                plant(os.path.join(d, rel))
+            except (OSError, ValueError, KeyError, StopIteration, IndexError, TypeError) as e:
+                missed.append(f"{name} (could not plant: {e!r})")
+                continue
+            f, _, _ = quiet_judge(d, drd)
+            if not f.items:
+                missed.append(name)
+            elif must and not any(must in item for item in f.items):
+                missed.append(f"{name} (failed, but not on {must!r}: {f.items[:2]})")
+    if missed:
+        print(f"selftest: FAILED: planted defects NOT detected: {missed}")
+        return 1
+    print(f"selftest: OK: all {len(cases)} planted defects detected")
+    return 0
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) == 3 and args[0] == "--selftest":
+        return selftest(args[1], args[2])
+    if len(args) != 2 or args[0].startswith("-"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    outdir, dump = args
+    if not os.path.isdir(os.path.join(outdir, "results")):
+        print(f"check_dump.py: {outdir}/results missing: OUTDIR is dump.sh's target/realkernel/dump-<id>",
+              file=sys.stderr)
+        return 2
+    if not os.path.isfile(dump):
+        print(f"check_dump.py: {dump}: no such dump", file=sys.stderr)
+        return 2
+    rd = record(outdir, dump)
+    fails, summary, release = judge(outdir, rd)
+    fmt = read_kv(os.path.join(rd, "dump.txt")).get("format", "?")
+    if fails.items:
+        print(f"check: FAILED [{release or '?'}] {fmt} {dump}: {len(fails.items)} problem(s)")
+        return 1
+    print(f"check: OK [{release}] {fmt}: synq --core equals the ground truth ({summary}); dump unchanged")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

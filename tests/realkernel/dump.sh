@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Real crash dumps of the test guests, for `synq --core`: boots each Debian
+# kernel under QEMU (TCG) in synq.mode=dump (the "basic" scenario's listeners
+# in two network namespaces, MPTCP where the kernel has it; its ground truth,
+# the guest's BTF and kallsyms as side files, kcore's VMCOREINFO), waits for
+# SYNQ-DUMP-READY, dumps the running guest from the host over QMP
+# (dump-guest-memory, paging off) as ELF and as kdump-zlib, quits QEMU, then
+# runs check_dump.py (and its --selftest) on each dump.
+#
+#   tests/realkernel/dump.sh 6.12          # one kernel (5.10, 6.1, 6.12)
+#   tests/realkernel/dump.sh 5.10 6.1      # several
+#   tests/realkernel/dump.sh all           # all three (also the default)
+#
+# 6.12 boots with -cpu max,+la57 (5-level paging; check_dump.py asserts
+# NUMBER(pgtable_l5_enabled)=1 in its dumps), the others with max,-la57.
+#
+# Env: SYNQ_BIN (default target/release/synq), SYNQ_KERNEL_CACHE (default
+# /var/cache/synq-kernels), SYNQ_DUMP_DIR (dumps, default /tmp/synq-dumps;
+# <dir>/<id>/vmcore.{elf,kdump-zlib}), SYNQ_KEEP_DUMPS=1 (keep them; by default
+# a kernel's dumps are deleted once checked), SYNQ_VM_TIMEOUT (seconds until
+# SYNQ-DUMP-READY, default 300), SYNQ_DUMP_LA57_KERNELS (kernel ids booted
+# with +la57, default "6.12").
+# Outputs: target/realkernel/dump-<id>/{initramfs.cpio.gz,console.log,qemu.log,
+# qmp.log,results/,host.txt,core-<dump>/,check-<format>.txt}, and
+# target/realkernel/dump-timings.txt. Never skips: a boot failure, a timeout, a
+# QMP error, a state that moved during the dumps or a failed check fails.
+set -euo pipefail
+
+# shellcheck source=tests/realkernel/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+[[ $# -gt 0 ]] || set -- all
+if ! known=$(rk_kernel_ids "$@"); then
+  echo "dump.sh: ids are kernel ids or 'all'" >&2
+  exit 2
+fi
+mapfile -t ids < <(awk '!seen[$0]++' <<<"$known")
+
+dump_root=${SYNQ_DUMP_DIR:-/tmp/synq-dumps}
+la57_kernels=" ${SYNQ_DUMP_LA57_KERNELS:-6.12} "
+vm_timeout=${SYNQ_VM_TIMEOUT:-300}
+synq_bin=${SYNQ_BIN:-target/release/synq}
+[[ $synq_bin == /* ]] || synq_bin=$REPO_ROOT/$synq_bin
+
+t0=$SECONDS
+"$REALKERNEL_DIR/setup-host.sh"
+"$REALKERNEL_DIR/fetch-kernels.sh" "${ids[@]}" >/dev/null
+rk_log "host ready in $((SECONDS - t0))s"
+[[ -x $synq_bin ]] || rk_log "WARNING: $synq_bin does not exist; every check will FAIL (cargo build --release)"
+
+now_ms() { date +%s%3N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1000 }'; }
+
+# The QEMU of the entry being run (the `timeout` wrapping it) and its QMP socket directory.
+qemu_pid=
+sock_dir=
+cleanup() {
+  if [[ -n $qemu_pid ]] && kill -0 "$qemu_pid" 2>/dev/null; then
+    kill "$qemu_pid" 2>/dev/null || true
+    wait "$qemu_pid" 2>/dev/null || true
+  fi
+  [[ -z $sock_dir ]] || rm -rf "$sock_dir"
+  qemu_pid=
+  sock_dir=
+}
+trap cleanup EXIT
+
+# Last SYNQ-DUMP-STATE line of the console: "SEQ VERDICT", or nothing.
+last_state() {
+  { grep -a 'SYNQ-DUMP-STATE ' "$1/console.log" 2>/dev/null || true; } | tr -d '\r' | tail -n 1 \
+    | awk '{ print $2, $3 }'
+}
+
+# wait_for OUT SECONDS DESC CMD...: polls CMD (5/s) until it succeeds; fails when QEMU exits first or
+# after SECONDS.
+wait_for() {
+  local out=$1 limit=$2 desc=$3 deadline
+  shift 3
+  deadline=$(($(now_ms) + limit * 1000))
+  while ! "$@"; do
+    if ! kill -0 "$qemu_pid" 2>/dev/null; then
+      local rc=0
+      wait "$qemu_pid" || rc=$?
+      qemu_pid=
+      rk_fail_report "$out" "QEMU exited (status $rc) while waiting for $desc"
+      return 1
+    fi
+    if (($(now_ms) > deadline)); then
+      rk_fail_report "$out" "no $desc within ${limit}s"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# state_after OUT SEQ: a SYNQ-DUMP-STATE line newer than SEQ exists.
+state_after() {
+  local s
+  s=$(last_state "$1")
+  [[ -n $s && ${s%% *} -gt $2 ]]
+}
+
+qmp() { python3 "$REALKERNEL_DIR/qmp.py" --timeout 300 "$sock_dir/qmp.sock" "$@" 2>>"$out/qmp.log"; }
+
+passed=0
+failed=0
+failed_ids=()
+timings=()
+
+# dump_entry ID: one kernel, start to end. Returns non-zero on any failure (already reported).
+dump_entry() {
+  local id=$1
+  out=$REPO_ROOT/target/realkernel/dump-$id
+  local ddir=$dump_root/$id kdir=$KERNEL_CACHE/$id cpu=max,-la57
+  [[ $la57_kernels != *" $id "* ]] || cpu=max,+la57
+  mkdir -p "$out" "$ddir"
+  rm -rf "$out/results" "$out"/core-* "$out"/check-*.txt
+  rm -f "$out"/{console.log,results.b64,qemu.log,qmp.log,host.txt} "$ddir"/vmcore.*
+  mkdir -p "$out/results"
+  local h=$out/host.txt
+  {
+    echo "kernel_id=$id"
+    echo "cpu=$cpu"
+    echo "qemu=$(qemu-system-x86_64 --version | head -n 1)"
+  } >"$h"
+
+  local t=$SECONDS
+  SYNQ_BIN=$synq_bin "$REALKERNEL_DIR/build-initramfs.sh" "$id" "$out/initramfs.cpio.gz" 2>>"$out/qmp.log" \
+    || { rk_log "dump-$id: building the initramfs failed (see $out/qmp.log)"; return 1; }
+  rk_log "dump-$id: initramfs built in $((SECONDS - t))s"
+
+  sock_dir=$(mktemp -d "${TMPDIR:-/tmp}/synq-qmp.XXXXXX")
+  local tb tr
+  tb=$(now_ms)
+  # As rk_boot (lib.sh), plus QMP. The timeout bounds the whole guest life (boot, dumps, checks of the
+  # results); QMP `quit` normally ends it much earlier.
+  timeout -k 10 $((vm_timeout + 300)) qemu-system-x86_64 \
+    -accel tcg -m 512 -smp 1 -cpu "$cpu" \
+    -display none -vga none -monitor none -no-reboot -nic none \
+    -device vmcoreinfo \
+    -kernel "$kdir/vmlinuz" -initrd "$out/initramfs.cpio.gz" \
+    -append "console=ttyS0 quiet panic=-1 synq.mode=dump" \
+    -serial "file:$out/console.log" -serial "file:$out/results.b64" \
+    -qmp "unix:$sock_dir/qmp.sock,server=on,wait=off" \
+    </dev/null >"$out/qemu.log" 2>&1 &
+  qemu_pid=$!
+  if ! wait_for "$out" "$vm_timeout" "SYNQ-DUMP-READY on the guest console" \
+      grep -aqs 'SYNQ-DUMP-READY' "$out/console.log"; then
+    # A guest that stopped on a failed step sent its results (status, log) before powering off.
+    [[ -n $qemu_pid ]] || rk_unpack_results "$out" "dump-$id" "$(secs "$tb" "$(now_ms)")" || true
+    return 1
+  fi
+  tr=$(now_ms)
+  local boot_s
+  boot_s=$(secs "$tb" "$tr")
+  rk_unpack_results "$out" "dump-$id" "$boot_s" || return 1
+  wait_for "$out" 30 "SYNQ-DUMP-STATE line (the guest's state watch)" state_after "$out" 0 || return 1
+  echo "boot_s=$boot_s" >>"$h"
+
+  local caps
+  caps=$(qmp query-dump-guest-memory-capability) || { rk_fail_report "$out" "QMP query-dump-guest-memory-capability failed (see $out/qmp.log)"; return 1; }
+  echo "capability=$caps" >>"$h"
+  local fmt
+  for fmt in elf kdump-zlib; do
+    grep -q "\"$fmt\"" <<<"$caps" || { rk_fail_report "$out" "QEMU cannot dump as $fmt: $caps"; return 1; }
+  done
+
+  local s_before s_after
+  s_before=$(last_state "$out")
+  echo "state_before_dumps=$s_before" >>"$h"
+  for fmt in elf kdump-zlib; do
+    local f=$ddir/vmcore.$fmt ts te q
+    ts=$(now_ms)
+    if ! qmp dump-guest-memory "{\"paging\": false, \"protocol\": \"file:$f\", \"format\": \"$fmt\"}" >/dev/null; then
+      rk_fail_report "$out" "QMP dump-guest-memory ($fmt) failed: $(tail -n 1 "$out/qmp.log")"
+      return 1
+    fi
+    te=$(now_ms)
+    q=$(qmp query-dump) || { rk_fail_report "$out" "QMP query-dump failed"; return 1; }
+    if [[ $q != *'"status": "completed"'* ]]; then
+      rk_fail_report "$out" "dump $fmt: query-dump says $q"
+      return 1
+    fi
+    [[ -s $f ]] || { rk_fail_report "$out" "dump $fmt: $f missing or empty"; return 1; }
+    {
+      echo "dump_${fmt}_s=$(secs "$ts" "$te")"
+      echo "dump_${fmt}_bytes=$(stat -c %s "$f")"
+      echo "dump_${fmt}_query=$q"
+    } >>"$h"
+    rk_log "dump-$id: $fmt dump in $(secs "$ts" "$te")s, $(stat -c %s "$f") bytes ($f)"
+  done
+  # The ground truth was taken before the dumps: the guest compares its live state with it once a second;
+  # a line after the dumps must still say "same" and none may say CHANGED.
+  s_after=$(last_state "$out")
+  wait_for "$out" 30 "SYNQ-DUMP-STATE line after the dumps" state_after "$out" "${s_after%% *}" || return 1
+  local states n_changed
+  states=$(grep -a 'SYNQ-DUMP-STATE ' "$out/console.log" | tr -d '\r')
+  n_changed=$(grep -c CHANGED <<<"$states" || true)
+  s_after=$(last_state "$out")
+  echo "state_after_dumps=$s_after" >>"$h"
+  echo "state_lines=$(wc -l <<<"$states") changed=$n_changed" >>"$h"
+  if [[ $n_changed -eq 0 && ${s_before#* } == same && ${s_after#* } == same ]]; then
+    echo "state_stable=yes" >>"$h"
+  else
+    echo "state_stable=no" >>"$h"
+    rk_fail_report "$out" "the guest's listeners moved away from the ground truth around the dumps: $n_changed CHANGED lines (before: $s_before, after: $s_after)"
+    return 1
+  fi
+
+  local tq
+  tq=$(now_ms)
+  qmp quit >/dev/null || { rk_fail_report "$out" "QMP quit failed"; return 1; }
+  local rc=0
+  wait "$qemu_pid" || rc=$?
+  qemu_pid=
+  [[ $rc -eq 0 ]] || { rk_fail_report "$out" "QEMU exited with $rc after quit"; return 1; }
+  echo "quit_s=$(secs "$tq" "$(now_ms)")" >>"$h"
+  cleanup
+
+  local ok=0 tc
+  for fmt in elf kdump-zlib; do
+    local f=$ddir/vmcore.$fmt c=$out/check-$fmt.txt
+    tc=$(now_ms)
+    if ! python3 "$REALKERNEL_DIR/check_dump.py" "$out" "$f" >"$c" 2>&1; then
+      cat "$c"
+      rk_log "dump-$id: FAIL: $fmt: synq --core disagrees with the ground truth, or a check of the dump failed (details above, and in $c)"
+      ok=1
+    elif ! python3 "$REALKERNEL_DIR/check_dump.py" --selftest "$out" "$f" >>"$c" 2>&1; then
+      tail -n 5 "$c"
+      rk_log "dump-$id: FAIL: $fmt: check_dump.py did not catch planted defects (the comparison is broken)"
+      ok=1
+    else
+      grep -E '^(info|check|selftest):' "$c"
+    fi
+    echo "check_${fmt}_s=$(secs "$tc" "$(now_ms)")" >>"$h"
+  done
+  return $ok
+}
+
+for id in "${ids[@]}"; do
+  t1=$SECONDS
+  out=
+  if dump_entry "$id"; then
+    passed=$((passed + 1))
+    rk_log "dump-$id: PASS in $((SECONDS - t1))s"
+  else
+    failed=$((failed + 1))
+    failed_ids+=("dump-$id")
+    rk_log "dump-$id: FAIL after $((SECONDS - t1))s"
+  fi
+  cleanup
+  h=$REPO_ROOT/target/realkernel/dump-$id/host.txt
+  v() { sed -n "s/^$1=//p" "$h" 2>/dev/null | tail -n 1; }
+  timings+=("$(printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s' "$id" "$(v cpu)" "$(v boot_s)" \
+    "$(v dump_elf_s)" "$(v dump_elf_bytes)" "$(v dump_kdump-zlib_s)" "$(v dump_kdump-zlib_bytes)" \
+    "$(v check_elf_s)" "$(v check_kdump-zlib_s)")")
+  if [[ ${SYNQ_KEEP_DUMPS:-0} == 1 ]]; then
+    rk_log "dump-$id: dumps kept in $dump_root/$id (SYNQ_KEEP_DUMPS=1)"
+  else
+    rm -f "$dump_root/$id"/vmcore.*
+    rmdir "$dump_root/$id" 2>/dev/null || true
+  fi
+done
+
+{
+  printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s\n' id cpu boot_s elf_s elf_bytes kdump_s kdump_bytes \
+    chk_elf chk_kdump
+  printf '%s\n' "${timings[@]}"
+} | tee "$REPO_ROOT/target/realkernel/dump-timings.txt"
+rk_log "total $((SECONDS - t0))s"
+echo "realkernel dumps: $passed passed, $failed failed"
+if [[ $failed -gt 0 ]]; then
+  echo "realkernel dumps: FAILED: ${failed_ids[*]}" >&2
+  exit 1
+fi
