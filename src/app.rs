@@ -49,6 +49,8 @@ const EXAMPLES: &str = "Examples:
   synq --btf vmlinux.btf.xz    kernel without /sys/kernel/btf/vmlinux (BTFHub file)
   synq --system-map System.map kallsyms lacks tcp_hashinfo (CONFIG_KALLSYMS_ALL=n)
   synq layout --json           the struct offsets synq resolved from BTF; reads no memory
+  synq --core vmcore           the same report from a crash dump (ELF or kdump-compressed)
+  synq info --core vmcore      format, release, KASLR offset, paging, symbol and BTF sources of a dump
 Environment: SYNQ_TIMING=1 prints the time of each phase to stderr.";
 
 #[derive(Parser, Debug)]
@@ -72,23 +74,23 @@ pub struct Cli {
     /// Symbol addresses of the running kernel, in /proc/kallsyms format. Given explicitly, it is the only
     /// symbol source; by default synq first looks in the kernel's in-memory kallsyms tables (6.0+), then in
     /// /proc/kallsyms.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     pub kallsyms: Option<PathBuf>,
 
     /// System.map of the running kernel, for kernels whose kallsyms lacks tcp_hashinfo
     /// (CONFIG_KALLSYMS_ALL=n). The KASLR offset comes from _stext in kallsyms, or from the KERNELOFFSET of
     /// kcore's VMCOREINFO.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     pub system_map: Option<PathBuf>,
 
     /// Kernel memory as a kcore-shaped ELF core.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_KCORE)]
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_KCORE, global = true)]
     pub kcore: PathBuf,
 
     /// Read a crash dump instead of the live kernel: an ELF vmcore (kdump, makedumpfile -E, QEMU, virsh
     /// dump) or a kdump-compressed one, also in makedumpfile's flattened form; recognised by content. Kernels
     /// >= 6.0 need no other file: symbols and BTF come from the dump itself.
-    #[arg(long, value_name = "PATH", conflicts_with = "kcore")]
+    #[arg(long, value_name = "PATH", conflicts_with = "kcore", global = true)]
     pub core: Option<PathBuf>,
 }
 
@@ -96,6 +98,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the struct layout resolved from BTF (offsets, table, era), without touching kernel memory.
     Layout,
+    /// Print what synq finds in its source (live kernel, or --core DUMP): format, kernel release, build id,
+    /// KASLR offset, phys_base, paging levels, where the symbols and the BTF come from, and the layout era.
+    Info,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +216,7 @@ impl Timer {
 pub fn run(cli: &Cli) -> Result<Outcome, Error> {
     match cli.command {
         Some(Command::Layout) => layout(cli),
+        Some(Command::Info) => info(cli),
         None => report(cli),
     }
 }
@@ -446,6 +452,149 @@ fn finish(
         stdout,
         warnings,
         status,
+    })
+}
+
+/// Facts for `synq info`, in order; a step that fails records its error and the later steps that need it
+/// are skipped.
+struct Facts(Vec<(&'static str, serde_json::Value)>);
+
+impl Facts {
+    fn put(&mut self, key: &'static str, v: impl Into<serde_json::Value>) {
+        self.0.push((key, v.into()));
+    }
+    fn vmcoreinfo(&mut self, info: Option<&VmcoreInfo>) {
+        let Some(info) = info else {
+            self.put("vmcoreinfo", "absent");
+            return;
+        };
+        self.put("vmcoreinfo", "present");
+        if let Some(r) = info.osrelease() {
+            self.put("release", r.trim());
+        }
+        if let Some(b) = info.build_id() {
+            self.put("build_id", b.trim());
+        }
+        if let Some(o) = info.kernel_offset() {
+            self.put("kaslr_offset", format!("{o:#x}"));
+        }
+        if let Some(p) = info.number("phys_base") {
+            self.put("phys_base", p);
+        }
+        // 4.14, 77ef56e4f0fb ("x86: Enable 5-level paging support via CONFIG_X86_5LEVEL=y").
+        let levels = if info.number("pgtable_l5_enabled") == Some(1) {
+            5
+        } else {
+            4
+        };
+        self.put("paging_levels", levels);
+        self.put(
+            "kallsyms_in_vmcoreinfo",
+            info.symbol("kallsyms_names").is_some(),
+        );
+    }
+    fn layout(&mut self, layout: Result<Layout, Error>) {
+        match layout {
+            Ok(l) => {
+                self.put("table", l.table_name());
+                self.put("layout", l.era());
+            }
+            Err(e) => self.put("layout_error", e.to_string()),
+        }
+    }
+    fn render(&self, json: bool) -> String {
+        if json {
+            let map: serde_json::Map<String, serde_json::Value> = self
+                .0
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            return format!("{}\n", serde_json::Value::Object(map));
+        }
+        let mut out = String::new();
+        for (k, v) in &self.0 {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.push_str(&format!("{k:<24} {text}\n"));
+        }
+        out
+    }
+}
+
+/// `synq info`: what synq finds in its source, step by step.
+fn info(cli: &Cli) -> Result<Outcome, Error> {
+    let mut f = Facts(Vec::new());
+    if let Some(path) = &cli.core {
+        let dump = dump::open(path)?;
+        f.put("source", path.display().to_string());
+        f.put("format", dump.format().to_string());
+        let info = dump.vmcoreinfo().map(VmcoreInfo::parse);
+        f.vmcoreinfo(info.as_ref());
+        if let Some(info) = &info {
+            match X86_64::from_vmcoreinfo(info) {
+                Ok(mmu) => {
+                    let mem = Translated::new(&dump, mmu);
+                    let mut names = vec!["tcp_hashinfo"];
+                    if cli.btf.is_none() {
+                        names.extend(["__start_BTF", "__stop_BTF"]);
+                    }
+                    match dump_symbols(cli, path, &mem, info, &names) {
+                        Ok((syms, source)) => {
+                            f.put("symbols", source);
+                            if let Some(a) = syms.get("tcp_hashinfo") {
+                                f.put("tcp_hashinfo", format!("{a:#x}"));
+                            }
+                            let btf = match &cli.btf {
+                                Some(p) => {
+                                    f.put("btf", p.display().to_string());
+                                    btf::load_file(p).map(|l| l.btf).map_err(Error::from)
+                                }
+                                None => {
+                                    f.put("btf", "the dump (__start_BTF..__stop_BTF)");
+                                    dump_btf(path, &mem, &syms).and_then(|b| {
+                                        btf::parse_bytes(&b, path).map_err(Error::from)
+                                    })
+                                }
+                            };
+                            f.layout(btf.and_then(|b| {
+                                btf::resolve(&b).map_err(|err| Error::Layout {
+                                    origin: path.to_path_buf(),
+                                    err,
+                                })
+                            }));
+                        }
+                        Err(e) => f.put("symbols_error", e.to_string()),
+                    }
+                }
+                Err(e) => f.put("translation_error", e.to_string()),
+            }
+        }
+    } else {
+        let core = open_kcore(&cli.kcore)?;
+        f.put("source", cli.kcore.display().to_string());
+        f.put("format", "live kcore (ELF core, virtual addresses)");
+        let info = core.vmcoreinfo.as_deref().map(VmcoreInfo::parse);
+        f.vmcoreinfo(info.as_ref());
+        if info.as_ref().and_then(|i| i.osrelease()).is_none() {
+            f.put("release", kernel_release(cli, info.as_ref()));
+        }
+        match hashinfo_addr(cli, &core, info.as_ref()) {
+            Ok(sym) => {
+                f.put("symbols", sym.source);
+                f.put("tcp_hashinfo", format!("{:#x}", sym.addr));
+            }
+            Err(e) => f.put("symbols_error", e.to_string()),
+        }
+        let path = btf_path(cli);
+        f.put("btf", path.display().to_string());
+        f.layout(load_layout(&path, &mut Timer::new()));
+    }
+    Ok(Outcome {
+        stdout: f.render(cli.json),
+        warnings: Vec::new(),
+        status: 0,
     })
 }
 

@@ -426,3 +426,34 @@ fn random_corruption_never_panics_or_hangs() {
         }
     }
 }
+
+#[test]
+fn info_reports_sources_release_and_layout() {
+    let dir = scratch("info");
+    let mut k = Kernel::new(LHASH2, 4);
+    k.add(0, Sock::listen("192.0.2.1", 80, 1, 0));
+    let (core, ks) = write_kernel(&dir, &k);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_synq"))
+        .args(["info", "--json", "--kcore"])
+        .arg(&core)
+        .arg("--kallsyms")
+        .arg(&ks)
+        .arg("--btf")
+        .arg(fixture(LHASH2))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["release"], "6.99.0-synthetic");
+    assert_eq!(v["vmcoreinfo"], "present");
+    assert_eq!(v["symbols"], ks.display().to_string());
+    assert_eq!(v["tcp_hashinfo"], format!("{:#x}", k.hashinfo));
+    assert_eq!(v["table"], "lhash2");
+    assert_eq!(v["paging_levels"], 4);
+    assert!(v["layout"].as_str().unwrap().starts_with("lhash2"));
+}
