@@ -13,6 +13,7 @@ use crate::kcore::elf::{ElfCore, ElfError};
 use crate::kcore::kallsyms_mem::{KallsymsError, KallsymsTables};
 use crate::kcore::symbols::{self, SymbolError};
 use crate::kcore::vmcoreinfo::VmcoreInfo;
+use crate::kcore::vmlinux::{Vmlinux, VmlinuxError};
 use crate::kcore::x86_64::{ConfigError, Translated, X86_64};
 use crate::report::Report;
 use crate::walk::{self, Limits, WalkError};
@@ -87,6 +88,12 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", default_value = DEFAULT_KCORE, global = true)]
     pub kcore: PathBuf,
 
+    /// An ELF vmlinux of the kernel being read: its .BTF section is the BTF (unless --btf is given) and its
+    /// symbol table gives link-time addresses (unless --kallsyms is given), shifted by the KASLR offset from
+    /// kallsyms' _stext or VMCOREINFO's KERNELOFFSET.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub vmlinux: Option<PathBuf>,
+
     /// Read a crash dump instead of the live kernel: an ELF vmcore (kdump, makedumpfile -E, QEMU, virsh
     /// dump) or a kdump-compressed one, also in makedumpfile's flattened form; recognised by content. Kernels
     /// >= 6.0 need no other file: symbols and BTF come from the dump itself.
@@ -159,6 +166,10 @@ pub enum Error {
     Walk(#[from] WalkError),
     #[error(transparent)]
     Dump(#[from] DumpError),
+    #[error(transparent)]
+    Vmlinux(#[from] VmlinuxError),
+    #[error("{0}: has no .BTF section (built without CONFIG_DEBUG_INFO_BTF?); pass --btf")]
+    VmlinuxNoBtf(PathBuf),
     #[error(
         "{0}: the dump carries no VMCOREINFO, which synq needs to translate its addresses (QEMU writes it only \
          with -device vmcoreinfo and the guest's qemu_fw_cfg module loaded)"
@@ -167,8 +178,8 @@ pub enum Error {
     #[error("{path}: {err}")]
     Translation { path: PathBuf, err: ConfigError },
     #[error(
-        "{path}: the kernel's own kallsyms tables cannot be used ({err}); pass --kallsyms (or --system-map) \
-         with this kernel's symbols"
+        "{path}: the kernel's own kallsyms tables cannot be used ({err}); if the dump is complete, pass \
+         --kallsyms (or --system-map) with this kernel's symbols"
     )]
     DumpSymbols { path: PathBuf, err: KallsymsError },
     #[error(
@@ -227,6 +238,29 @@ fn btf_path(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_BTF))
 }
 
+/// The layout from --btf, else from --vmlinux's .BTF section, else from /sys/kernel/btf/vmlinux; and where
+/// it came from.
+fn load_layout_for(cli: &Cli, timer: &mut Timer) -> Result<(Layout, String), Error> {
+    match (&cli.btf, &cli.vmlinux) {
+        (None, Some(vm)) => {
+            let v = Vmlinux::open(vm)?;
+            let bytes = v.btf()?.ok_or_else(|| Error::VmlinuxNoBtf(vm.clone()))?;
+            let parsed = btf::parse_bytes(bytes, vm)?;
+            timer.phase("btf-load");
+            let layout = btf::resolve(&parsed).map_err(|err| Error::Layout {
+                origin: vm.clone(),
+                err,
+            })?;
+            timer.phase("layout");
+            Ok((layout, format!("{} (.BTF)", vm.display())))
+        }
+        _ => {
+            let path = btf_path(cli);
+            Ok((load_layout(&path, timer)?, path.display().to_string()))
+        }
+    }
+}
+
 fn load_layout(path: &Path, timer: &mut Timer) -> Result<Layout, Error> {
     let loaded = btf::load_file(path)?;
     timer.phase("btf-load");
@@ -239,17 +273,16 @@ fn load_layout(path: &Path, timer: &mut Timer) -> Result<Layout, Error> {
 }
 
 fn layout(cli: &Cli) -> Result<Outcome, Error> {
-    let path = btf_path(cli);
-    let layout = load_layout(&path, &mut Timer::new())?;
+    let (layout, from) = load_layout_for(cli, &mut Timer::new())?;
     let stdout = if cli.json {
         let mut v = layout.to_json();
         if let Some(o) = v.as_object_mut() {
-            o.insert("btf".into(), path.display().to_string().into());
+            o.insert("btf".into(), from.into());
         }
         format!("{v}\n")
     } else {
         let v = layout.to_json();
-        let mut s = format!("layout resolved from {}\n", path.display());
+        let mut s = format!("layout resolved from {from}\n");
         if let Some(o) = v.as_object() {
             for (k, val) in o {
                 s.push_str(&format!("  {k:<24} {val}\n"));
@@ -308,8 +341,9 @@ fn hashinfo_addr(cli: &Cli, core: &ElfCore, info: Option<&VmcoreInfo>) -> Result
         .kallsyms
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_KALLSYMS));
-    if let Some(map) = &cli.system_map {
-        return system_map_addr(map, &kallsyms, core, info);
+    if let Some(link) = link_time_symbols(cli, &["tcp_hashinfo", "_stext"]) {
+        let (syms, from) = link?;
+        return link_time_addr(&syms, &from, &kallsyms, core, info);
     }
     let mut in_memory_error = None;
     if !explicit {
@@ -346,32 +380,57 @@ fn hashinfo_addr(cli: &Cli, core: &ElfCore, info: Option<&VmcoreInfo>) -> Result
     }
 }
 
-/// System.map holds link-time addresses; KASLR shifts the whole image by one offset, taken from `_stext` in
-/// kallsyms, or from VMCOREINFO's KERNELOFFSET.
-fn system_map_addr(
-    map: &Path,
+/// Symbol name → address.
+type SymbolMap = std::collections::HashMap<String, u64>;
+
+/// Link-time addresses of `names` from --system-map, or else from --vmlinux's symbol table when no kallsyms
+/// file was given; `None` when neither applies.
+fn link_time_symbols(cli: &Cli, names: &[&str]) -> Option<Result<(SymbolMap, PathBuf), Error>> {
+    if let Some(map) = &cli.system_map {
+        return Some(
+            symbols::scan(map, names)
+                .map(|m| (m.symbols, map.clone()))
+                .map_err(Error::from),
+        );
+    }
+    let vm = cli.vmlinux.as_ref().filter(|_| cli.kallsyms.is_none())?;
+    Some(
+        Vmlinux::open(vm)
+            .and_then(|v| v.symbols(names))
+            .map(|m| (m, vm.clone()))
+            .map_err(Error::from),
+    )
+}
+
+/// System.map and vmlinux hold link-time addresses; KASLR shifts the whole image by one offset, taken from
+/// VMCOREINFO's KERNELOFFSET, or from `_stext` in kallsyms.
+fn link_time_addr(
+    link: &std::collections::HashMap<String, u64>,
+    from: &Path,
     kallsyms: &Path,
     core: &ElfCore,
     info: Option<&VmcoreInfo>,
 ) -> Result<Symbol, Error> {
-    let m = symbols::scan(map, &["tcp_hashinfo", "_stext"])?;
+    let map = from;
     let get = |s: &str| {
-        m.symbols
-            .get(s)
-            .copied()
-            .ok_or_else(|| Error::SystemMapSymbol {
-                path: map.to_path_buf(),
-                symbol: s.into(),
-            })
+        link.get(s).copied().ok_or_else(|| Error::SystemMapSymbol {
+            path: map.to_path_buf(),
+            symbol: s.into(),
+        })
     };
     let link_hashinfo = get("tcp_hashinfo")?;
     let link_stext = get("_stext")?;
-    let ks = symbols::scan(kallsyms, &["_stext"]).ok();
-    let offset = match ks.as_ref().and_then(|k| k.symbols.get("_stext")) {
-        Some(&run) if run != 0 => run.wrapping_sub(link_stext),
-        _ => info
-            .and_then(VmcoreInfo::kernel_offset)
-            .ok_or_else(|| Error::NoKaslrOffset(core.path().to_path_buf()))?,
+    // VMCOREINFO describes the very memory being read; kallsyms' _stext is the fallback for kernels before
+    // 4.19, whose /proc/kcore has no VMCOREINFO note.
+    let offset = match info.and_then(VmcoreInfo::kernel_offset) {
+        Some(o) => o,
+        None => {
+            let ks = symbols::scan(kallsyms, &["_stext"]).ok();
+            match ks.as_ref().and_then(|k| k.symbols.get("_stext")) {
+                Some(&run) if run != 0 => run.wrapping_sub(link_stext),
+                _ => return Err(Error::NoKaslrOffset(core.path().to_path_buf())),
+            }
+        }
     };
     Ok(Symbol {
         addr: link_hashinfo.wrapping_add(offset),
@@ -402,11 +461,9 @@ fn report(cli: &Cli) -> Result<Outcome, Error> {
     let info = core.vmcoreinfo.as_deref().map(VmcoreInfo::parse);
     let hashinfo = hashinfo_addr(cli, &core, info.as_ref())?;
     timer.phase("symbols");
-    let btf_path = btf_path(cli);
-    let layout = load_layout(&btf_path, &mut timer)?;
+    let (layout, btf) = load_layout_for(cli, &mut timer)?;
     let release = kernel_release(cli, info.as_ref());
     let source = cli.kcore.display().to_string();
-    let btf = btf_path.display().to_string();
     finish(cli, &core, &layout, hashinfo, release, source, btf, timer)
 }
 
@@ -537,7 +594,7 @@ fn info(cli: &Cli) -> Result<Outcome, Error> {
                 Ok(mmu) => {
                     let mem = Translated::new(&dump, mmu);
                     let mut names = vec!["tcp_hashinfo"];
-                    if cli.btf.is_none() {
+                    if cli.btf.is_none() && cli.vmlinux.is_none() {
                         names.extend(["__start_BTF", "__stop_BTF"]);
                     }
                     match dump_symbols(cli, path, &mem, info, &names) {
@@ -546,12 +603,21 @@ fn info(cli: &Cli) -> Result<Outcome, Error> {
                             if let Some(a) = syms.get("tcp_hashinfo") {
                                 f.put("tcp_hashinfo", format!("{a:#x}"));
                             }
-                            let btf = match &cli.btf {
-                                Some(p) => {
+                            let btf = match (&cli.btf, &cli.vmlinux) {
+                                (Some(p), _) => {
                                     f.put("btf", p.display().to_string());
                                     btf::load_file(p).map(|l| l.btf).map_err(Error::from)
                                 }
-                                None => {
+                                (None, Some(vm)) => {
+                                    f.put("btf", format!("{} (.BTF)", vm.display()));
+                                    Vmlinux::open(vm).map_err(Error::from).and_then(|v| {
+                                        let bytes = v
+                                            .btf()?
+                                            .ok_or_else(|| Error::VmlinuxNoBtf(vm.clone()))?;
+                                        btf::parse_bytes(bytes, vm).map_err(Error::from)
+                                    })
+                                }
+                                (None, None) => {
                                     f.put("btf", "the dump (__start_BTF..__stop_BTF)");
                                     dump_btf(path, &mem, &syms).and_then(|b| {
                                         btf::parse_bytes(&b, path).map_err(Error::from)
@@ -587,9 +653,13 @@ fn info(cli: &Cli) -> Result<Outcome, Error> {
             }
             Err(e) => f.put("symbols_error", e.to_string()),
         }
-        let path = btf_path(cli);
-        f.put("btf", path.display().to_string());
-        f.layout(load_layout(&path, &mut Timer::new()));
+        match load_layout_for(cli, &mut Timer::new()) {
+            Ok((layout, from)) => {
+                f.put("btf", from);
+                f.layout(Ok(layout));
+            }
+            Err(e) => f.layout(Err(e)),
+        }
     }
     Ok(Outcome {
         stdout: f.render(cli.json),
@@ -619,7 +689,8 @@ fn report_core(cli: &Cli, path: &Path) -> Result<Outcome, Error> {
     timer.phase("dump");
 
     let mut names = vec!["tcp_hashinfo"];
-    if cli.btf.is_none() {
+    let btf_from_dump = cli.btf.is_none() && cli.vmlinux.is_none();
+    if btf_from_dump {
         names.extend(["__start_BTF", "__stop_BTF"]);
     }
     let (syms, source) = dump_symbols(cli, path, &mem, &info, &names)?;

@@ -327,3 +327,90 @@ fn core_without_vmcoreinfo_says_how_to_get_it() {
         "{err}"
     );
 }
+
+/// An ELF vmlinux holding the raw BTF of `btf` in .BTF and the link-time symbols given.
+fn write_vmlinux(path: &Path, btf: &str, syms: &[(&str, u64)]) {
+    use object::write::{Object, Symbol, SymbolSection};
+    use object::{
+        Architecture, BinaryFormat, Endianness, SectionKind, SymbolFlags, SymbolKind, SymbolScope,
+    };
+    let xz = std::fs::read(fixture(btf)).unwrap();
+    let mut raw = Vec::new();
+    lzma_rs::xz_decompress(&mut &xz[..], &mut raw).unwrap();
+    let mut obj = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+    let sec = obj.add_section(Vec::new(), b".BTF".to_vec(), SectionKind::ReadOnlyData);
+    obj.append_section_data(sec, &raw, 4);
+    for (name, value) in syms {
+        obj.add_symbol(Symbol {
+            name: name.as_bytes().to_vec(),
+            value: *value,
+            size: 0,
+            kind: SymbolKind::Data,
+            scope: SymbolScope::Linkage,
+            weak: false,
+            section: SymbolSection::Absolute,
+            flags: SymbolFlags::None,
+        });
+    }
+    std::fs::write(path, obj.write().unwrap()).unwrap();
+}
+
+#[test]
+fn vmlinux_gives_btf_and_link_time_symbols_shifted_by_kaslr() {
+    let dir = scratch("vmlinux");
+    let (core, _) = kernel(&dir);
+    let shift = 0x1c00_0000u64;
+    let vm = dir.join("vmlinux");
+    write_vmlinux(
+        &vm,
+        BTF,
+        &[
+            ("_stext", 0xffff_ffff_8100_0000),
+            ("tcp_hashinfo", HASHINFO - shift),
+        ],
+    );
+    // The layout alone, from the .BTF section.
+    let (code, out, err) = run(&[&"layout", &"--json", &"--vmlinux", &vm]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"table\":\"lhash2\""), "{out}");
+    // The KASLR offset from VMCOREINFO's KERNELOFFSET; no --btf: the BTF comes from the vmlinux too.
+    let core2 = dir.join("kcore-ko");
+    let mut k = Kernel::new(BTF, 8);
+    k.add(1, Sock::listen("192.0.2.1", 80, 6, 2));
+    write_core(
+        &core2,
+        &k.regions(),
+        &format!("OSRELEASE=6.99.0\nKERNELOFFSET={shift:x}\n"),
+    );
+    let (code, out, err) = run(&[
+        &"--total",
+        &"--kcore",
+        &core2,
+        &"--vmlinux",
+        &vm,
+        &"--kallsyms",
+        &"/nonexistent",
+    ]);
+    // --kallsyms given: it is the symbol source, and it is missing.
+    assert_eq!(code, 1, "{out} {err}");
+    let (code, out, err) = run(&[&"--total", &"--kcore", &core2, &"--vmlinux", &vm]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "6\n");
+    let _ = core;
+}
+
+#[test]
+fn vmlinux_without_btf_section_says_pass_btf() {
+    let dir = scratch("vmlinux-nobtf");
+    let vm = dir.join("vmlinux");
+    use object::write::Object;
+    use object::{Architecture, BinaryFormat, Endianness};
+    let obj = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+    std::fs::write(&vm, obj.write().unwrap()).unwrap();
+    let (code, _, err) = run(&[&"layout", &"--vmlinux", &vm]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("has no .BTF section") && err.contains("pass --btf"),
+        "{err}"
+    );
+}

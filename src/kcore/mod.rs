@@ -10,6 +10,7 @@ pub mod elf;
 pub mod kallsyms_mem;
 pub mod symbols;
 pub mod vmcoreinfo;
+pub mod vmlinux;
 pub mod x86_64;
 
 /// Why a read of kernel memory failed. A fault names its address and its cause, and is not an I/O error.

@@ -117,6 +117,11 @@ pub enum WalkError {
         "the BTF does not match the memory being read ({0}); pass --btf with the BTF of the running kernel"
     )]
     Mismatch(String),
+    #[error(
+        "none of the {buckets} bucket heads of the listening table is readable (first: {err}); the memory \
+         image is damaged or incomplete, or the BTF is not this kernel's"
+    )]
+    NoBuckets { buckets: u64, err: ReadError },
 }
 
 /// Bucket heads are read this many buckets at a time (one read instead of one per bucket: lhash2 has up to
@@ -215,9 +220,9 @@ pub fn walk(
     }
 
     if dead_heads == buckets {
-        return Err(WalkError::Mismatch(format!(
-            "none of the {buckets} bucket heads of the listening table is readable"
-        )));
+        let addr = base.wrapping_add(layout.bucket_head_offset);
+        let err = read_ptr(mem, addr, layout.pointer_size).err().unwrap_or(ReadError::NotMapped { addr });
+        return Err(WalkError::NoBuckets { buckets, err });
     }
     let skipped = w.skipped_state + w.skipped_family + w.skipped_proto;
     w.stats.skipped = skipped;

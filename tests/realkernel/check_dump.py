@@ -3,6 +3,9 @@
 
 Usage: check_dump.py OUTDIR DUMP              run synq on DUMP, record, judge
        check_dump.py --selftest OUTDIR DUMP   negative control on the recorded run of DUMP (no synq run)
+       check_dump.py --damage OUTDIR KDUMP ELF   synq --core --json on damaged copies of the two dumps (cut,
+                                              garbled header, garbled page descriptors): an error or a
+                                              result with warnings, never a panic, a signal or a hang
 
 OUTDIR is what dump.sh made for one kernel (target/realkernel/dump-<id>): results/ (what the guest sent:
 mode "dump", release, cpu-la57, mptcp/, basic/ns*/{netns,tcp,tcp6,ss-ltn,expect,kinds}, side/{btf,kallsyms},
@@ -829,10 +832,204 @@ def selftest(outdir, dump):
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Damaged copies (issue 3, "Truncated and corrupted dumps"): each must give a clear error or a partial result
+# with warnings, never a panic, a signal or a hang.
+
+DAMAGE_TIMEOUT = 20
+DAMAGE_BLOCK = 4096
+
+
+def copy_prefix(src, dst, n):
+    """dst = the first n bytes of src (copy_file_range where the kernel has it)."""
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        left = n
+        while left:
+            try:
+                k = os.copy_file_range(fi.fileno(), fo.fileno(), left)
+            except (OSError, AttributeError):
+                k = 0
+            if k <= 0:
+                b = fi.read(min(left, 8 << 20))
+                if not b:
+                    break
+                fo.write(b)
+                k = len(b)
+            left -= k
+
+
+def logical_writer(path, flattened):
+    """A function writing bytes at a logical offset of a copy (through the flattened records if any), and the
+    reader of the copy's logical content."""
+    f = open(path, "r+b")
+    r = FlatReader(f) if flattened else PlainReader(f)
+
+    def put(off, data):
+        """Overwrites what the copy holds of [off, off + len(data)); returns how many bytes that was."""
+        if not flattened:
+            f.seek(off)
+            f.write(data)
+            return len(data)
+        done = 0
+        for r_off, r_size, fpos in r.records:
+            lo, hi = max(off, r_off), min(off + len(data), r_off + r_size)
+            if lo < hi:
+                f.seek(fpos + lo - r_off)
+                f.write(data[lo - off:hi - off])
+                done += hi - lo
+        return done
+    return f, r, put
+
+
+def garble_kdump(src, dst, what, vi):
+    """A full copy of the kdump file src with deterministic pseudo-random bytes over: "header" the
+    disk_dump_header (bytes 8..4095 of block 0, as far as the stream holds them; the signature kept);
+    "descriptors" three 4 KiB blocks of the page-descriptor area (at 1/4, 1/2, 3/4 of it); "swapper" the 4 KiB
+    block of that area holding the descriptor of the page of SYMBOL(swapper_pg_dir) (the page-table root).
+    Returns a description of what was overwritten."""
+    import random
+    rng = random.Random("synq-damage-" + what)
+    copy_prefix(src, dst, os.path.getsize(src))
+    f, r, put = logical_writer(dst, dump_format(src) == "kdump-flattened")
+    with f:
+        h = r.read(0, 464)
+        _, block_size, sub_hdr_size, bitmap_blocks, _ = struct.unpack_from("<IiiII", h, 424)
+        if what == "header":
+            n = put(8, rng.randbytes(DAMAGE_BLOCK - 8))
+            return f"disk_dump_header: {n} bytes after the signature random"
+        bitmap_off = (1 + sub_hdr_size) * block_size
+        half = bitmap_blocks * block_size // 2
+        bitmap2 = r.read(bitmap_off + half, half)
+        n_desc = sum(bin(b).count("1") for b in bitmap2)
+        start = bitmap_off + bitmap_blocks * block_size
+        area = n_desc * 24
+        if what == "descriptors":
+            offs = [start + (area * k // 4) // DAMAGE_BLOCK * DAMAGE_BLOCK for k in (1, 2, 3)]
+        else:
+            # x86_64 kernel image: phys = vaddr - __START_KERNEL_map + phys_base.
+            pfn = (int(vi["SYMBOL(swapper_pg_dir)"], 16) - 0xFFFFFFFF80000000 + c_int(vi["NUMBER(phys_base)"])) >> 12
+            if not (bitmap2[pfn >> 3] >> (pfn & 7)) & 1:
+                raise DumpError(f"pfn {pfn:#x} of swapper_pg_dir is not in the dump")
+            idx = sum(bin(b).count("1") for b in bitmap2[:pfn >> 3]) + bin(bitmap2[pfn >> 3] & ((1 << (pfn & 7)) - 1)).count("1")
+            offs = [(start + idx * 24) // DAMAGE_BLOCK * DAMAGE_BLOCK]
+        n = sum(put(o, rng.randbytes(DAMAGE_BLOCK)) for o in offs)
+        return (f"{n_desc} page descriptors at {start:#x}+{area:#x}; {n} bytes random at "
+                + ", ".join(f"{o:#x}" for o in offs))
+
+
+def damage_cases(kdump, elf):
+    """(name, source, kind, argument): kind "cut" (argument: new size) or "garble" (argument: what)."""
+    cases = []
+    for label, src, points in (
+            ("kdump-zlib", kdump, ("4KiB", "1MiB", "10%", "50%", "90%", "size-1")),
+            ("elf", elf, ("4KiB", "1MiB", "50%"))):
+        size = os.path.getsize(src)
+        for p in points:
+            n = {"4KiB": 4096, "1MiB": 1 << 20, "size-1": size - 1}.get(p) or size * int(p[:-1]) // 100
+            if 0 < n < size:
+                cases.append((f"{label} cut at {p} ({n} of {size} bytes)", src, "cut", n))
+    cases.append(("kdump-zlib garbled header", kdump, "garble", "header"))
+    cases.append(("kdump-zlib garbled page descriptors", kdump, "garble", "descriptors"))
+    cases.append(("kdump-zlib garbled page descriptors around swapper_pg_dir's", kdump, "garble", "swapper"))
+    return cases
+
+
+def damage(outdir, kdump, elf):
+    """Runs synq --core --json on damaged copies of the kernel's dumps (next to them, removed afterwards unless
+    SYNQ_KEEP_DUMPS=1). Prints one line per case; exit status 0 only if every case behaves."""
+    results = os.path.join(outdir, "results")
+    release = (check.read_text(os.path.join(results, "release")) or "").strip()
+    host = read_kv(os.path.join(outdir, "host.txt"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        tfails = check.Failures()
+        truth_info, _ = check_truth(results, release, tfails, "truth", host)
+    if truth_info is None:
+        print(f"damage: FAIL: no ground truth to compare with: {tfails.items[:1]}")
+        return 1
+    truth = truth_info[0]
+    vi = vmcoreinfo_dict(check.read_text(os.path.join(run_dir_of(outdir, kdump), "vmcoreinfo.txt")))
+    side = [] if "SYMBOL(kallsyms_names)" in vi else [
+        "--btf", os.path.join(results, "side", "btf"), "--kallsyms", os.path.join(results, "side", "kallsyms")]
+    keep = os.environ.get("SYNQ_KEEP_DUMPS", "0") == "1"
+    bad = 0
+    cases = damage_cases(kdump, elf)
+    for i, (name, src, kind, arg) in enumerate(cases):
+        copy = os.path.join(os.path.dirname(os.path.abspath(kdump)), f"vmcore.damage-{i:02d}")
+        note = ""
+        try:
+            if kind == "cut":
+                copy_prefix(src, copy, arg)
+            else:
+                note = garble_kdump(src, copy, arg, vi)
+            os.chmod(copy, 0o400)
+            argv = ["timeout", "-k", "5", str(DAMAGE_TIMEOUT), synq_bin(), "--core", copy, "--json"] + side
+            p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+        except (OSError, DumpError, struct.error, KeyError, ValueError, IndexError) as e:
+            print(f"damage: {name}: FAIL: could not make or run the copy: {e}")
+            bad += 1
+            continue
+        finally:
+            if not keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(copy)
+        rc, err = p.returncode, p.stderr.decode(errors="replace")
+        first = next((l for l in err.splitlines() if l.strip()), "")
+        problem = None
+        detail = first or "(no stderr)"
+        if "panicked" in err:
+            problem = "panicked: " + next(l for l in err.splitlines() if "panicked" in l)
+        elif rc == 124 or rc == 137:
+            problem = f"did not finish within {DAMAGE_TIMEOUT}s"
+        elif rc < 0 or rc >= 128:
+            problem = f"killed by signal {-rc if rc < 0 else rc - 128}"
+        elif rc == 1:
+            if not any(l.startswith("synq: ") for l in err.splitlines()):
+                problem = "exit 1 without a 'synq: ' message on stderr"
+            elif p.stdout.strip():
+                problem = f"exit 1 but printed on stdout: {p.stdout[:200]!r}"
+        elif rc in (0, 2):
+            try:
+                doc = json.loads(p.stdout)
+                ls, ws = doc["listeners"], doc["warnings"]
+                if not isinstance(ls, list) or not isinstance(ws, list) or not isinstance(doc.get("totals"), dict):
+                    raise TypeError("listeners / warnings not lists, or no totals")
+            except (ValueError, KeyError, TypeError) as e:
+                problem = f"exit {rc} without valid JSON ({e}); stdout starts {p.stdout[:200]!r}"
+            else:
+                detail = f"{len(ls)} listeners, {len(ws)} warnings"
+                if ws:
+                    detail += f" (first: {str(ws[0])[:160]})"
+                f = check.Failures()
+                with contextlib.redirect_stdout(io.StringIO()):
+                    got, _ = check.synq_groups(doc, f, "damage")
+                    check.compare_groups("/proc", truth, "synq", got, f, "damage")
+                    if doc.get("kernel", {}).get("release") != release:
+                        f.add("damage", f"kernel.release {doc.get('kernel', {}).get('release')!r}")
+                if rc == 0 and (ws or f.items):
+                    problem = ("exit 0 with warnings" if ws else
+                               "exit 0 but the result differs from the ground truth: " + f.items[0][:300])
+                elif rc == 2 and not ws:
+                    problem = "exit 2 without a warning"
+                elif rc == 0:
+                    detail += ", equal to the ground truth"
+        else:
+            problem = f"unexpected exit status {rc}"
+        print(f"damage: {name}: exit {rc}, {detail}" + (f" [{note}]" if note else "")
+              + (f" -- FAIL: {problem}" if problem else ""))
+        if problem:
+            bad += 1
+            if err.strip():
+                print("  stderr: " + err.strip()[-1500:].replace("\n", "\n  stderr: "))
+    print(f"damage: {len(cases) - bad} of {len(cases)} cases OK" + (" (copies kept)" if keep else ""))
+    return 1 if bad else 0
+
+
 def main():
     args = sys.argv[1:]
     if len(args) == 3 and args[0] == "--selftest":
         return selftest(args[1], args[2])
+    if len(args) == 4 and args[0] == "--damage":
+        return damage(args[1], args[2], args[3])
     if len(args) != 2 or args[0].startswith("-"):
         print(__doc__, file=sys.stderr)
         return 2

@@ -19,6 +19,15 @@
 #                             of makedumpfile -F -l)
 # and check_dump.py (synq --core against the same ground truth, dump unchanged by synq) runs on each.
 #
+# Damaged copies (issue 3, "Truncated and corrupted dumps"), for the kernels in SYNQ_DAMAGE_KERNELS (default
+# "6.12"): once the real dumps are checked, check_dump.py --damage makes copies next to them (vmcore.damage-NN:
+# the kdump-zlib file cut at 4 KiB, 1 MiB, 10%, 50%, 90%, size-1; the ELF at 4 KiB, 1 MiB, 50%; the kdump-zlib
+# file with a garbled disk_dump_header, with three garbled 4 KiB blocks of page descriptors, and with the
+# block holding swapper_pg_dir's descriptor garbled) and runs `timeout 20 synq --core COPY --json` on each:
+# no hang, no signal, no "panicked"; exit 1 with a "synq: " message, or exit 2 with JSON and warnings, or
+# exit 0 with JSON equal to the ground truth. One "damage: CASE: exit N, ..." line per case; a bad case fails
+# the kernel. Each copy is deleted after its run unless SYNQ_KEEP_DUMPS=1.
+#
 #   tests/realkernel/dump.sh 6.12          # one kernel (5.10, 6.1, 6.12)
 #   tests/realkernel/dump.sh 5.10 6.1      # several
 #   tests/realkernel/dump.sh all           # all three (also the default)
@@ -32,9 +41,10 @@
 # a kernel's dumps are deleted once checked), SYNQ_VM_TIMEOUT (seconds until
 # SYNQ-DUMP-READY, default 300), SYNQ_DUMP_LA57_KERNELS (kernel ids booted
 # with +la57, default "6.12"), SYNQ_TRANSCODE_KERNELS (kernel ids whose
-# kdump-zlib dump is transcoded, default "6.12"; "" for none).
+# kdump-zlib dump is transcoded, default "6.12"; "" for none), SYNQ_DAMAGE_KERNELS (kernel ids whose
+# dumps get the damaged copies, default "6.12"; "" for none).
 # Outputs: target/realkernel/dump-<id>/{initramfs.cpio.gz,console.log,qemu.log,
-# qmp.log,results/,host.txt,core-<dump>/,check-<format>.txt,transcode-<variant>.txt}, and
+# qmp.log,results/,host.txt,core-<dump>/,check-<format>.txt,transcode-<variant>.txt,damage.txt}, and
 # target/realkernel/dump-timings.txt. Never skips: a boot failure, a timeout, a
 # QMP error, a state that moved during the dumps or a failed check fails.
 set -euo pipefail
@@ -55,6 +65,7 @@ vm_timeout=${SYNQ_VM_TIMEOUT:-300}
 synq_bin=${SYNQ_BIN:-target/release/synq}
 [[ $synq_bin == /* ]] || synq_bin=$REPO_ROOT/$synq_bin
 transcode_kernels=" ${SYNQ_TRANSCODE_KERNELS-6.12} "
+damage_kernels=" ${SYNQ_DAMAGE_KERNELS-6.12} "
 # variant name -> kdump_transcode arguments; the input is vmcore.kdump-zlib unless variant_src names another
 variants=(kdump-zlib-plain kdump-lzo kdump-snappy kdump-zstd kdump-lzo-flat)
 declare -A variant_args=(
@@ -151,7 +162,7 @@ dump_entry() {
   [[ $la57_kernels != *" $id "* ]] || cpu=max,+la57
   mkdir -p "$out" "$ddir"
   rm -rf "$out/results" "$out"/core-* "$out"/check-*.txt
-  rm -f "$out"/{console.log,results.b64,qemu.log,qmp.log,host.txt} "$out"/transcode-*.txt "$ddir"/vmcore.*
+  rm -f "$out"/{console.log,results.b64,qemu.log,qmp.log,host.txt,damage.txt} "$out"/transcode-*.txt "$ddir"/vmcore.*
   mkdir -p "$out/results"
   local h=$out/host.txt
   {
@@ -271,7 +282,23 @@ dump_entry() {
     echo "check_${fmt}_s=$(secs "$tc" "$(now_ms)")" >>"$h"
   done
   [[ $transcode_kernels != *" $id "* ]] || check_variants "$id" || ok=1
+  [[ $damage_kernels != *" $id "* ]] || check_damage "$id" || ok=1
   return $ok
+}
+
+# check_damage ID: synq --core --json on damaged copies of the kernel's two dumps (check_dump.py --damage).
+check_damage() {
+  local id=$1 ddir=$dump_root/$1 c=$out/damage.txt td rc=0
+  td=$(now_ms)
+  python3 "$REALKERNEL_DIR/check_dump.py" --damage "$out" "$ddir/vmcore.kdump-zlib" "$ddir/vmcore.elf" >"$c" 2>&1 || rc=$?
+  cat "$c"
+  echo "damage_s=$(secs "$td" "$(now_ms)")" >>"$out/host.txt"
+  echo "damage_ok=$(sed -n 's/^damage: \([0-9]* of [0-9]*\) cases OK.*/\1/p' "$c" | tr -d ' ' | sed 's/of/\//')" >>"$out/host.txt"
+  if [[ $rc -ne 0 ]]; then
+    rk_log "dump-$id: FAIL: damaged dumps: synq hung, crashed, panicked or answered wrongly on some case (see $c)"
+    return 1
+  fi
+  rk_log "dump-$id: damaged dumps: OK in $(secs "$td" "$(now_ms)")s"
 }
 
 # check_variants ID: the transcoded copies of the kernel's kdump-zlib dump, each through check_dump.py.
@@ -325,9 +352,9 @@ for id in "${ids[@]}"; do
   cleanup
   h=$REPO_ROOT/target/realkernel/dump-$id/host.txt
   v() { sed -n "s/^$1=//p" "$h" 2>/dev/null | tail -n 1; }
-  timings+=("$(printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s %8s' "$id" "$(v cpu)" "$(v boot_s)" \
+  timings+=("$(printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s %8s %7s' "$id" "$(v cpu)" "$(v boot_s)" \
     "$(v dump_elf_s)" "$(v dump_elf_bytes)" "$(v dump_kdump-zlib_s)" "$(v dump_kdump-zlib_bytes)" \
-    "$(v check_elf_s)" "$(v check_kdump-zlib_s)" "$(v variants_ok || true)")")
+    "$(v check_elf_s)" "$(v check_kdump-zlib_s)" "$(v variants_ok || true)" "$(v damage_ok || true)")")
   if [[ ${SYNQ_KEEP_DUMPS:-0} == 1 ]]; then
     rk_log "dump-$id: dumps kept in $dump_root/$id (SYNQ_KEEP_DUMPS=1)"
   else
@@ -337,8 +364,8 @@ for id in "${ids[@]}"; do
 done
 
 {
-  printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s %8s\n' id cpu boot_s elf_s elf_bytes kdump_s kdump_bytes \
-    chk_elf chk_kdump variants
+  printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s %8s %7s\n' id cpu boot_s elf_s elf_bytes kdump_s kdump_bytes \
+    chk_elf chk_kdump variants damage
   printf '%s\n' "${timings[@]}"
 } | tee "$REPO_ROOT/target/realkernel/dump-timings.txt"
 rk_log "total $((SECONDS - t0))s"
