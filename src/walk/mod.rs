@@ -221,7 +221,9 @@ pub fn walk(
 
     if dead_heads == buckets {
         let addr = base.wrapping_add(layout.bucket_head_offset);
-        let err = read_ptr(mem, addr, layout.pointer_size).err().unwrap_or(ReadError::NotMapped { addr });
+        let err = read_ptr(mem, addr, layout.pointer_size)
+            .err()
+            .unwrap_or(ReadError::NotMapped { addr });
         return Err(WalkError::NoBuckets { buckets, err });
     }
     let skipped = w.skipped_state + w.skipped_family + w.skipped_proto;
