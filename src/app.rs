@@ -168,6 +168,8 @@ pub enum Error {
     Dump(#[from] DumpError),
     #[error(transparent)]
     Vmlinux(#[from] VmlinuxError),
+    #[error("{path}: {err}")]
+    DumpWalk { path: PathBuf, err: WalkError },
     #[error("{0}: has no .BTF section (built without CONFIG_DEBUG_INFO_BTF?); pass --btf")]
     VmlinuxNoBtf(PathBuf),
     #[error(
