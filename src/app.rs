@@ -725,6 +725,13 @@ fn report_core(cli: &Cli, path: &Path) -> Result<Outcome, Error> {
     finish(
         cli, &mem, &layout, hashinfo, release, source, btf_desc, timer,
     )
+    .map_err(|e| match e {
+        Error::Walk(err) => Error::DumpWalk {
+            path: path.to_path_buf(),
+            err,
+        },
+        other => other,
+    })
 }
 
 /// Symbol addresses for a dump, and where they came from.
