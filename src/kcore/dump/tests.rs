@@ -1,3 +1,4 @@
+//! Test-only: `mod.rs` declares this module under #[cfg(test)], so nothing here is in the tool.
 //! Dump readers against synthetic dumps written by an independent writer (`testwriter`), compared with an
 //! oracle derived from what was written: exact results for intact files (the right bytes, zeros for excluded
 //! pages, `NotInDump` with the exact address for absent ones), and for truncated or garbled files: never a
