@@ -213,6 +213,21 @@ impl Timer {
             last: now,
         }
     }
+    /// With SYNQ_TIMING, also the memory use so far (resident anonymous, file-backed and shared pages).
+    fn memory(&self) {
+        if self.on {
+            if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+                let keep = ["VmHWM", "RssAnon", "RssFile", "RssShmem"];
+                let lines: Vec<String> = status
+                    .lines()
+                    .filter(|l| keep.iter().any(|k| l.starts_with(k)))
+                    .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .collect();
+                eprintln!("synq memory: {}", lines.join(", "));
+            }
+        }
+    }
+
     fn phase(&mut self, name: &str) {
         if self.on {
             let now = Instant::now();
@@ -504,6 +519,7 @@ fn finish(
         rep.to_table()
     };
     timer.phase("output");
+    timer.memory();
     let status = if rep.warnings.is_empty() { 0 } else { 2 };
     // In JSON the warnings are part of the object; elsewhere they go to stderr.
     let warnings = if cli.json { Vec::new() } else { rep.warnings };
