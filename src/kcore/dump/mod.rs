@@ -204,7 +204,28 @@ pub fn open(path: &Path) -> Result<Dump, DumpError> {
 
     let head = map.get(..16).unwrap_or_default().to_vec();
     let (source, flattened) = if head.starts_with(source::FLAT_SIGNATURE) {
-        let flat = Flattened::index(map).map_err(|err| DumpError::Flattened { path: p(), err })?;
+        // Indexing reads a record header every few pages of the stream, and the kernel maps file pages in
+        // 64 KiB neighbourhoods around each fault: left alone, the whole stream ends up resident. Behind the
+        // indexing front, let go of the mapped pages every 8 MiB; pages read later fault in again.
+        const STEP: u64 = 8 << 20;
+        let mut released = 0u64;
+        let flat = Flattened::index_with(map, |m: &Mmap, pos| {
+            let upto = pos & !(STEP - 1);
+            if upto > released {
+                let (Ok(off), Ok(len)) =
+                    (usize::try_from(released), usize::try_from(upto - released))
+                else {
+                    return;
+                };
+                // SAFETY: DONTNEED on a read-only mapping of a file drops page-table entries only; the file's
+                // bytes are unchanged and are read again from the page cache on the next access.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len)
+                };
+                released = upto;
+            }
+        })
+        .map_err(|err| DumpError::Flattened { path: p(), err })?;
         (Source::Flattened(flat), true)
     } else {
         (Source::Plain(Plain(map)), false)

@@ -121,7 +121,17 @@ pub struct Flattened<D> {
 impl<D: AsRef<[u8]>> Flattened<D> {
     /// Indexes the record headers of the stream `data`. One pass, bounded by the stream's length; a damaged or
     /// truncated tail is a warning, and what came before it stays readable.
+    #[cfg(test)]
     pub fn index(data: D) -> Result<Flattened<D>, FlatError> {
+        Self::index_with(data, |_, _| {})
+    }
+
+    /// [`Flattened::index`], calling `progress(data, pos)` after each record with the stream offset reached,
+    /// so a caller can let go of what it has passed (the mapped pages of a large stream).
+    pub fn index_with(
+        data: D,
+        mut progress: impl FnMut(&D, u64),
+    ) -> Result<Flattened<D>, FlatError> {
         let bytes = data.as_ref();
         let sig = slice_at(bytes, 0, 16)
             .map_err(|_| FlatError::Header("shorter than its 16-byte signature".into()))?;
@@ -212,6 +222,7 @@ impl<D: AsRef<[u8]>> Flattened<D> {
                 stream_off: data_off,
             });
             pos = data_off.saturating_add(size);
+            progress(&data, pos);
         }
         let pieces = map.into_vec();
         let logical_len = pieces.last().map_or(0, Piece::end);
