@@ -249,44 +249,67 @@ pub fn run(cli: &Cli) -> Result<Outcome, Error> {
     }
 }
 
-fn btf_path(cli: &Cli) -> PathBuf {
-    cli.btf
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_BTF))
+/// The BTF of --vmlinux's .BTF section.
+fn vmlinux_btf(vm: &Path) -> Result<btf_rs::Btf, Error> {
+    let v = Vmlinux::open(vm)?;
+    let bytes = v
+        .btf()?
+        .ok_or_else(|| Error::VmlinuxNoBtf(vm.to_path_buf()))?;
+    Ok(btf::parse_bytes(bytes, vm)?)
 }
 
-/// The layout from --btf, else from --vmlinux's .BTF section, else from /sys/kernel/btf/vmlinux; and where
-/// it came from.
-fn load_layout_for(cli: &Cli, timer: &mut Timer) -> Result<(Layout, String), Error> {
+/// Where the BTF comes from: --btf, else --vmlinux, else (`None`) the source's own default: sysfs live,
+/// __start_BTF..__stop_BTF in a dump.
+fn explicit_btf(cli: &Cli) -> Option<Result<(btf_rs::Btf, String), Error>> {
     match (&cli.btf, &cli.vmlinux) {
-        (None, Some(vm)) => {
-            let v = Vmlinux::open(vm)?;
-            let bytes = v.btf()?.ok_or_else(|| Error::VmlinuxNoBtf(vm.clone()))?;
-            let parsed = btf::parse_bytes(bytes, vm)?;
-            timer.phase("btf-load");
-            let layout = btf::resolve(&parsed).map_err(|err| Error::Layout {
-                origin: vm.clone(),
-                err,
-            })?;
-            timer.phase("layout");
-            Ok((layout, format!("{} (.BTF)", vm.display())))
-        }
-        _ => {
-            let path = btf_path(cli);
-            Ok((load_layout(&path, timer)?, path.display().to_string()))
-        }
+        (Some(p), _) => Some(
+            btf::load_file(p)
+                .map(|l| (l.btf, p.display().to_string()))
+                .map_err(Error::from),
+        ),
+        (None, Some(vm)) => Some(vmlinux_btf(vm).map(|b| (b, format!("{} (.BTF)", vm.display())))),
+        (None, None) => None,
     }
 }
 
-fn load_layout(path: &Path, timer: &mut Timer) -> Result<Layout, Error> {
-    let loaded = btf::load_file(path)?;
-    timer.phase("btf-load");
-    let layout = btf::resolve(&loaded.btf).map_err(|err| Error::Layout {
-        origin: loaded.origin,
+/// A dump's BTF: --btf or --vmlinux when given, else from the dump itself.
+fn core_btf(
+    cli: &Cli,
+    path: &Path,
+    mem: &dyn Memory,
+    syms: &SymbolMap,
+) -> Result<(btf_rs::Btf, String), Error> {
+    if let Some(b) = explicit_btf(cli) {
+        return b;
+    }
+    let bytes = dump_btf(path, mem, syms)?;
+    Ok((
+        btf::parse_bytes(&bytes, path)?,
+        format!("{} (__start_BTF..__stop_BTF)", path.display()),
+    ))
+}
+
+fn resolve_from(btf: &btf_rs::Btf, origin: &str) -> Result<Layout, Error> {
+    btf::resolve(btf).map_err(|err| Error::Layout {
+        origin: PathBuf::from(origin),
         err,
-    });
+    })
+}
+
+/// The live layout from --btf, else --vmlinux's .BTF section, else /sys/kernel/btf/vmlinux; and where it
+/// came from.
+fn load_layout_for(cli: &Cli, timer: &mut Timer) -> Result<(Layout, String), Error> {
+    let (parsed, from) = match explicit_btf(cli) {
+        Some(b) => b?,
+        None => (
+            btf::load_file(Path::new(DEFAULT_BTF))?.btf,
+            DEFAULT_BTF.to_string(),
+        ),
+    };
+    timer.phase("btf-load");
+    let layout = resolve_from(&parsed, &from)?;
     timer.phase("layout");
-    layout
+    Ok((layout, from))
 }
 
 fn layout(cli: &Cli) -> Result<Outcome, Error> {
@@ -611,43 +634,20 @@ fn info(cli: &Cli) -> Result<Outcome, Error> {
             match X86_64::from_vmcoreinfo(info) {
                 Ok(mmu) => {
                     let mem = Translated::new(&dump, mmu);
-                    let mut names = vec!["tcp_hashinfo"];
-                    if cli.btf.is_none() && cli.vmlinux.is_none() {
-                        names.extend(["__start_BTF", "__stop_BTF"]);
-                    }
+                    let names = core_symbol_names(cli);
                     match dump_symbols(cli, path, &mem, info, &names) {
                         Ok((syms, source)) => {
                             f.put("symbols", source);
                             if let Some(a) = syms.get("tcp_hashinfo") {
                                 f.put("tcp_hashinfo", format!("{a:#x}"));
                             }
-                            let btf = match (&cli.btf, &cli.vmlinux) {
-                                (Some(p), _) => {
-                                    f.put("btf", p.display().to_string());
-                                    btf::load_file(p).map(|l| l.btf).map_err(Error::from)
+                            match core_btf(cli, path, &mem, &syms) {
+                                Ok((b, from)) => {
+                                    f.layout(resolve_from(&b, &from));
+                                    f.put("btf", from);
                                 }
-                                (None, Some(vm)) => {
-                                    f.put("btf", format!("{} (.BTF)", vm.display()));
-                                    Vmlinux::open(vm).map_err(Error::from).and_then(|v| {
-                                        let bytes = v
-                                            .btf()?
-                                            .ok_or_else(|| Error::VmlinuxNoBtf(vm.clone()))?;
-                                        btf::parse_bytes(bytes, vm).map_err(Error::from)
-                                    })
-                                }
-                                (None, None) => {
-                                    f.put("btf", "the dump (__start_BTF..__stop_BTF)");
-                                    dump_btf(path, &mem, &syms).and_then(|b| {
-                                        btf::parse_bytes(&b, path).map_err(Error::from)
-                                    })
-                                }
-                            };
-                            f.layout(btf.and_then(|b| {
-                                btf::resolve(&b).map_err(|err| Error::Layout {
-                                    origin: path.to_path_buf(),
-                                    err,
-                                })
-                            }));
+                                Err(e) => f.layout(Err(e)),
+                            }
                         }
                         Err(e) => f.put("symbols_error", e.to_string()),
                     }
@@ -706,11 +706,7 @@ fn report_core(cli: &Cli, path: &Path) -> Result<Outcome, Error> {
     let mem = Translated::new(&dump, mmu);
     timer.phase("dump");
 
-    let mut names = vec!["tcp_hashinfo"];
-    let btf_from_dump = cli.btf.is_none() && cli.vmlinux.is_none();
-    if btf_from_dump {
-        names.extend(["__start_BTF", "__stop_BTF"]);
-    }
+    let names = core_symbol_names(cli);
     let (syms, source) = dump_symbols(cli, path, &mem, &info, &names)?;
     let hashinfo = match syms.get("tcp_hashinfo") {
         Some(&addr) if addr != 0 => Symbol { addr, source },
@@ -718,21 +714,9 @@ fn report_core(cli: &Cli, path: &Path) -> Result<Outcome, Error> {
     };
     timer.phase("symbols");
 
-    let (btf, btf_desc) = match &cli.btf {
-        Some(p) => (btf::load_file(p)?.btf, p.display().to_string()),
-        None => {
-            let bytes = dump_btf(path, &mem, &syms)?;
-            (
-                btf::parse_bytes(&bytes, path)?,
-                format!("{} (__start_BTF..__stop_BTF)", path.display()),
-            )
-        }
-    };
+    let (btf, btf_desc) = core_btf(cli, path, &mem, &syms)?;
     timer.phase("btf-load");
-    let layout = btf::resolve(&btf).map_err(|err| Error::Layout {
-        origin: PathBuf::from(&btf_desc),
-        err,
-    })?;
+    let layout = resolve_from(&btf, &btf_desc)?;
     timer.phase("layout");
     let release = info
         .osrelease()
@@ -757,21 +741,20 @@ fn dump_symbols(
     mem: &dyn Memory,
     info: &VmcoreInfo,
     names: &[&str],
-) -> Result<(std::collections::HashMap<String, u64>, String), Error> {
-    if let Some(map) = &cli.system_map {
-        // System.map holds link-time addresses: shift by the dump's KERNELOFFSET (KASLR).
+) -> Result<(SymbolMap, String), Error> {
+    if let Some(link) = link_time_symbols(cli, names) {
+        // Link-time addresses (System.map, vmlinux): shift by the dump's KERNELOFFSET (KASLR).
+        let (m, from) = link?;
         let offset = info
             .kernel_offset()
             .ok_or_else(|| Error::NoKaslrOffset(path.to_path_buf()))?;
-        let m = symbols::scan(map, names)?;
         let syms = m
-            .symbols
             .into_iter()
             .map(|(k, v)| (k, v.wrapping_add(offset)))
             .collect();
         return Ok((
             syms,
-            format!("{} + KERNELOFFSET {offset:#x}", map.display()),
+            format!("{} + KERNELOFFSET {offset:#x}", from.display()),
         ));
     }
     if let Some(ks) = &cli.kallsyms {
@@ -797,12 +780,17 @@ fn dump_symbols(
     ))
 }
 
+/// The symbols a dump must give: tcp_hashinfo, and the BTF's bounds when the BTF comes from the dump.
+fn core_symbol_names(cli: &Cli) -> Vec<&'static str> {
+    let mut names = vec!["tcp_hashinfo"];
+    if cli.btf.is_none() && cli.vmlinux.is_none() {
+        names.extend(["__start_BTF", "__stop_BTF"]);
+    }
+    names
+}
+
 /// The kernel's BTF, read out of the dump between __start_BTF and __stop_BTF.
-fn dump_btf(
-    path: &Path,
-    mem: &dyn Memory,
-    syms: &std::collections::HashMap<String, u64>,
-) -> Result<Vec<u8>, Error> {
+fn dump_btf(path: &Path, mem: &dyn Memory, syms: &SymbolMap) -> Result<Vec<u8>, Error> {
     let no_btf = |why: String| Error::NoDumpBtf {
         path: path.to_path_buf(),
         why,

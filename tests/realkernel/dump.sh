@@ -283,7 +283,35 @@ dump_entry() {
   done
   [[ $transcode_kernels != *" $id "* ]] || check_variants "$id" || ok=1
   [[ $damage_kernels != *" $id "* ]] || check_damage "$id" || ok=1
+  [[ $id != "${SYNQ_VMLINUX_KERNEL:-6.1}" ]] || check_vmlinux "$id" || ok=1
   return $ok
+}
+
+# check_vmlinux ID: --vmlinux on a real dump. No Debian vmlinux with .BTF fits here (the -dbg package is
+# ~630 MB), so one is made from what the guest sent: its BTF as the .BTF section, and _stext and tcp_hashinfo
+# at their link-time addresses (kallsyms minus the KASLR slide of _stext from 0xffffffff81000000). synq must
+# take both from it (and KASLR from VMCOREINFO) and count as many half-open requests as the guest's /proc.
+check_vmlinux() {
+  local id=$1 r=$out/results vm=$out/vmlinux st th slide want got desc
+  st=$(awk '$3 == "_stext" && NF == 3 { print $1; exit }' "$r/side/kallsyms")
+  th=$(awk '$3 == "tcp_hashinfo" && NF == 3 { print $1; exit }' "$r/side/kallsyms")
+  # objcopy parses symbol values as signed: hand it the two's-complement value.
+  read -r slide st th < <(python3 -c "s=int('$st',16)-0xffffffff81000000; f=lambda v:((v-s)%2**64)-2**64; print(s, f(int('$st',16)), f(int('$th',16)))")
+  if ! objcopy -I binary -O elf64-x86-64 --rename-section .data=.BTF --add-symbol "_stext=$st" \
+    --add-symbol "tcp_hashinfo=$th" "$r/side/btf" "$vm"; then
+    rk_log "dump-$id: FAIL: --vmlinux: objcopy could not build the test vmlinux"
+    return 1
+  fi
+  want=$(cat "$r"/basic/ns*/tcp "$r"/basic/ns*/tcp6 2>/dev/null | awk '$4 == "03"' | wc -l)
+  got=$("$synq_bin" --core "$dump_root/$id/vmcore.kdump-zlib" --vmlinux "$vm" --total 2>&1) || true
+  desc=$("$synq_bin" --core "$dump_root/$id/vmcore.kdump-zlib" --vmlinux "$vm" --json 2>&1 |
+    python3 -c 'import json,sys; k=json.load(sys.stdin)["kernel"]; print(k["symbols"], "|", k["btf"])' 2>&1) || true
+  if [[ $want -gt 0 && $got == "$want" && $desc == *vmlinux*KERNELOFFSET*"|"*"(.BTF)"* ]]; then
+    echo "check: OK [$id] --vmlinux: synq --core --total $got = $want st 03 lines; sources: $desc (slide $slide)"
+    return 0
+  fi
+  rk_log "dump-$id: FAIL: --vmlinux: synq said '$got' (want $want st 03 lines), sources '$desc'"
+  return 1
 }
 
 # check_damage ID: synq --core --json on damaged copies of the kernel's two dumps (check_dump.py --damage).
