@@ -796,7 +796,9 @@ fn dump_btf(path: &Path, mem: &dyn Memory, syms: &SymbolMap) -> Result<Vec<u8>, 
         why,
     };
     let (Some(&start), Some(&stop)) = (syms.get("__start_BTF"), syms.get("__stop_BTF")) else {
-        return Err(no_btf("the symbol source has no __start_BTF/__stop_BTF".into()));
+        return Err(no_btf(
+            "the symbol source has no __start_BTF/__stop_BTF".into(),
+        ));
     };
     let len = stop
         .checked_sub(start)
