@@ -14,8 +14,10 @@
 # host name is written into the repository.
 set -euo pipefail
 
+# shellcheck source=tests/realkernel/aptlib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/aptlib.sh"
+
 CACHE=${SYNQ_KERNEL_CACHE:-/var/cache/synq-kernels}
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 ALL_IDS=(5.10 6.1 6.12)
 # dummy: the interface that swallows SYN-ACKs (half-open connections).
 # qemu_fw_cfg: puts VMCOREINFO where QEMU's -device vmcoreinfo expects it.
@@ -53,50 +55,6 @@ is_cached() {
   done
 }
 
-# The Debian main-archive URI from the machine's deb822 sources (first URIs:
-# line that is not the security archive), or from a one-line sources.list.
-mirror_uri() {
-  local uri=""
-  shopt -s nullglob
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    uri=$(awk 'tolower($1)=="uris:" { for (i=2;i<=NF;i++) if ($i !~ /security/) { print $i; exit } }' "$f")
-    [[ -n $uri ]] && break
-  done
-  if [[ -z $uri ]]; then
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-      [[ -r $f ]] || continue
-      uri=$(awk '$1=="deb" { for (i=2;i<=NF;i++) if ($i ~ /^[a-z+]+:\/\//) { if ($i !~ /security/) { print $i; exit } else break } }' "$f")
-      [[ -n $uri ]] && break
-    done
-  fi
-  shopt -u nullglob
-  [[ -n $uri ]] || die "no Debian mirror URI found in /etc/apt/sources.list.d/*.sources or sources.list"
-  echo "${uri%/}"
-}
-
-# The archive keyring must carry the bullseye and trixie keys, or apt refuses
-# those Release files (bookworm's debian-archive-keyring 2023.3+deb12u2 has both).
-# Rather than inspecting the keyring (gpg need not be installed), run the update
-# and, if apt reports a signature problem, upgrade debian-archive-keyring from
-# the machine's own sources once and retry.
-apt_update() {
-  local outf=$APTDIR/update.log
-  if apt-get "${APT_OPTS[@]}" -q update </dev/null >"$outf" 2>&1; then
-    return 0
-  fi
-  if grep -qE 'NO_PUBKEY|is not signed|EXPKEYSIG|public key is not available|signatures were invalid' "$outf"; then
-    log "apt could not verify a suite with $KEYRING: upgrading debian-archive-keyring and retrying"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --only-upgrade debian-archive-keyring </dev/null
-    if apt-get "${APT_OPTS[@]}" -q update </dev/null >"$outf" 2>&1; then
-      return 0
-    fi
-  fi
-  cat "$outf" >&2
-  die "apt-get update of the private kernel sources failed (see above; keyring $KEYRING)"
-}
-
 ids=("$@")
 [[ ${#ids[@]} -gt 0 ]] || ids=("${ALL_IDS[@]}")
 if [[ ${#ids[@]} -eq 1 && ${ids[0]} == all ]]; then ids=("${ALL_IDS[@]}"); fi
@@ -115,28 +73,9 @@ done
 command -v dpkg-deb >/dev/null || die "dpkg-deb missing"
 command -v xz >/dev/null || die "xz missing (run setup-host.sh)"
 [[ $(id -u) -eq 0 ]] || die "must run as root (apt's private state is written as root)"
-URI=$(mirror_uri)
-APTDIR=$CACHE/.apt
-mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial" "$APTDIR/debs"
-
 suites=()
 for id in "${need[@]}"; do suites+=("$(suite_of "$id")"); done
-# Our own one-line sources list: only the suites still needed, main only, and
-# only the Packages index (no Translations, no DEP-11 from appstream's apt.conf.d).
-SRC=$APTDIR/synq-kernels.list
-for s in "${suites[@]}"; do
-  echo "deb [arch=amd64 target=Packages signed-by=$KEYRING] $URI $s main"
-done >"$SRC"
-
-APT_OPTS=(
-  -o "Dir::Etc::SourceList=$SRC"
-  -o "Dir::Etc::SourceParts=/dev/null"
-  -o "Dir::State::Lists=$APTDIR/lists"
-  -o "Dir::Cache=$APTDIR/cache"
-  -o "Acquire::Languages=none"
-  # Download into our own directory as root; avoids the _apt sandbox warning.
-  -o "APT::Sandbox::User=root"
-)
+apt_private_setup "$CACHE/.apt" synq-kernels.list "${suites[@]}"
 
 log "apt update (${suites[*]}) from the machine's mirror"
 apt_update
