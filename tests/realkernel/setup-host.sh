@@ -15,8 +15,10 @@ fi
 # gcc, libc6-dev:  build the static fixture (gcc -static needs libc.a).
 # xz-utils:        trixie ships modules as .ko.xz.
 # iproute2:        `ss`, copied into the guest as the comparison baseline.
+# make:            LiME module builds (fetch-tools.sh); binutils (strip, readelf, objcopy) comes with gcc.
+# debootstrap:     the trixie chroot in which fetch-tools.sh builds LiME for 6.12 (gcc-14, glibc 2.38+).
 # ca-certificates is not needed: the mirror is reached the way apt already does.
-packages=(qemu-system-x86 busybox-static cpio gcc libc6-dev xz-utils iproute2)
+packages=(qemu-system-x86 busybox-static cpio gcc libc6-dev xz-utils iproute2 make debootstrap)
 
 missing=()
 for p in "${packages[@]}"; do
