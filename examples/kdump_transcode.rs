@@ -18,7 +18,7 @@
 //! 0), as makedumpfile does. Every re-encoded page is decoded again and compared with the original.
 //! `--to keep` re-encodes nothing: OUT is IN de-flattened, byte for byte what `makedumpfile -R` rebuilds.
 //!
-//! The kdump layout is written here, independently of synq's reader (`src/kcore/dump/kdump.rs`), following
+//! The kdump layout is written here, independently of synq's reader (`src/source/kdump.rs`), following
 //! makedumpfile's `diskdump_mod.h`.
 #![allow(
     clippy::unwrap_used,

@@ -6,16 +6,16 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+use crate::arch::x86_64::{ConfigError, Translated, X86_64};
 use crate::btf::{self, BtfLoadError, Layout, LayoutError};
-use crate::kcore::Memory;
-use crate::kcore::dump::{self, DumpError};
-use crate::kcore::elf::{ElfCore, ElfError};
-use crate::kcore::kallsyms_mem::{KallsymsError, KallsymsTables};
-use crate::kcore::symbols::{self, SymbolError};
-use crate::kcore::vmcoreinfo::VmcoreInfo;
-use crate::kcore::vmlinux::{Vmlinux, VmlinuxError};
-use crate::kcore::x86_64::{ConfigError, Translated, X86_64};
+use crate::memory::Memory;
 use crate::report::Report;
+use crate::source::kcore::{ElfCore, ElfError};
+use crate::source::{self as dump, DumpError};
+use crate::symbols::kallsyms_mem::{KallsymsError, KallsymsTables};
+use crate::symbols::text::{self as symbols, SymbolError};
+use crate::symbols::vmlinux::{Vmlinux, VmlinuxError};
+use crate::vmcoreinfo::VmcoreInfo;
 use crate::walk::{self, Limits, WalkError};
 
 pub const DEFAULT_KCORE: &str = "/proc/kcore";

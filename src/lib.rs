@@ -1,12 +1,20 @@
 //! synq: per-listener TCP SYN and accept queues, read from kernel memory without loading code into the kernel.
 //!
-//! - [`btf`]: struct layouts from BTF, for every kernel era.
-//! - [`kcore`]: memory sources, symbols and address translation.
+//! The data flows one way: source → translation → symbols and types → layout → walk → report.
+//! - [`memory`]: the two memory traits (kernel virtual, physical) and read faults.
+//! - [`source`]: the input formats: live kcore, crash dumps.
+//! - [`arch`]: address translation for sources that hold physical memory.
+//! - [`vmcoreinfo`]: the kernel's self-description.
+//! - [`symbols`] and [`btf`]: symbol addresses, and struct layouts from BTF.
 //! - [`walk`]: the listening-hash walk and queue sums.
-//! - [`report`] and [`app`]: output and the command line.
+//! - [`report`] and [`app`]: output and the commands.
 
 pub mod app;
+pub mod arch;
 pub mod btf;
-pub mod kcore;
+pub mod memory;
 pub mod report;
+pub mod source;
+pub mod symbols;
+pub mod vmcoreinfo;
 pub mod walk;

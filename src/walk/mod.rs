@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::btf::{
     AF_INET, AF_INET6, Field, IPPROTO_TCP, LISTENING_NULLS_BASE, Layout, Queue, TCP_LISTEN, Table,
 };
-use crate::kcore::{Memory, ReadError, read_ptr};
+use crate::memory::{Memory, ReadError, read_ptr};
 
 /// Bounds for one walk. The defaults are far above anything a real host holds.
 #[derive(Clone, Copy, Debug)]

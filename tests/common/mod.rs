@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use synq::btf::{Field, LISTENING_NULLS_BASE, Layout, Queue, Table};
-use synq::kcore::{Memory, ReadError};
+use synq::memory::{Memory, ReadError};
 
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

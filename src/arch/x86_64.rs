@@ -38,8 +38,8 @@ use std::cell::Cell;
 use std::fmt;
 use std::ops::Range;
 
-use super::vmcoreinfo::VmcoreInfo;
-use super::{Memory, PhysMemory, ReadError};
+use crate::memory::{Memory, PhysMemory, ReadError};
+use crate::vmcoreinfo::VmcoreInfo;
 
 /// `__START_KERNEL_map`: the virtual base of the kernel text mapping.
 pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
@@ -710,7 +710,7 @@ impl Memory for Translated<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kcore::read_ptr;
+    use crate::memory::read_ptr;
     use std::collections::{BTreeSet, HashMap};
     use test_case::test_case;
 

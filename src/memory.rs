@@ -5,14 +5,6 @@
 //! given with `--kcore`), whose program headers are virtual. Dumps hold physical memory ([`PhysMemory`]);
 //! a translation layer turns them into a [`Memory`].
 
-pub mod dump;
-pub mod elf;
-pub mod kallsyms_mem;
-pub mod symbols;
-pub mod vmcoreinfo;
-pub mod vmlinux;
-pub mod x86_64;
-
 /// Why a read of kernel memory failed. A fault names its address and its cause, and is not an I/O error.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {

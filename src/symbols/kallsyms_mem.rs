@@ -52,8 +52,8 @@
 use std::cell::{Cell, OnceCell};
 use std::collections::{HashMap, HashSet};
 
-use super::vmcoreinfo::VmcoreInfo;
-use super::{Memory, ReadError};
+use crate::memory::{Memory, ReadError};
+use crate::vmcoreinfo::VmcoreInfo;
 
 /// More symbols than any kernel has (a distribution kernel has 150,000–250,000).
 pub const MAX_SYMS: u32 = 4_000_000;

@@ -12,7 +12,7 @@ use object::Endianness;
 use object::elf::{FileHeader64, PT_LOAD, PT_NOTE, ProgramHeader64};
 use object::read::elf::{FileHeader, NoteIterator, ProgramHeader};
 
-use super::{Memory, ReadError};
+use crate::memory::{Memory, ReadError};
 
 /// More program headers than any kcore has (a few dozen) and than any vmcore made with paging (65,726 for
 /// 512 MiB) would need; bounds the allocation for the header table.

@@ -13,8 +13,8 @@ use object::elf::{
 use object::read::elf::{FileHeader, NoteIterator, ProgramHeader, SectionHeader};
 
 use super::HeaderError;
-use super::source::ByteSource;
-use crate::kcore::ReadError;
+use super::bytes::ByteSource;
+use crate::memory::ReadError;
 
 /// Program headers beyond this count are refused (a 1 TiB machine dumped with every excluded page split
 /// out stays far below); the table must also fit in the file.

@@ -5,7 +5,7 @@
 //! `DISKDUMP`, or `makedumpfile` (the flattened stream, whose records rebuild one of the other two). The file
 //! is opened read-only and memory-mapped, never read whole; a flattened stream is indexed once by its record
 //! headers and then read in place, so the ELF and kdump readers see the same logical file either way
-//! ([`source::ByteSource`]).
+//! ([`bytes::ByteSource`]).
 //!
 //! Everything in a dump is untrusted: every offset and size is checked against the file before use, and a
 //! damaged page costs the read that touches it ([`ReadError::Corrupt`] naming the pfn, the page descriptor
@@ -14,9 +14,10 @@
 //! The file is mapped shared and read-only: if another process truncates it while we read, the kernel
 //! raises SIGBUS, as for every mmap reader (crash maps kdump bitmaps the same way).
 
-mod elf;
+mod bytes;
+pub mod kcore;
 mod kdump;
-mod source;
+mod vmcore;
 
 #[cfg(test)]
 mod tests;
@@ -31,15 +32,15 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-pub use elf::ElfSegment;
+pub use bytes::{ByteSource, FlatError, SourceError};
 pub use kdump::KdumpInfo;
-pub use source::{ByteSource, FlatError, SourceError};
+pub use vmcore::ElfSegment;
 
-use super::vmcoreinfo::VmcoreInfo;
-use super::{PhysMemory, ReadError};
-use elf::ElfDump;
+use crate::memory::{PhysMemory, ReadError};
+use crate::vmcoreinfo::VmcoreInfo;
+use bytes::Flattened;
 use kdump::KdumpDump;
-use source::Flattened;
+use vmcore::ElfDump;
 
 /// The largest single read served; callers read structures and page-table pages, far below this.
 const MAX_READ: usize = 16 << 20;
@@ -155,7 +156,7 @@ impl<D: AsRef<[u8]>> ByteSource for Plain<D> {
     }
 
     fn bytes(&self, off: u64, len: usize) -> Result<std::borrow::Cow<'_, [u8]>, SourceError> {
-        source::slice_at(self.0.as_ref(), off, len).map(std::borrow::Cow::Borrowed)
+        bytes::slice_at(self.0.as_ref(), off, len).map(std::borrow::Cow::Borrowed)
     }
 }
 
@@ -203,7 +204,7 @@ pub fn open(path: &Path) -> Result<Dump, DumpError> {
     let map = unsafe { Mmap::map(&file) }.map_err(|err| DumpError::Map { path: p(), err })?;
 
     let head = map.get(..16).unwrap_or_default().to_vec();
-    let (source, flattened) = if head.starts_with(source::FLAT_SIGNATURE) {
+    let (source, flattened) = if head.starts_with(bytes::FLAT_SIGNATURE) {
         // Indexing reads a record header every few pages of the stream, and the kernel maps file pages in
         // 64 KiB neighbourhoods around each fault: left alone, the whole stream ends up resident. Behind the
         // indexing front, let go of the mapped pages every 8 MiB; pages read later fault in again.

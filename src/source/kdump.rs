@@ -25,9 +25,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::HeaderError;
-use super::elf::{find_vmcoreinfo_note, vmcoreinfo_text};
-use super::source::{ByteSource, SourceError};
-use crate::kcore::ReadError;
+use super::bytes::{ByteSource, SourceError};
+use super::vmcore::{find_vmcoreinfo_note, vmcoreinfo_text};
+use crate::memory::ReadError;
 
 pub const SIG_KDUMP: &[u8] = b"KDUMP   ";
 pub const SIG_DISKDUMP: &[u8] = b"DISKDUMP";
