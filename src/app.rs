@@ -6,11 +6,12 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
-use crate::arch::x86_64::{ConfigError, Translated, X86_64};
+use crate::arch::x86_64::X86_64;
+use crate::arch::{ConfigError, Translated};
 use crate::btf::{self, BtfLoadError, Layout, LayoutError};
 use crate::memory::Memory;
 use crate::report::Report;
-use crate::source::kcore::{ElfCore, ElfError};
+use crate::source::kcore::{ElfError, Kcore as ElfCore};
 use crate::source::{self as dump, DumpError};
 use crate::symbols::kallsyms_mem::{KallsymsError, KallsymsTables};
 use crate::symbols::text::{self as symbols, SymbolError};

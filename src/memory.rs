@@ -1,9 +1,16 @@
-//! Memory sources, symbols and address translation.
+//! The two ways kernel memory is read, and why a read fails.
 //!
-//! Every source implements [`Memory`]: read bytes at a kernel virtual address. The walker never knows which
-//! source it reads. Live, the source is a kcore-shaped ELF core (`/proc/kcore`, or a file of the same shape
-//! given with `--kcore`), whose program headers are virtual. Dumps hold physical memory ([`PhysMemory`]);
-//! a translation layer turns them into a [`Memory`].
+//! Every source serves [`Memory`] (bytes at a kernel virtual address) or [`PhysMemory`] (bytes at a
+//! physical address). Live, the source is a kcore-shaped ELF core whose program headers are virtual, so it is
+//! a [`Memory`] itself; dumps and snapshots hold physical memory, which an architecture's translation
+//! ([`crate::arch`]) turns into a [`Memory`]. The walker never knows which one it reads.
+//!
+//! Every source splits a read at its own boundaries (segments, records, pages, mappings) through one loop,
+//! [`read_in_pieces`], and refuses reads over [`MAX_READ`].
+
+/// The largest single read any source serves. Callers read sockets, bucket arrays and page-table entries, far
+/// below this; the kernel's BTF is read in 1 MiB pieces.
+pub const MAX_READ: usize = 16 << 20;
 
 /// Why a read of kernel memory failed. A fault names its address and its cause, and is not an I/O error.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +59,30 @@ pub trait PhysMemory {
     fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<(), ReadError>;
 }
 
+impl<T: Memory + ?Sized> Memory for &T {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        (**self).read(addr, buf)
+    }
+}
+
+impl<T: Memory + ?Sized> Memory for Box<T> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        (**self).read(addr, buf)
+    }
+}
+
+impl<T: PhysMemory + ?Sized> PhysMemory for &T {
+    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        (**self).read_phys(paddr, buf)
+    }
+}
+
+impl<T: PhysMemory + ?Sized> PhysMemory for Box<T> {
+    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        (**self).read_phys(paddr, buf)
+    }
+}
+
 /// Reads a little-endian pointer of `size` bytes (4 or 8).
 pub fn read_ptr(mem: &dyn Memory, addr: u64, size: u64) -> Result<u64, ReadError> {
     let mut b = [0u8; 8];
@@ -59,4 +90,76 @@ pub fn read_ptr(mem: &dyn Memory, addr: u64, size: u64) -> Result<u64, ReadError
     let slot = b.get_mut(..n).ok_or(ReadError::TooLarge { addr, len: n })?;
     mem.read(addr, slot)?;
     Ok(u64::from_le_bytes(b))
+}
+
+/// `Err(TooLarge)` when a read of `len` bytes at `addr` is over [`MAX_READ`].
+pub fn check_read_len(addr: u64, len: usize) -> Result<(), ReadError> {
+    if len > MAX_READ {
+        return Err(ReadError::TooLarge { addr, len });
+    }
+    Ok(())
+}
+
+/// The one read-splitting loop every source uses: fills `buf` with the bytes at `start`, piece by piece.
+///
+/// `piece(at, rest)` fills a prefix of `rest` with the bytes at address (or offset) `at` and returns its
+/// length: up to the end of the segment, record, page or mapping that holds `at`. The loop ends: every turn
+/// fills at least one byte, else it stops with `fault(at)`, which is also the error for a read running past
+/// 2^64.
+pub fn read_in_pieces<E>(
+    start: u64,
+    buf: &mut [u8],
+    fault: impl Fn(u64) -> E,
+    mut piece: impl FnMut(u64, &mut [u8]) -> Result<usize, E>,
+) -> Result<(), E> {
+    let mut done = 0usize;
+    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+        let at = u64::try_from(done)
+            .ok()
+            .and_then(|d| start.checked_add(d))
+            .ok_or_else(|| fault(start))?;
+        let len = rest.len();
+        let n = piece(at, rest)?;
+        if n == 0 || n > len {
+            return Err(fault(at));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_buffer_in_order_and_stop_on_no_progress() {
+        let mut buf = [0u8; 10];
+        let mut seen = Vec::new();
+        read_in_pieces(
+            100,
+            &mut buf,
+            |a| a,
+            |at, rest| {
+                seen.push(at);
+                let n = rest.len().min(3);
+                rest[..n].fill(at as u8);
+                Ok(n)
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, [100, 103, 106, 109]);
+        assert_eq!(buf, [100, 100, 100, 103, 103, 103, 106, 106, 106, 109]);
+        // A piece that fills nothing, or claims more than it was given, faults at its address.
+        assert_eq!(read_in_pieces(5, &mut buf, |a| a, |_, _| Ok(0)), Err(5));
+        assert_eq!(
+            read_in_pieces(5, &mut buf, |a| a, |_, r| Ok(r.len() + 1)),
+            Err(5)
+        );
+        // Past 2^64: the fault names the start.
+        let r = read_in_pieces(u64::MAX, &mut buf, |a| a, |_, _| Ok(1));
+        assert_eq!(r, Err(u64::MAX));
+        // An empty buffer reads nothing.
+        read_in_pieces(0, &mut [], |a| a, |_, _| -> Result<usize, u64> { panic!() }).unwrap();
+    }
 }

@@ -160,6 +160,29 @@ impl VmcoreInfo {
     }
 }
 
+/// The text of the first note named "VMCOREINFO" in an ELF note area (a PT_NOTE segment of /proc/kcore or of
+/// a vmcore, or a kdump file's ELF notes): the one place notes are searched for it.
+pub fn find_in_notes(data: &[u8]) -> Option<String> {
+    use object::Endianness;
+    use object::elf::FileHeader64;
+    use object::read::elf::NoteIterator;
+    let mut notes =
+        NoteIterator::<FileHeader64<Endianness>>::new(Endianness::Little, 4, data).ok()?;
+    // The iterator consumes at least a note header per turn and stops for good after an error.
+    while let Ok(Some(note)) = notes.next() {
+        if note.name() == b"VMCOREINFO" {
+            return Some(text_of(note.desc()));
+        }
+    }
+    None
+}
+
+/// VMCOREINFO bytes as text, without trailing NULs.
+pub fn text_of(raw: &[u8]) -> String {
+    let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into_owned()
+}
+
 /// `KEY=value` with a non-empty key of printable ASCII without spaces; the value is everything after the
 /// first `=` (it may be empty or contain `=`, as `OSRELEASE` could).
 fn split_line(line: &str) -> Option<(&str, &str)> {

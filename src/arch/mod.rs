@@ -1,3 +1,211 @@
-//! Kernel virtual → physical address translation, one file per architecture.
+//! Kernel virtual → physical address translation for sources that hold physical memory (crash dumps,
+//! snapshots). One file per architecture behind [`Translate`]; [`cache`] is the translation cache they share;
+//! [`Translated`] turns physical memory into kernel virtual memory ([`Memory`]) through one of them.
+//!
+//! The architecture comes from the file (ELF `e_machine`, kdump's utsname machine) or from VMCOREINFO's own
+//! keys, never from the host: a dump of another machine is read the same way on any host.
 
+pub mod cache;
 pub mod x86_64;
+
+use std::fmt;
+
+use crate::memory::{Memory, PhysMemory, ReadError, check_read_len, read_in_pieces};
+use crate::vmcoreinfo::VmcoreInfo;
+
+/// An architecture as a file names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Machine {
+    X86_64,
+    Aarch64,
+    /// Anything else, as named (an ELF `e_machine` number, or a utsname machine string).
+    Other(String),
+}
+
+impl Machine {
+    /// From an ELF `e_machine`: 62 is EM_X86_64, 183 EM_AARCH64.
+    pub fn from_elf(e_machine: u16) -> Machine {
+        match e_machine {
+            62 => Machine::X86_64,
+            183 => Machine::Aarch64,
+            n => Machine::Other(format!("ELF machine {n}")),
+        }
+    }
+
+    /// From a utsname machine string (kdump's header).
+    pub fn from_uname(machine: &str) -> Machine {
+        match machine {
+            "x86_64" => Machine::X86_64,
+            "aarch64" | "arm64" => Machine::Aarch64,
+            other => Machine::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Machine::X86_64 => f.write_str("x86_64"),
+            Machine::Aarch64 => f.write_str("aarch64"),
+            Machine::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// How an address was translated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageKind {
+    /// A rule that needs no page table (x86_64's kernel image mapping).
+    Image,
+    /// A page (or block) of `1 << shift` bytes found by the page-table walk.
+    Page { shift: u32 },
+}
+
+/// The physical address of one virtual address, and how far the translation holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub paddr: u64,
+    /// Bytes from the address to the end of its page (for [`PageKind::Image`]: to the end of the image
+    /// range), all physically contiguous. At least 1.
+    pub len: u64,
+    pub kind: PageKind,
+}
+
+impl Mapping {
+    /// The mapping of `vaddr` inside a page of `1 << shift` bytes starting at physical `base`.
+    pub fn in_page(base: u64, vaddr: u64, shift: u32) -> Mapping {
+        let offset_mask = (1u64 << shift.min(63)) - 1;
+        let offset = vaddr & offset_mask;
+        Mapping {
+            paddr: (base & !offset_mask) | offset,
+            // offset ≤ offset_mask, so this is at least 1.
+            len: (offset_mask - offset) + 1,
+            kind: PageKind::Page { shift },
+        }
+    }
+}
+
+/// A configuration that cannot describe a running kernel of the architecture.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("x86_64 paging has 4 or 5 levels, not {0}")]
+    Levels(u8),
+    #[error("top-level page table at physical {0:#x} is not a page-aligned address below 2^52")]
+    TopTable(u64),
+    #[error("sme_mask {0:#x} overlaps the page-table entry flags (bits 11..0)")]
+    SmeMask(u64),
+    #[error(
+        "kernel image range {start:#x}..{end:#x} is not within the kernel text mapping \
+         (0xffffffff80000000 and up)"
+    )]
+    Image { start: u64, end: u64 },
+    #[error(
+        "VMCOREINFO lacks {0}, which x86_64 address translation needs (the dump's note is damaged?)"
+    )]
+    Missing(&'static str),
+    #[error("VMCOREINFO has {key}={value}, which is not a valid value")]
+    BadValue { key: &'static str, value: String },
+    #[error(
+        "SYMBOL({symbol})={va:#x} is outside the kernel image mapping: cannot locate the top-level page \
+         table (phys_base {phys_base:#x})"
+    )]
+    TopTableOutsideImage {
+        symbol: &'static str,
+        va: u64,
+        phys_base: u64,
+    },
+    #[error(
+        "the file holds a {0} kernel, which synq cannot translate yet (it reads x86_64 dumps and snapshots)"
+    )]
+    Unsupported(Machine),
+}
+
+/// One architecture's MMU, for one dumped kernel.
+pub trait Translate {
+    /// The physical address of `vaddr`, its page kind and how many bytes from it are physically contiguous.
+    /// A fault names the address and why (the level whose entry was not present, a non-canonical address,
+    /// or the failed read of a table entry).
+    fn lookup(&self, phys: &dyn PhysMemory, vaddr: u64) -> Result<Mapping, ReadError>;
+    fn machine(&self) -> Machine;
+    /// Facts for `synq info` (paging levels, phys_base…), in order.
+    fn facts(&self) -> Vec<(&'static str, serde_json::Value)>;
+}
+
+impl<T: Translate + ?Sized> Translate for Box<T> {
+    fn lookup(&self, phys: &dyn PhysMemory, vaddr: u64) -> Result<Mapping, ReadError> {
+        (**self).lookup(phys, vaddr)
+    }
+    fn machine(&self) -> Machine {
+        (**self).machine()
+    }
+    fn facts(&self) -> Vec<(&'static str, serde_json::Value)> {
+        (**self).facts()
+    }
+}
+
+/// The translation of the kernel that `info` describes, for the machine the file names (`None`: take it
+/// from VMCOREINFO's own keys).
+pub fn from_vmcoreinfo(
+    info: &VmcoreInfo,
+    machine: Option<&Machine>,
+) -> Result<Box<dyn Translate>, ConfigError> {
+    let machine = match machine {
+        Some(m) => m.clone(),
+        // arm64 exports its own numbers (4.x, "arm64: vmcoreinfo: export …"); x86_64 has neither.
+        None if info.get("NUMBER(VA_BITS)").is_some()
+            || info.get("NUMBER(kimage_voffset)").is_some() =>
+        {
+            Machine::Aarch64
+        }
+        None => Machine::X86_64,
+    };
+    match machine {
+        Machine::X86_64 => Ok(Box::new(x86_64::X86_64::from_vmcoreinfo(info)?)),
+        other => Err(ConfigError::Unsupported(other)),
+    }
+}
+
+/// Kernel virtual memory of a physical-memory source, through an architecture's translation.
+pub struct Translated<P, A> {
+    phys: P,
+    arch: A,
+}
+
+impl<P: PhysMemory, A: Translate> Translated<P, A> {
+    pub fn new(phys: P, arch: A) -> Translated<P, A> {
+        Translated { phys, arch }
+    }
+
+    pub fn arch(&self) -> &A {
+        &self.arch
+    }
+
+    pub fn phys(&self) -> &P {
+        &self.phys
+    }
+
+    /// The physical address of `vaddr`.
+    pub fn translate(&self, vaddr: u64) -> Result<u64, ReadError> {
+        self.arch.lookup(&self.phys, vaddr).map(|m| m.paddr)
+    }
+}
+
+impl<P: PhysMemory, A: Translate> Memory for Translated<P, A> {
+    /// Translates page by page (a large page, or the image, is one piece), so a read that crosses into an
+    /// unmapped page fails with that page's first address. A read running past the top of the address space
+    /// is [`ReadError::TooLarge`].
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        check_read_len(addr, buf.len())?;
+        let total = buf.len();
+        let too_large = |_| ReadError::TooLarge { addr, len: total };
+        read_in_pieces(addr, buf, too_large, |cur, rest| {
+            let m = self.arch.lookup(&self.phys, cur)?;
+            let n = usize::try_from(m.len).map_or(rest.len(), |len| len.min(rest.len()));
+            let piece = rest
+                .get_mut(..n)
+                .ok_or(ReadError::TooLarge { addr, len: total })?;
+            self.phys.read_phys(m.paddr, piece)?;
+            Ok(n)
+        })
+    }
+}

@@ -1,5 +1,5 @@
 //! x86_64 kernel virtual → physical translation, for sources that hold physical memory (crash dumps,
-//! snapshots): [`X86_64`] translates one address, [`Translated`] turns a [`PhysMemory`] into a [`Memory`].
+//! snapshots): [`X86_64`] translates one address ([`Translate`]).
 //!
 //! Two rules, as the kernel itself maps its addresses:
 //! - **The kernel image rule.** The kernel text mapping starts at `__START_KERNEL_map` (0xffffffff80000000)
@@ -27,18 +27,18 @@
 //! Addresses are canonical or rejected with [`ReadError::NonCanonical`] before any read: bits 63..47 must
 //! copy bit 47 with 4 levels, bits 63..56 copy bit 56 with 5 levels.
 //!
-//! **Cache.** Dumps do not change, so translations are cached, like a TLB plus the CPU's paging-structure
-//! caches: the last-level result per 4 KiB, 2 MiB and 1 GiB virtual page, and the physical address of the
-//! page table (PT) below each 2 MiB region and of the page directory (PD) below each 1 GiB region. Each
-//! cache is direct-mapped (fixed slots, a new entry replaces the one in its slot), so memory is fixed
-//! (about 84 KiB) whatever is read. A second translation within a page reads no page table; a first one in
-//! a 2 MiB region whose PT is known reads one entry. Do not share one [`X86_64`] between different dumps.
+//! **Cache** ([`super::cache`]): the last-level result per 4 KiB, 2 MiB and 1 GiB virtual page, and the
+//! physical address of the page table (PT) below each 2 MiB region and of the page directory (PD) below each
+//! 1 GiB region; about 84 KiB, whatever is read. A second translation within a page reads no page table; a
+//! first one in a 2 MiB region whose PT is known reads one entry. Do not share one [`X86_64`] between
+//! different dumps.
 
-use std::cell::Cell;
 use std::fmt;
 use std::ops::Range;
 
-use crate::memory::{Memory, PhysMemory, ReadError};
+use super::cache::{CacheStats, TranslationCache};
+use super::{ConfigError, Machine, Mapping, PageKind, Translate};
+use crate::memory::{PhysMemory, ReadError};
 use crate::vmcoreinfo::VmcoreInfo;
 
 /// `__START_KERNEL_map`: the virtual base of the kernel text mapping.
@@ -62,11 +62,6 @@ const ENTRIES_PER_TABLE: u64 = 512;
 const ENTRY_SIZE: u64 = 8;
 const PAGE_SHIFT: u32 = 12;
 const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
-
-/// The largest single read served (as the kcore source); callers read sockets and bucket arrays.
-const MAX_READ: usize = 16 << 20;
-/// A read is served in pieces that each end at a page boundary: never more than this many.
-const MAX_PIECES: usize = MAX_READ / (PAGE_SIZE as usize) + 2;
 
 /// VMCOREINFO symbols for the top-level table, most specific first: `init_top_pgt` (x86_64 arch part, since
 /// 4.13's "x86/boot/64: Rename init_level4_pgt and early_level4_pgt"), the generic `swapper_pg_dir` (the
@@ -128,68 +123,6 @@ const PTE_LEVEL: usize = 4;
 const PD_REGION_SHIFT: u32 = 30;
 const PT_REGION_SHIFT: u32 = 21;
 
-/// How an address was translated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PageKind {
-    /// The kernel image rule (no page table read).
-    Image,
-    Page4K,
-    Page2M,
-    Page1G,
-}
-
-/// The physical address of one virtual address, and how far the translation holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mapping {
-    pub paddr: u64,
-    /// Bytes from the address to the end of its page (for [`PageKind::Image`]: to the end of the image
-    /// range), all physically contiguous. At least 1.
-    pub len: u64,
-    pub kind: PageKind,
-}
-
-/// Cache counters. Image-rule translations count neither as hit nor as miss.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Translations served from the last-level cache.
-    pub hits: u64,
-    /// Translations that needed a walk (whether it then succeeded or faulted).
-    pub misses: u64,
-    /// Page-table entries read.
-    pub table_reads: u64,
-}
-
-/// A configuration that cannot describe a running x86_64 kernel.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("x86_64 paging has 4 or 5 levels, not {0}")]
-    Levels(u8),
-    #[error("top-level page table at physical {0:#x} is not a page-aligned address below 2^52")]
-    TopTable(u64),
-    #[error("sme_mask {0:#x} overlaps the page-table entry flags (bits 11..0)")]
-    SmeMask(u64),
-    #[error(
-        "kernel image range {start:#x}..{end:#x} is not within the kernel text mapping \
-         (0xffffffff80000000 and up)"
-    )]
-    Image { start: u64, end: u64 },
-    #[error(
-        "VMCOREINFO lacks {0}, which x86_64 address translation needs (the dump's note is damaged?)"
-    )]
-    Missing(&'static str),
-    #[error("VMCOREINFO has {key}={value}, which is not a valid value")]
-    BadValue { key: &'static str, value: String },
-    #[error(
-        "SYMBOL({symbol})={va:#x} is outside the kernel image mapping: cannot locate the top-level page \
-         table (phys_base {phys_base:#x})"
-    )]
-    TopTableOutsideImage {
-        symbol: &'static str,
-        va: u64,
-        phys_base: u64,
-    },
-}
-
 /// The kernel image rule alone: `va − 0xffffffff80000000 + phys_base` (`phys_base` as a two's-complement
 /// value wrapped modulo 2^64). `None` when `va` is below the text mapping or the result is not a physical
 /// address (below 0, or 2^52 and above). The caller checks that `va` lies in the image range.
@@ -205,153 +138,6 @@ pub fn image_va_to_pa(va: u64, phys_base: u64) -> Option<u64> {
     (pa < MAX_PHYS).then_some(pa)
 }
 
-/// One cache slot: a tag (virtual page or region number) and a value (physical frame or table address).
-#[derive(Clone, Copy)]
-struct Slot {
-    tag: u64,
-    value: u64,
-}
-
-/// Tags are virtual addresses shifted right by at least 12 bits, so they never reach `u64::MAX`.
-const EMPTY: Slot = Slot {
-    tag: u64::MAX,
-    value: 0,
-};
-
-/// A direct-mapped cache of `2^bits` slots.
-struct DirectMapped {
-    slots: Box<[Cell<Slot>]>,
-    bits: u32,
-}
-
-impl DirectMapped {
-    fn new(bits: u32) -> DirectMapped {
-        DirectMapped {
-            slots: (0..1usize << bits).map(|_| Cell::new(EMPTY)).collect(),
-            bits,
-        }
-    }
-
-    fn slot(&self, tag: u64) -> Option<&Cell<Slot>> {
-        // Fibonacci hashing: the top `bits` bits of tag × 2^64/φ spread neighbouring pages over the slots.
-        let index = tag.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits);
-        self.slots.get(usize::try_from(index).ok()?)
-    }
-
-    fn get(&self, tag: u64) -> Option<u64> {
-        let slot = self.slot(tag)?.get();
-        (slot.tag == tag).then_some(slot.value)
-    }
-
-    fn put(&self, tag: u64, value: u64) {
-        if let Some(cell) = self.slot(tag) {
-            cell.set(Slot { tag, value });
-        }
-    }
-
-    fn clear(&self) {
-        for cell in self.slots.iter() {
-            cell.set(EMPTY);
-        }
-    }
-
-    fn occupied(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|c| c.get().tag != EMPTY.tag)
-            .count()
-    }
-}
-
-/// The translation caches and their counters.
-struct Cache {
-    /// Virtual page number → physical frame number, per page size.
-    page_4k: DirectMapped,
-    page_2m: DirectMapped,
-    page_1g: DirectMapped,
-    /// `vaddr >> 21` → physical address of the page table (PT) that the PDE points to.
-    pt: DirectMapped,
-    /// `vaddr >> 30` → physical address of the page directory (PD) that the PDPTE points to.
-    pd: DirectMapped,
-    hits: Cell<u64>,
-    misses: Cell<u64>,
-    table_reads: Cell<u64>,
-}
-
-impl Cache {
-    fn new() -> Cache {
-        Cache {
-            page_4k: DirectMapped::new(12),
-            page_2m: DirectMapped::new(9),
-            page_1g: DirectMapped::new(6),
-            pt: DirectMapped::new(9),
-            pd: DirectMapped::new(6),
-            hits: Cell::new(0),
-            misses: Cell::new(0),
-            table_reads: Cell::new(0),
-        }
-    }
-
-    fn leaf_caches(&self) -> [(&DirectMapped, u32, PageKind); 3] {
-        [
-            (&self.page_4k, 12, PageKind::Page4K),
-            (&self.page_2m, 21, PageKind::Page2M),
-            (&self.page_1g, 30, PageKind::Page1G),
-        ]
-    }
-
-    fn lookup(&self, vaddr: u64) -> Option<Mapping> {
-        self.leaf_caches()
-            .into_iter()
-            .find_map(|(cache, shift, kind)| {
-                let frame = cache.get(vaddr >> shift)?;
-                Some(leaf_mapping(frame << shift, vaddr, shift, kind))
-            })
-    }
-
-    fn insert(&self, vaddr: u64, m: &Mapping) {
-        for (cache, shift, kind) in self.leaf_caches() {
-            if kind == m.kind {
-                cache.put(vaddr >> shift, m.paddr >> shift);
-            }
-        }
-    }
-
-    fn bump(counter: &Cell<u64>) {
-        counter.set(counter.get().saturating_add(1));
-    }
-
-    fn caches(&self) -> [&DirectMapped; 5] {
-        [
-            &self.page_4k,
-            &self.page_2m,
-            &self.page_1g,
-            &self.pt,
-            &self.pd,
-        ]
-    }
-}
-
-/// The mapping of `vaddr` inside a page of `1 << shift` bytes starting at physical `base`.
-fn leaf_mapping(base: u64, vaddr: u64, shift: u32, kind: PageKind) -> Mapping {
-    let offset_mask = (1u64 << shift) - 1;
-    let offset = vaddr & offset_mask;
-    Mapping {
-        paddr: (base & !offset_mask) | offset,
-        // offset ≤ offset_mask, so this is at least 1.
-        len: (offset_mask - offset) + 1,
-        kind,
-    }
-}
-
-fn page_kind(shift: u32) -> PageKind {
-    match shift {
-        30 => PageKind::Page1G,
-        21 => PageKind::Page2M,
-        _ => PageKind::Page4K,
-    }
-}
-
 /// The x86_64 MMU of one dumped kernel: its top-level table, paging mode, `phys_base`, SME mask and kernel
 /// image range, with a translation cache.
 pub struct X86_64 {
@@ -361,7 +147,7 @@ pub struct X86_64 {
     phys_base: u64,
     sme_mask: u64,
     image: Range<u64>,
-    cache: Cache,
+    cache: TranslationCache,
 }
 
 impl fmt::Debug for X86_64 {
@@ -415,7 +201,12 @@ impl X86_64 {
             phys_base,
             sme_mask,
             image,
-            cache: Cache::new(),
+            // Leaves: 4 KiB (4096 slots), 2 MiB (512), 1 GiB (64); tables: the PT of each 2 MiB region
+            // (512), the PD of each 1 GiB region (64).
+            cache: TranslationCache::new(
+                &[(PAGE_SHIFT, 12), (PT_REGION_SHIFT, 9), (PD_REGION_SHIFT, 6)],
+                &[(PT_REGION_SHIFT, 9), (PD_REGION_SHIFT, 6)],
+            ),
         })
     }
 
@@ -519,27 +310,17 @@ impl X86_64 {
     }
 
     pub fn cache_stats(&self) -> CacheStats {
-        CacheStats {
-            hits: self.cache.hits.get(),
-            misses: self.cache.misses.get(),
-            table_reads: self.cache.table_reads.get(),
-        }
+        self.cache.stats()
     }
 
     /// Forgets every cached translation (the counters stay).
     pub fn clear_cache(&self) {
-        for c in self.cache.caches() {
-            c.clear();
-        }
+        self.cache.clear();
     }
 
     /// Occupied cache slots, and the fixed number of slots that bounds them.
     pub fn cache_occupancy(&self) -> (usize, usize) {
-        let caches = self.cache.caches();
-        (
-            caches.iter().map(|c| c.occupied()).sum(),
-            caches.iter().map(|c| c.slots.len()).sum(),
-        )
+        self.cache.occupancy()
     }
 
     /// Whether `vaddr` is canonical for this paging mode.
@@ -577,10 +358,9 @@ impl X86_64 {
             }
         }
         if let Some(m) = self.cache.lookup(vaddr) {
-            Cache::bump(&self.cache.hits);
             return Ok(m);
         }
-        Cache::bump(&self.cache.misses);
+        self.cache.count_miss();
         let m = self.walk(mem, vaddr)?;
         self.cache.insert(vaddr, &m);
         Ok(m)
@@ -590,9 +370,9 @@ impl X86_64 {
     /// hold: an entry pointing back to its own or a higher-level table cannot make it loop.
     fn walk(&self, mem: &dyn PhysMemory, vaddr: u64) -> Result<Mapping, ReadError> {
         let top_level = if self.levels == 5 { 0 } else { 1 };
-        let (start, mut table) = if let Some(pt) = self.cache.pt.get(vaddr >> PT_REGION_SHIFT) {
+        let (start, mut table) = if let Some(pt) = self.cache.table(PT_REGION_SHIFT, vaddr) {
             (PTE_LEVEL, pt)
-        } else if let Some(pd) = self.cache.pd.get(vaddr >> PD_REGION_SHIFT) {
+        } else if let Some(pd) = self.cache.table(PD_REGION_SHIFT, vaddr) {
             (PDE_LEVEL, pd)
         } else {
             (top_level, self.top)
@@ -603,7 +383,7 @@ impl X86_64 {
             let entry_pa = table.saturating_add(index * ENTRY_SIZE);
             let mut raw = [0u8; 8];
             mem.read_phys(entry_pa, &mut raw)?;
-            Cache::bump(&self.cache.table_reads);
+            self.cache.count_table_read();
             let raw = u64::from_le_bytes(raw);
             let entry = raw & !self.sme_mask;
             if entry & PRESENT == 0 {
@@ -614,12 +394,7 @@ impl X86_64 {
             }
             let base = entry & ENTRY_ADDR_MASK;
             if level.last || (level.large && entry & PAGE_SIZE_BIT != 0) {
-                return Ok(leaf_mapping(
-                    base,
-                    vaddr,
-                    level.shift,
-                    page_kind(level.shift),
-                ));
+                return Ok(Mapping::in_page(base, vaddr, level.shift));
             }
             if entry & PAGE_SIZE_BIT != 0 {
                 return Err(ReadError::Corrupt {
@@ -631,11 +406,8 @@ impl X86_64 {
                     ),
                 });
             }
-            match level.shift {
-                PD_REGION_SHIFT => self.cache.pd.put(vaddr >> PD_REGION_SHIFT, base),
-                PT_REGION_SHIFT => self.cache.pt.put(vaddr >> PT_REGION_SHIFT, base),
-                _ => {}
-            }
+            // The table below this entry maps the entry's region: a PD per 1 GiB, a PT per 2 MiB.
+            self.cache.put_table(level.shift, vaddr, base);
             table = base;
         }
         // Unreachable: the PTE level always returns.
@@ -646,71 +418,29 @@ impl X86_64 {
     }
 }
 
-/// Kernel virtual memory of a physical-memory source, through an x86_64 MMU.
-pub struct Translated<'a> {
-    phys: &'a dyn PhysMemory,
-    mmu: X86_64,
-}
-
-impl<'a> Translated<'a> {
-    pub fn new(phys: &'a dyn PhysMemory, mmu: X86_64) -> Translated<'a> {
-        Translated { phys, mmu }
+impl Translate for X86_64 {
+    fn lookup(&self, phys: &dyn PhysMemory, vaddr: u64) -> Result<Mapping, ReadError> {
+        X86_64::lookup(self, phys, vaddr)
     }
 
-    pub fn mmu(&self) -> &X86_64 {
-        &self.mmu
+    fn machine(&self) -> Machine {
+        Machine::X86_64
     }
 
-    pub fn phys(&self) -> &'a dyn PhysMemory {
-        self.phys
-    }
-
-    /// The physical address of `vaddr`.
-    pub fn translate(&self, vaddr: u64) -> Result<u64, ReadError> {
-        self.mmu.translate(self.phys, vaddr)
-    }
-}
-
-impl Memory for Translated<'_> {
-    /// Translates page by page (a 2 MiB or 1 GiB page, or the image, is one piece), so a read that crosses
-    /// into an unmapped page fails with that page's first address. A read running past the top of the
-    /// address space is [`ReadError::TooLarge`].
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        let total = buf.len();
-        if total > MAX_READ {
-            return Err(ReadError::TooLarge { addr, len: total });
-        }
-        let too_large = ReadError::TooLarge { addr, len: total };
-        let mut done = 0usize;
-        // Each piece ends at a page boundary or at the end of `buf`: at most MAX_PIECES of them.
-        for _ in 0..MAX_PIECES {
-            if done >= total {
-                return Ok(());
-            }
-            let cur = u64::try_from(done)
-                .ok()
-                .and_then(|d| addr.checked_add(d))
-                .ok_or_else(|| too_large.clone())?;
-            let m = self.mmu.lookup(self.phys, cur)?;
-            let rest = total.saturating_sub(done);
-            let n = usize::try_from(m.len).map_or(rest, |len| len.min(rest));
-            let end = done.checked_add(n).ok_or_else(|| too_large.clone())?;
-            let piece = buf.get_mut(done..end).ok_or_else(|| too_large.clone())?;
-            self.phys.read_phys(m.paddr, piece)?;
-            done = end;
-        }
-        if done >= total {
-            Ok(())
-        } else {
-            Err(too_large)
-        }
+    fn facts(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            ("paging_levels", self.levels.into()),
+            ("top_table", format!("{:#x}", self.top).into()),
+        ]
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::read_ptr;
+    use crate::arch::Translated;
+    use crate::memory::{MAX_READ, Memory, read_ptr};
+    use std::cell::Cell;
     use std::collections::{BTreeSet, HashMap};
     use test_case::test_case;
 
@@ -1028,9 +758,7 @@ mod tests {
 
     fn size_of(kind: PageKind) -> u64 {
         match kind {
-            PageKind::Page4K => K4,
-            PageKind::Page2M => M2,
-            PageKind::Page1G => G1,
+            PageKind::Page { shift } => 1 << shift,
             PageKind::Image => 0,
         }
     }
@@ -1118,9 +846,9 @@ mod tests {
             }
         }
         let mut expected: BTreeSet<String> = [
-            "Page4K",
-            "Page2M",
-            "Page1G",
+            "Page { shift: 12 }",
+            "Page { shift: 21 }",
+            "Page { shift: 30 }",
             "NonCanonical { addr: 0 }",
             "NotPresent PML4E",
             "NotPresent PDPTE",
@@ -1310,7 +1038,7 @@ mod tests {
         let m = mmu.lookup(&phys, VMALLOC + G1 + M2 + 9).unwrap();
         assert_eq!(
             (m.paddr, m.kind, m.len),
-            (0x3_0000_0009, PageKind::Page4K, K4 - 9)
+            (0x3_0000_0009, PageKind::Page { shift: 12 }, K4 - 9)
         );
     }
 

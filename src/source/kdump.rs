@@ -24,10 +24,14 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::HeaderError;
+use std::any::Any;
+use std::ops::Range;
+
 use super::bytes::{ByteSource, SourceError};
-use super::vmcore::{find_vmcoreinfo_note, vmcoreinfo_text};
-use crate::memory::ReadError;
+use super::{DumpFormat, FormatKind, HeaderError, PhysSource};
+use crate::arch::Machine;
+use crate::memory::{PhysMemory, ReadError, check_read_len, read_in_pieces};
+use crate::vmcoreinfo;
 
 pub const SIG_KDUMP: &[u8] = b"KDUMP   ";
 pub const SIG_DISKDUMP: &[u8] = b"DISKDUMP";
@@ -110,8 +114,9 @@ pub struct KdumpInfo {
     pub dumped_pages: u64,
 }
 
-/// The parsed headers of a kdump-compressed dump, plus its page cache.
-pub struct KdumpDump {
+/// The parsed headers of a kdump-compressed dump, plus its page cache; read through the file's bytes given
+/// to each call.
+struct Headers {
     pub info: KdumpInfo,
     block_size: u64,
     block_shift: u32,
@@ -186,9 +191,9 @@ pub fn compression_names(flags: u32) -> Vec<&'static str> {
     .collect()
 }
 
-impl KdumpDump {
+impl Headers {
     /// Parses the headers, checks every region against the file, builds the rank index and finds VMCOREINFO.
-    pub fn parse(src: &dyn ByteSource) -> Result<KdumpDump, HeaderError> {
+    fn parse(src: &dyn ByteSource) -> Result<Headers, HeaderError> {
         let file_len = src.len();
         let dh = src
             .bytes(0, DH_SIZE)
@@ -370,7 +375,7 @@ impl KdumpDump {
             rank_index.push(count);
         }
 
-        let mut dump = KdumpDump {
+        let mut dump = Headers {
             info,
             block_size: bs,
             block_shift: block_size.trailing_zeros(),
@@ -450,18 +455,18 @@ impl KdumpDump {
     }
 
     /// Compression flags from the header status and the page descriptors read so far.
-    pub fn compressions(&self) -> u32 {
+    fn compressions(&self) -> u32 {
         (self.info.status & COMPRESS_MASK) | self.seen.load(Ordering::Relaxed)
     }
 
-    pub fn page_size(&self) -> u64 {
+    fn page_size(&self) -> u64 {
         self.block_size
     }
 
     /// Physical ranges of the pfns this file holds (1st bitmap, within max_mapnr and a split range): those
     /// that read as data or as zeros (excluded). Scans the 1st bitmap 4 KiB at a time; an unreadable stretch
     /// counts as absent.
-    pub fn phys_ranges(&self, src: &dyn ByteSource) -> Vec<std::ops::Range<u64>> {
+    fn phys_ranges(&self, src: &dyn ByteSource) -> Vec<std::ops::Range<u64>> {
         const STEP: u64 = 4096;
         let mut out: Vec<std::ops::Range<u64>> = Vec::new();
         let mut run: Option<u64> = None;
@@ -536,30 +541,28 @@ impl KdumpDump {
     }
 
     /// Fills `buf` from physical address `paddr`, page by page.
-    pub fn read_phys(
-        &self,
-        src: &dyn ByteSource,
-        paddr: u64,
-        buf: &mut [u8],
-    ) -> Result<(), ReadError> {
+    fn read_phys(&self, src: &dyn ByteSource, paddr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        check_read_len(paddr, buf.len())?;
         let total = buf.len();
-        let mut done = 0usize;
-        // Each turn fills at least one byte or returns.
-        while done < total {
-            let cur = paddr
-                .checked_add(done as u64)
-                .ok_or(ReadError::NotInDump { paddr })?;
-            let pfn = cur >> self.block_shift;
-            let in_page = (cur & (self.block_size - 1)) as usize;
-            let n = (total - done).min(self.block_size as usize - in_page);
-            let out = buf.get_mut(done..done + n).ok_or(ReadError::TooLarge {
-                addr: paddr,
+        read_in_pieces(
+            paddr,
+            buf,
+            |at| ReadError::TooLarge {
+                addr: at,
                 len: total,
-            })?;
-            self.read_in_page(src, pfn, in_page, out, cur)?;
-            done += n;
-        }
-        Ok(())
+            },
+            |cur, rest| {
+                let pfn = cur >> self.block_shift;
+                let in_page = (cur & (self.block_size - 1)) as usize;
+                let n = rest.len().min(self.block_size as usize - in_page);
+                let out = rest.get_mut(..n).ok_or(ReadError::TooLarge {
+                    addr: cur,
+                    len: total,
+                })?;
+                self.read_in_page(src, pfn, in_page, out, cur)?;
+                Ok(n)
+            },
+        )
     }
 
     /// Fills `out` from byte `in_page` of page `pfn`; `paddr` names the fault.
@@ -658,8 +661,7 @@ impl KdumpDump {
     }
 
     /// Number of pages in the decompressed-page cache.
-    #[cfg(test)]
-    pub fn cached_pages(&self) -> usize {
+    fn cached_pages(&self) -> usize {
         self.cache_lock().slots.len()
     }
 
@@ -717,11 +719,11 @@ fn find_vmcoreinfo(
         }
     };
     if let Some(text) = info.and_then(|loc| read("VMCOREINFO", loc)) {
-        return Some(vmcoreinfo_text(&text));
+        return Some(vmcoreinfo::text_of(&text));
     }
     notes
         .and_then(|loc| read("ELF notes", loc))
-        .and_then(|data| find_vmcoreinfo_note(&data))
+        .and_then(|data| vmcoreinfo::find_in_notes(&data))
 }
 
 /// The last few decompressed pages, least recently used evicted first.
@@ -827,5 +829,78 @@ impl Decoders {
             ));
         }
         Ok(out)
+    }
+}
+
+/// A kdump-compressed dump: its headers over the file's bytes.
+pub struct KdumpDump {
+    src: Box<dyn ByteSource + Send + Sync>,
+    h: Headers,
+}
+
+impl KdumpDump {
+    /// Parses the headers, checks every region against the file, builds the rank index and finds VMCOREINFO.
+    pub fn parse(src: Box<dyn ByteSource + Send + Sync>) -> Result<KdumpDump, HeaderError> {
+        let h = Headers::parse(src.as_ref())?;
+        Ok(KdumpDump { src, h })
+    }
+
+    /// What the headers say.
+    pub fn info(&self) -> &KdumpInfo {
+        &self.h.info
+    }
+
+    /// Number of pages in the decompressed-page cache (bounded).
+    pub fn cached_pages(&self) -> usize {
+        self.h.cached_pages()
+    }
+}
+
+impl PhysMemory for KdumpDump {
+    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        self.h.read_phys(self.src.as_ref(), paddr, buf)
+    }
+}
+
+impl PhysSource for KdumpDump {
+    /// The signature's kind, and the compressions announced by the header or met in descriptors so far.
+    fn format(&self) -> DumpFormat {
+        let kind = if self.h.info.signature == "DISKDUMP" {
+            FormatKind::Diskdump
+        } else {
+            FormatKind::Kdump
+        };
+        DumpFormat {
+            compressions: compression_names(self.h.compressions()),
+            ..DumpFormat::plain(kind)
+        }
+    }
+
+    fn vmcoreinfo(&self) -> Option<&str> {
+        self.h.vmcoreinfo.as_deref()
+    }
+
+    /// utsname's machine field; QEMU fills only this one.
+    fn machine(&self) -> Option<Machine> {
+        Some(self.h.info.machine.as_str())
+            .filter(|m| !m.is_empty())
+            .map(Machine::from_uname)
+    }
+
+    fn page_size(&self) -> u64 {
+        self.h.page_size()
+    }
+
+    /// Scans the 1st bitmap.
+    fn phys_ranges(&self) -> Vec<Range<u64>> {
+        self.h.phys_ranges(self.src.as_ref())
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.h.warnings
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }

@@ -1,20 +1,31 @@
-//! Crash dumps, read by physical address: ELF vmcores, kdump-compressed dumps, and makedumpfile's flattened
-//! form of either.
+//! The input formats. One file per format, each behind one trait:
+//!
+//! | file | format | memory |
+//! |---|---|---|
+//! | `kcore.rs` | `/proc/kcore` (live), or a file of its shape | kernel virtual ([`crate::memory::Memory`]) |
+//! | `vmcore.rs` | ELF vmcore (kdump, `makedumpfile -E`, QEMU, `virsh dump`) | physical ([`PhysSource`]) |
+//! | `kdump.rs` | kdump-compressed ("KDUMP   ", "DISKDUMP") | physical ([`PhysSource`]) |
+//! | `flattened.rs` | makedumpfile's flattened stream of either | the file it describes ([`ByteSource`]) |
+//!
+//! `elf.rs` is the one ELF header parser (kcore and vmcore), `bytes.rs` the byte layer under the readers
+//! (a mapped file, `pread`, the flattened index).
 //!
 //! [`open`] tells the format from the file's first bytes (never from its name): `\x7fELF`, `KDUMP   ` /
 //! `DISKDUMP`, or `makedumpfile` (the flattened stream, whose records rebuild one of the other two). The file
 //! is opened read-only and memory-mapped, never read whole; a flattened stream is indexed once by its record
-//! headers and then read in place, so the ELF and kdump readers see the same logical file either way
-//! ([`bytes::ByteSource`]).
+//! headers and then read in place, so the ELF and kdump readers see the same logical file either way.
 //!
-//! Everything in a dump is untrusted: every offset and size is checked against the file before use, and a
+//! Everything in a file is untrusted: every offset and size is checked against the file before use, and a
 //! damaged page costs the read that touches it ([`ReadError::Corrupt`] naming the pfn, the page descriptor
-//! and its file offset), not the whole dump. Only unusable headers fail [`open`].
+//! and its file offset), not the whole file. Only unusable headers fail [`open`]; damage found while opening
+//! is a warning ([`Image::warnings`]), which reaches the report and its exit status.
 //!
 //! The file is mapped shared and read-only: if another process truncates it while we read, the kernel
 //! raises SIGBUS, as for every mmap reader (crash maps kdump bitmaps the same way).
 
 mod bytes;
+mod elf;
+mod flattened;
 pub mod kcore;
 mod kdump;
 mod vmcore;
@@ -24,6 +35,7 @@ mod tests;
 #[cfg(test)]
 mod testwriter;
 
+use std::any::Any;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
@@ -32,20 +44,17 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-pub use bytes::{ByteSource, FlatError, SourceError};
-pub use kdump::KdumpInfo;
-pub use vmcore::ElfSegment;
+pub use bytes::{ByteSource, SourceError};
+pub use elf::ElfSegment;
+pub use flattened::FlatError;
+pub use kdump::{KdumpDump, KdumpInfo};
+pub use vmcore::VmcoreDump;
 
+use crate::arch::Machine;
 use crate::memory::{PhysMemory, ReadError};
-use crate::vmcoreinfo::VmcoreInfo;
-use bytes::Flattened;
-use kdump::KdumpDump;
-use vmcore::ElfDump;
+use bytes::Plain;
+use flattened::Flattened;
 
-/// The largest single read served; callers read structures and page-table pages, far below this.
-const MAX_READ: usize = 16 << 20;
-/// Page size assumed for an ELF vmcore whose VMCOREINFO does not say (x86_64).
-const DEFAULT_PAGE_SIZE: u64 = 4096;
 const ELF_MAGIC: &[u8] = b"\x7fELF";
 
 /// Headers that cannot be used: what, where (file offset; in the rebuilt file for a flattened dump), why.
@@ -93,7 +102,7 @@ fn open_hint(err: &std::io::Error) -> &'static str {
     }
 }
 
-/// The kind of dump.
+/// The kind of file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FormatKind {
     /// ELF vmcore.
@@ -104,7 +113,7 @@ pub enum FormatKind {
     Diskdump,
 }
 
-/// What [`Dump::format`] reports.
+/// What [`Image::format`] reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DumpFormat {
     pub kind: FormatKind,
@@ -112,6 +121,17 @@ pub struct DumpFormat {
     pub flattened: bool,
     /// kdump: the compressions the header announces and the page descriptors read so far use.
     pub compressions: Vec<&'static str>,
+}
+
+impl DumpFormat {
+    /// `kind`, not flattened, no compression.
+    pub fn plain(kind: FormatKind) -> DumpFormat {
+        DumpFormat {
+            kind,
+            flattened: false,
+            compressions: Vec::new(),
+        }
+    }
 }
 
 impl fmt::Display for DumpFormat {
@@ -132,52 +152,39 @@ impl fmt::Display for DumpFormat {
     }
 }
 
-/// The mapped file, plain or flattened.
-enum Source {
-    Plain(Plain<Mmap>),
-    Flattened(Flattened<Mmap>),
+/// What every format that holds physical memory gives: the memory, and what the format knows of itself.
+pub trait PhysSource: PhysMemory + Send + Sync {
+    /// The format (without the flattened wrapper, which [`Image`] adds).
+    fn format(&self) -> DumpFormat;
+    /// The kernel's VMCOREINFO text, when the format carries it (an ELF note, the kdump sub-header).
+    fn vmcoreinfo(&self) -> Option<&str>;
+    /// The architecture the format's header names, when it names one.
+    fn machine(&self) -> Option<Machine>;
+    /// The page (block) size of the format.
+    fn page_size(&self) -> u64;
+    /// Physical ranges present (sorted, merged): reads inside them return data or zeros (excluded pages),
+    /// reads outside are [`ReadError::NotInDump`].
+    fn phys_ranges(&self) -> Vec<Range<u64>>;
+    /// Damage or oddities found while opening: the file is still readable, and the reads they affect fail
+    /// one by one.
+    fn warnings(&self) -> &[String];
+    /// For format-specific facts ([`Image::kdump_info`]).
+    fn as_any(&self) -> &dyn Any;
 }
 
-impl Source {
-    fn get(&self) -> &dyn ByteSource {
-        match self {
-            Source::Plain(p) => p,
-            Source::Flattened(f) => f,
-        }
-    }
-}
-
-/// A plain file: its bytes are the logical file.
-pub struct Plain<D>(pub D);
-
-impl<D: AsRef<[u8]>> ByteSource for Plain<D> {
-    fn len(&self) -> u64 {
-        self.0.as_ref().len() as u64
-    }
-
-    fn bytes(&self, off: u64, len: usize) -> Result<std::borrow::Cow<'_, [u8]>, SourceError> {
-        bytes::slice_at(self.0.as_ref(), off, len).map(std::borrow::Cow::Borrowed)
-    }
-}
-
-enum Kind {
-    Elf(ElfDump),
-    Kdump(Box<KdumpDump>),
-}
-
-/// An open crash dump, read by physical address ([`PhysMemory`]).
-pub struct Dump {
+/// An open dump, read by physical address.
+pub struct Image {
     path: PathBuf,
     /// Kept open (read-only) for the life of the mapping.
     _file: File,
-    source: Source,
-    kind: Kind,
-    page_size: u64,
+    reader: Box<dyn PhysSource>,
+    /// For a flattened file: data records indexed, and whether the end marker was there.
+    flattened: Option<(u64, bool)>,
     warnings: Vec<String>,
 }
 
-/// Opens the crash dump at `path` read-only and reads its headers. The format comes from the content.
-pub fn open(path: &Path) -> Result<Dump, DumpError> {
+/// Opens the file at `path` read-only and reads its headers. The format comes from the content.
+pub fn open(path: &Path) -> Result<Image, DumpError> {
     let p = || path.to_path_buf();
     // O_RDONLY; O_NONBLOCK so that a FIFO given by mistake fails below instead of blocking the open.
     let file = OpenOptions::new()
@@ -204,82 +211,75 @@ pub fn open(path: &Path) -> Result<Dump, DumpError> {
     let map = unsafe { Mmap::map(&file) }.map_err(|err| DumpError::Map { path: p(), err })?;
 
     let head = map.get(..16).unwrap_or_default().to_vec();
-    let (source, flattened) = if head.starts_with(bytes::FLAT_SIGNATURE) {
-        // Indexing reads a record header every few pages of the stream, and the kernel maps file pages in
-        // 64 KiB neighbourhoods around each fault: left alone, the whole stream ends up resident. Behind the
-        // indexing front, let go of the mapped pages every 8 MiB; pages read later fault in again.
-        const STEP: u64 = 8 << 20;
-        let mut released = 0u64;
-        let flat = Flattened::index_with(map, |m: &Mmap, pos| {
-            let upto = pos & !(STEP - 1);
-            if upto > released {
-                let (Ok(off), Ok(len)) =
-                    (usize::try_from(released), usize::try_from(upto - released))
-                else {
-                    return;
-                };
-                // SAFETY: DONTNEED on a read-only mapping of a file drops page-table entries only; the file's
-                // bytes are unchanged and are read again from the page cache on the next access.
-                let _ = unsafe {
-                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len)
-                };
-                released = upto;
-            }
-        })
-        .map_err(|err| DumpError::Flattened { path: p(), err })?;
-        (Source::Flattened(flat), true)
+    let mut warnings = Vec::new();
+    let (source, flattened): (Box<dyn ByteSource + Send + Sync>, _) = if head
+        .starts_with(flattened::FLAT_SIGNATURE)
+    {
+        let flat = index_flattened(map).map_err(|err| DumpError::Flattened { path: p(), err })?;
+        warnings.extend(flat.warnings().iter().cloned());
+        let info = (flat.records(), flat.complete());
+        (Box::new(flat), Some(info))
     } else {
-        (Source::Plain(Plain(map)), false)
+        (Box::new(Plain(map)), None)
     };
-    let mut warnings = match &source {
-        Source::Flattened(f) => f.warnings().to_vec(),
-        Source::Plain(_) => Vec::new(),
+    let magic = source
+        .bytes(0, 8)
+        .map(|b| b.into_owned())
+        .unwrap_or_default();
+    let is_flat = flattened.is_some();
+    let format_err = |format: &'static str| {
+        move |err| DumpError::Format {
+            path: p(),
+            format,
+            err,
+        }
     };
-    let src = source.get();
-    let magic = src.bytes(0, 8).map(|b| b.into_owned()).unwrap_or_default();
-    let kind = if magic.starts_with(ELF_MAGIC) {
-        let name = if flattened {
+    let reader: Box<dyn PhysSource> = if magic.starts_with(ELF_MAGIC) {
+        let name = if is_flat {
             "flattened ELF vmcore"
         } else {
             "ELF vmcore"
         };
-        let elf = ElfDump::parse(src).map_err(|err| DumpError::Format {
-            path: p(),
-            format: name,
-            err,
-        })?;
-        Kind::Elf(elf)
+        Box::new(VmcoreDump::parse(source).map_err(format_err(name))?)
     } else if magic == kdump::SIG_KDUMP || magic == kdump::SIG_DISKDUMP {
-        let name = if flattened {
-            "flattened kdump"
-        } else {
-            "kdump"
-        };
-        let kd = KdumpDump::parse(src).map_err(|err| DumpError::Format {
-            path: p(),
-            format: name,
-            err,
-        })?;
-        Kind::Kdump(Box::new(kd))
+        let name = if is_flat { "flattened kdump" } else { "kdump" };
+        Box::new(KdumpDump::parse(source).map_err(format_err(name))?)
     } else {
-        let shown = if flattened { &magic } else { &head };
+        let shown = if is_flat { &magic } else { &head };
         return Err(DumpError::UnknownFormat {
             path: p(),
-            magic: show_magic(shown, flattened),
+            magic: show_magic(shown, is_flat),
         });
     };
-    let (page_size, more) = match &kind {
-        Kind::Elf(e) => (elf_page_size(e.vmcoreinfo.as_deref()), &e.warnings),
-        Kind::Kdump(k) => (k.page_size(), &k.warnings),
-    };
-    warnings.extend(more.iter().cloned());
-    Ok(Dump {
+    warnings.extend(reader.warnings().iter().cloned());
+    Ok(Image {
         path: p(),
         _file: file,
-        source,
-        kind,
-        page_size,
+        reader,
+        flattened,
         warnings,
+    })
+}
+
+/// Indexes a flattened stream. Indexing reads a record header every few pages of the stream, and the kernel
+/// maps file pages in 64 KiB neighbourhoods around each fault: left alone, the whole stream ends up resident.
+/// Behind the indexing front, let go of the mapped pages every 8 MiB; pages read later fault in again.
+fn index_flattened(map: Mmap) -> Result<Flattened<Mmap>, FlatError> {
+    const STEP: u64 = 8 << 20;
+    let mut released = 0u64;
+    Flattened::index_with(map, |m: &Mmap, pos| {
+        let upto = pos & !(STEP - 1);
+        if upto > released {
+            let (Ok(off), Ok(len)) = (usize::try_from(released), usize::try_from(upto - released))
+            else {
+                return;
+            };
+            // SAFETY: DONTNEED on a read-only mapping of a file drops page-table entries only; the file's
+            // bytes are unchanged and are read again from the page cache on the next access.
+            let _ =
+                unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len) };
+            released = upto;
+        }
     })
 }
 
@@ -293,128 +293,83 @@ fn show_magic(bytes: &[u8], flattened: bool) -> String {
     format!("{}{inner}", hex.join(" "))
 }
 
-/// PAGESIZE from VMCOREINFO when it is a sane power of two, else 4 KiB.
-fn elf_page_size(vmcoreinfo: Option<&str>) -> u64 {
-    vmcoreinfo
-        .map(VmcoreInfo::parse)
-        .and_then(|v| v.page_size())
-        .filter(|s| s.is_power_of_two() && (512..=(1 << 20)).contains(s))
-        .unwrap_or(DEFAULT_PAGE_SIZE)
-}
-
-impl Dump {
+impl Image {
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The dump's format, and for kdump the compressions seen (announced by the header or met so far).
+    /// The format, and for kdump the compressions seen (announced by the header or met so far).
     pub fn format(&self) -> DumpFormat {
-        let flattened = matches!(self.source, Source::Flattened(_));
-        match &self.kind {
-            Kind::Elf(_) => DumpFormat {
-                kind: FormatKind::Elf,
-                flattened,
-                compressions: Vec::new(),
-            },
-            Kind::Kdump(k) => DumpFormat {
-                kind: if k.info.signature == "DISKDUMP" {
-                    FormatKind::Diskdump
-                } else {
-                    FormatKind::Kdump
-                },
-                flattened,
-                compressions: kdump::compression_names(k.compressions()),
-            },
+        DumpFormat {
+            flattened: self.flattened.is_some(),
+            ..self.reader.format()
         }
     }
 
-    /// The raw VMCOREINFO text: from the ELF `VMCOREINFO` note, or the kdump sub-header (v3+) or its ELF
-    /// notes (v4+).
+    /// The raw VMCOREINFO text, when the format carries it.
     pub fn vmcoreinfo(&self) -> Option<&str> {
-        match &self.kind {
-            Kind::Elf(e) => e.vmcoreinfo.as_deref(),
-            Kind::Kdump(k) => k.vmcoreinfo.as_deref(),
-        }
+        self.reader.vmcoreinfo()
+    }
+
+    /// The architecture the file's header names, if any.
+    pub fn machine(&self) -> Option<Machine> {
+        self.reader.machine()
     }
 
     /// The page size: kdump's block size; for ELF, VMCOREINFO's PAGESIZE or 4096.
     pub fn page_size(&self) -> u64 {
-        self.page_size
+        self.reader.page_size()
     }
 
-    /// Physical ranges present in the dump (sorted, merged): reads inside them return data or zeros (pages
-    /// excluded by the dump level, or past an ELF segment's `p_filesz`), reads outside are
-    /// [`ReadError::NotInDump`]. For kdump this scans the 1st bitmap.
+    /// See [`PhysSource::phys_ranges`]. For kdump this scans the 1st bitmap.
     pub fn phys_ranges(&self) -> Vec<Range<u64>> {
-        match &self.kind {
-            Kind::Elf(e) => e.phys_ranges(),
-            Kind::Kdump(k) => k.phys_ranges(self.source.get()),
-        }
+        self.reader.phys_ranges()
     }
 
     /// An ELF vmcore's PT_LOADs as found (with `p_vaddr`, which kdump's /proc/vmcore fills with the direct
     /// map and QEMU leaves 0).
     pub fn elf_segments(&self) -> Option<&[ElfSegment]> {
-        match &self.kind {
-            Kind::Elf(e) => Some(e.segments()),
-            Kind::Kdump(_) => None,
-        }
+        self.reader
+            .as_any()
+            .downcast_ref::<VmcoreDump>()
+            .map(VmcoreDump::segments)
     }
 
-    /// The ELF header's `e_machine` (62 for x86_64).
-    pub fn elf_machine(&self) -> Option<u16> {
-        match &self.kind {
-            Kind::Elf(e) => Some(e.machine),
-            Kind::Kdump(_) => None,
-        }
-    }
-
-    /// For a flattened dump: the number of data records indexed, and whether the stream ended with its end
+    /// For a flattened file: the number of data records indexed, and whether the stream ended with its end
     /// marker (without it, the stream was cut short and bytes never written read as errors, not zeros).
     pub fn flattened_records(&self) -> Option<(u64, bool)> {
-        match &self.source {
-            Source::Flattened(f) => Some((f.records(), f.complete())),
-            Source::Plain(_) => None,
-        }
+        self.flattened
+    }
+
+    /// A kdump-compressed dump's reader (its header fields, its cache).
+    pub fn kdump(&self) -> Option<&KdumpDump> {
+        self.reader.as_any().downcast_ref::<KdumpDump>()
     }
 
     /// A kdump-compressed dump's header fields.
     pub fn kdump_info(&self) -> Option<&KdumpInfo> {
-        match &self.kind {
-            Kind::Kdump(k) => Some(&k.info),
-            Kind::Elf(_) => None,
-        }
+        self.kdump().map(KdumpDump::info)
     }
 
-    /// Damage or oddities found while opening (truncation, an incomplete dump, a split dump…): the dump is
+    /// Damage or oddities found while opening (truncation, an incomplete dump, a split dump…): the file is
     /// still readable, and the reads they affect fail one by one.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
 }
 
-impl PhysMemory for Dump {
+impl PhysMemory for Image {
     fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        if buf.len() > MAX_READ {
-            return Err(ReadError::TooLarge {
-                addr: paddr,
-                len: buf.len(),
-            });
-        }
-        let src = self.source.get();
-        match &self.kind {
-            Kind::Elf(e) => e.read_phys(src, paddr, buf),
-            Kind::Kdump(k) => k.read_phys(src, paddr, buf),
-        }
+        self.reader.read_phys(paddr, buf)
     }
 }
 
-impl fmt::Debug for Dump {
+impl fmt::Debug for Image {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dump")
+        f.debug_struct("Image")
             .field("path", &self.path)
             .field("format", &self.format().to_string())
-            .field("page_size", &self.page_size)
+            .field("page_size", &self.page_size())
             .finish_non_exhaustive()
     }
 }

@@ -1,5 +1,5 @@
 //! Test-only: `mod.rs` declares this module under #[cfg(test)], so nothing here is in the tool.
-//! Dump readers against synthetic dumps written by an independent writer (`testwriter`), compared with an
+//! Image readers against synthetic dumps written by an independent writer (`testwriter`), compared with an
 //! oracle derived from what was written: exact results for intact files (the right bytes, zeros for excluded
 //! pages, `NotInDump` with the exact address for absent ones), and for truncated or garbled files: never a
 //! panic or a hang, and never a wrong byte from a truncated file.
@@ -19,6 +19,7 @@ use super::testwriter::{
     KdumpSpec, Rng, Seg, Store, flatten, page_content, write_elf, write_kdump,
 };
 use super::*;
+use crate::memory::MAX_READ;
 
 const VMCOREINFO: &str = "OSRELEASE=6.1.0-test\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)=ffffffff8ea0a000\n\
                           NUMBER(phys_base)=-2147483648\nKERNELOFFSET=d000000\n";
@@ -57,7 +58,7 @@ fn expect_bytes(e: &Expect, page: usize) -> Option<Vec<u8>> {
 
 /// Intact dump: every probed page, and every read straddling two probed neighbours, reads exactly as the
 /// oracle says; absent pages fail with `NotInDump` naming the first absent byte.
-fn check_exact(dump: &Dump, page: u64, oracle: &Oracle) {
+fn check_exact(dump: &Image, page: u64, oracle: &Oracle) {
     let ps = page as usize;
     for (&pfn, exp) in oracle {
         let paddr = pfn * page;
@@ -113,7 +114,7 @@ fn check_exact(dump: &Dump, page: u64, oracle: &Oracle) {
 }
 
 /// Damaged dump: no read may return bytes other than the true ones, and absent pages never read.
-fn check_never_wrong(dump: &Dump, page: u64, oracle: &Oracle, context: &str) {
+fn check_never_wrong(dump: &Image, page: u64, oracle: &Oracle, context: &str) {
     let ps = page as usize;
     for (&pfn, exp) in oracle {
         let mut buf = vec![0xccu8; ps];
@@ -127,7 +128,7 @@ fn check_never_wrong(dump: &Dump, page: u64, oracle: &Oracle, context: &str) {
 }
 
 /// Garbled dump: reads may fail or return anything, but must return.
-fn read_everything(dump: &Dump, page: u64, pfns: impl Iterator<Item = u64>) {
+fn read_everything(dump: &Image, page: u64, pfns: impl Iterator<Item = u64>) {
     let mut buf = vec![0u8; page as usize];
     for pfn in pfns {
         let _ = dump.read_phys(pfn * page, &mut buf);
@@ -213,7 +214,7 @@ fn elf_vmcore_reads_by_paddr_with_zero_fill_and_vmcoreinfo() {
         );
         assert_eq!(dump.vmcoreinfo(), Some(VMCOREINFO), "{name}");
         assert_eq!(dump.page_size(), 4096);
-        assert_eq!(dump.elf_machine(), Some(62));
+        assert_eq!(dump.machine(), Some(crate::arch::Machine::X86_64));
         assert!(dump.kdump_info().is_none());
         assert_eq!(
             dump.flattened_records().map(|(_, complete)| complete),
@@ -612,9 +613,7 @@ fn kdump_page_cache_is_bounded() {
     let mut spec = standard_spec(6, Store::Zlib);
     spec.pages.values_mut().for_each(|s| *s = Store::Zlib);
     let dump = open(&write(&dir, "k", &write_kdump(&spec))).unwrap();
-    let Kind::Kdump(k) = &dump.kind else {
-        panic!("kdump")
-    };
+    let k = dump.kdump().expect("kdump");
     let mut buf = [0u8; 8];
     for &pfn in spec.pages.keys() {
         for _ in 0..3 {
@@ -1071,5 +1070,5 @@ fn oversized_reads_are_refused() {
 #[test]
 fn dump_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
-    check::<Dump>();
+    check::<Image>();
 }
