@@ -1,11 +1,13 @@
-//! The `synq` binary: parse arguments, run the library, map the outcome to an exit status
+//! The `synq` binary: parse arguments ([`cli`]), run the library, map the outcome to an exit status
 //! (0 ok, 1 error, 2 result with warnings).
+
+mod cli;
 
 use clap::Parser;
 
 fn main() {
-    let cli = synq::app::Cli::parse();
-    let status = match synq::app::run(&cli) {
+    let opts = cli::Cli::parse().options();
+    let status = match synq::app::run(&opts) {
         Ok(outcome) => synq::app::emit(&outcome),
         Err(e) => {
             eprintln!("synq: {e}");

@@ -5,6 +5,7 @@
 //! backport freely (RHEL 7's 3.10 carries 4.x fields, 5.15.140+ dropped `listening_hash`). Every branch names
 //! the upstream change it follows.
 
+pub mod providers;
 mod types;
 
 use std::fs::File;

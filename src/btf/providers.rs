@@ -1,0 +1,165 @@
+//! Where the BTF comes from: providers tried in one chain, like the symbols ([`crate::symbols`]).
+//!
+//! | provider | BTF |
+//! |---|---|
+//! | [`BtfProvider::File`] | `--btf FILE`: raw or xz-compressed BTF |
+//! | [`BtfProvider::Vmlinux`] | `--vmlinux FILE`: its `.BTF` section |
+//! | [`BtfProvider::Sysfs`] | `/sys/kernel/btf/vmlinux`, the running kernel's own |
+//! | [`BtfProvider::Memory`] | between `__start_BTF` and `__stop_BTF` in the memory read (a dump's own) |
+//!
+//! A given file is the only provider; otherwise the live kernel's sysfs file, or a dump's own BTF.
+
+use std::path::{Path, PathBuf};
+
+use btf_rs::Btf;
+
+use super::{BtfLoadError, load_file, parse_bytes};
+use crate::memory::Memory;
+use crate::symbols::Symbols;
+use crate::symbols::vmlinux::{Vmlinux, VmlinuxError};
+
+/// The running kernel's BTF.
+pub const SYSFS_BTF: &str = "/sys/kernel/btf/vmlinux";
+/// The largest BTF read out of memory (vmlinux BTF is 3–7 MiB).
+const MAX_MEMORY_BTF: u64 = 64 << 20;
+/// The BTF is read out of memory this much at a time.
+const MEMORY_CHUNK: usize = 1 << 20;
+/// The symbols that bound the kernel's BTF in memory.
+pub const BTF_BOUNDS: [&str; 2] = ["__start_BTF", "__stop_BTF"];
+
+/// One place BTF can come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BtfProvider {
+    File(PathBuf),
+    Vmlinux(PathBuf),
+    Sysfs,
+    Memory,
+}
+
+/// The providers to try, in order.
+#[derive(Clone, Debug)]
+pub struct BtfChain(pub Vec<BtfProvider>);
+
+impl BtfChain {
+    /// `--btf`, else `--vmlinux`, else the live kernel's sysfs file or the dump's own BTF.
+    pub fn new(btf: Option<&Path>, vmlinux: Option<&Path>, live: bool) -> BtfChain {
+        BtfChain(match (btf, vmlinux) {
+            (Some(p), _) => vec![BtfProvider::File(p.to_path_buf())],
+            (None, Some(vm)) => vec![BtfProvider::Vmlinux(vm.to_path_buf())],
+            (None, None) if live => vec![BtfProvider::Sysfs],
+            (None, None) => vec![BtfProvider::Memory],
+        })
+    }
+
+    /// Whether a provider reads kernel memory, so the symbols must include [`BTF_BOUNDS`].
+    pub fn reads_memory(&self) -> bool {
+        self.0.contains(&BtfProvider::Memory)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error(transparent)]
+    Load(#[from] BtfLoadError),
+    #[error(transparent)]
+    Vmlinux(#[from] VmlinuxError),
+    #[error("{0}: has no .BTF section (built without CONFIG_DEBUG_INFO_BTF?); pass --btf")]
+    VmlinuxNoBtf(PathBuf),
+    #[error(
+        "{path}: no BTF in the dump ({why}); pass --btf with this kernel's BTF (kernels before 5.x, or built \
+         without CONFIG_DEBUG_INFO_BTF)"
+    )]
+    NoMemoryBtf { path: PathBuf, why: String },
+    #[error("no BTF source was tried")]
+    Empty,
+}
+
+/// What memory-reading providers need: the memory, its symbols, and the file read (for messages).
+pub struct MemoryBtf<'a> {
+    pub mem: &'a dyn Memory,
+    pub symbols: Option<&'a Symbols>,
+    pub target: &'a Path,
+}
+
+/// Parsed BTF and where it came from.
+pub struct FoundBtf {
+    pub btf: Btf,
+    pub source: String,
+}
+
+/// Loads the BTF through `chain`: the first provider that gives it wins; the last failure is the error.
+pub fn load(chain: &BtfChain, memory: Option<&MemoryBtf>) -> Result<FoundBtf, BtfError> {
+    let mut last = BtfError::Empty;
+    for p in &chain.0 {
+        match load_one(p, memory) {
+            Ok(found) => return Ok(found),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn load_one(p: &BtfProvider, memory: Option<&MemoryBtf>) -> Result<FoundBtf, BtfError> {
+    match p {
+        BtfProvider::File(path) => Ok(FoundBtf {
+            btf: load_file(path)?.btf,
+            source: path.display().to_string(),
+        }),
+        BtfProvider::Sysfs => Ok(FoundBtf {
+            btf: load_file(Path::new(SYSFS_BTF))?.btf,
+            source: SYSFS_BTF.into(),
+        }),
+        BtfProvider::Vmlinux(vm) => {
+            let v = Vmlinux::open(vm)?;
+            let bytes = v.btf()?.ok_or_else(|| BtfError::VmlinuxNoBtf(vm.clone()))?;
+            Ok(FoundBtf {
+                btf: parse_bytes(bytes, vm)?,
+                source: format!("{} (.BTF)", vm.display()),
+            })
+        }
+        BtfProvider::Memory => {
+            let m = memory.ok_or_else(|| BtfError::NoMemoryBtf {
+                path: PathBuf::new(),
+                why: "no memory to read it from".into(),
+            })?;
+            let bytes = memory_btf(m)?;
+            Ok(FoundBtf {
+                btf: parse_bytes(&bytes, m.target)?,
+                source: format!("{} (__start_BTF..__stop_BTF)", m.target.display()),
+            })
+        }
+    }
+}
+
+/// The kernel's BTF, read out of memory between `__start_BTF` and `__stop_BTF`.
+fn memory_btf(m: &MemoryBtf) -> Result<Vec<u8>, BtfError> {
+    let no_btf = |why: String| BtfError::NoMemoryBtf {
+        path: m.target.to_path_buf(),
+        why,
+    };
+    let [start_name, stop_name] = BTF_BOUNDS;
+    let (Some(start), Some(stop)) = (
+        m.symbols.and_then(|s| s.get(start_name)),
+        m.symbols.and_then(|s| s.get(stop_name)),
+    ) else {
+        return Err(no_btf(
+            "the symbol source has no __start_BTF/__stop_BTF".into(),
+        ));
+    };
+    let len = stop
+        .checked_sub(start)
+        .filter(|&l| l > 0 && l <= MAX_MEMORY_BTF)
+        .ok_or_else(|| {
+            no_btf(format!(
+                "__start_BTF {start:#x} .. __stop_BTF {stop:#x} is not a sane range"
+            ))
+        })?;
+    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    for (i, chunk) in bytes.chunks_mut(MEMORY_CHUNK).enumerate() {
+        let at = start.wrapping_add((i * MEMORY_CHUNK) as u64);
+        m.mem
+            .read(at, chunk)
+            .map_err(|e| no_btf(format!("reading it failed: {e}")))?;
+    }
+    Ok(bytes)
+}

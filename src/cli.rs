@@ -1,0 +1,133 @@
+//! The command line (clap): the binary's side. It parses arguments into the library's [`synq::app::Options`];
+//! the library exports no clap types.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use synq::app::{Command, Options, Output};
+use synq::session::SideFiles;
+use synq::target::Spec;
+
+/// The running kernel's memory.
+const DEFAULT_KCORE: &str = "/proc/kcore";
+
+const ABOUT: &str = "What is sitting in your TCP listen queues: per-listener SYN queue (half-open), accept \
+queue and backlog limit, read from kernel memory without loading any code into the kernel.";
+
+const LONG_ABOUT: &str = "What is sitting in your TCP listen queues: per-listener SYN queue (half-open \
+connections), its young part, the accept queue (completed, not yet accepted) and the backlog limit, for every \
+TCP listening socket of every network namespace, and in total.
+
+synq loads no module and no BPF program: it reads kernel memory strictly read-only through /proc/kcore \
+(allowed under lockdown=integrity), finds tcp_hashinfo in the kernel's own kallsyms tables (located through \
+kcore's VMCOREINFO on 6.0+, which also works under kptr_restrict) or in /proc/kallsyms, takes every struct \
+layout from the kernel's BTF (/sys/kernel/btf/vmlinux) and walks the listening hash, one read per listener.
+
+Columns: SYN-Q = half-open requests (SYN received, SYN-ACK sent, no final ACK yet); YOUNG = those whose \
+SYN-ACK was not retransmitted yet; ACCEPT-Q = completed connections waiting for accept(); BACKLOG = the \
+accept-queue limit (listen(2)'s backlog, capped by net.core.somaxconn). With SYN cookies in use, requests \
+beyond a full SYN queue leave no trace in memory.
+
+Needs root (CAP_SYS_RAWIO for /proc/kcore). Exit status: 0 ok, 1 error, 2 result printed with warnings \
+(the kernel changed while synq read it, or a page was unreadable).";
+
+const EXAMPLES: &str = "Examples:
+  synq                         table of all listeners, then a totals line
+  synq --total                 the number of half-open connections, nothing else
+  synq --json | jq '.listeners[] | select(.syn_queue > 0)'
+  synq --btf vmlinux.btf.xz    kernel without /sys/kernel/btf/vmlinux (BTFHub file)
+  synq --system-map System.map kallsyms lacks tcp_hashinfo (CONFIG_KALLSYMS_ALL=n)
+  synq layout --json           the struct offsets synq resolved from BTF; reads no memory
+  synq --core vmcore           the same report from a crash dump (ELF or kdump-compressed)
+  synq info --core vmcore      format, release, KASLR offset, paging, symbol and BTF sources of a dump
+Environment: SYNQ_TIMING=1 prints the time of each phase to stderr.";
+
+#[derive(Parser, Debug)]
+#[command(name = "synq", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Sub>,
+
+    /// Print one JSON object (listeners, totals, kernel, warnings) instead of the table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print only the total number of half-open connections (the SYN-queue sum), then exit.
+    #[arg(long, conflicts_with = "json")]
+    pub total: bool,
+
+    /// BTF of the running kernel: raw BTF, or xz-compressed raw BTF. [default: /sys/kernel/btf/vmlinux]
+    #[arg(long, value_name = "PATH", global = true)]
+    pub btf: Option<PathBuf>,
+
+    /// Symbol addresses of the running kernel, in /proc/kallsyms format. Given explicitly, it is the only
+    /// symbol source; by default synq first looks in the kernel's in-memory kallsyms tables (6.0+), then in
+    /// /proc/kallsyms.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub kallsyms: Option<PathBuf>,
+
+    /// System.map of the running kernel, for kernels whose kallsyms lacks tcp_hashinfo
+    /// (CONFIG_KALLSYMS_ALL=n). The KASLR offset comes from _stext in kallsyms, or from the KERNELOFFSET of
+    /// kcore's VMCOREINFO.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub system_map: Option<PathBuf>,
+
+    /// Kernel memory as a kcore-shaped ELF core.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_KCORE, global = true)]
+    pub kcore: PathBuf,
+
+    /// An ELF vmlinux of the kernel being read: its .BTF section is the BTF (unless --btf is given) and its
+    /// symbol table gives link-time addresses (unless --kallsyms is given), shifted by the KASLR offset from
+    /// kallsyms' _stext or VMCOREINFO's KERNELOFFSET.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub vmlinux: Option<PathBuf>,
+
+    /// Read a crash dump instead of the live kernel: an ELF vmcore (kdump, makedumpfile -E, QEMU, virsh
+    /// dump) or a kdump-compressed one, also in makedumpfile's flattened form; recognised by content. Kernels
+    /// >= 6.0 need no other file: symbols and BTF come from the dump itself.
+    #[arg(long, value_name = "PATH", conflicts_with = "kcore", global = true)]
+    pub core: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Sub {
+    /// Print the struct layout resolved from BTF (offsets, table, era). Live it reads only the BTF, not
+    /// kernel memory; with --core, the dump's own BTF (or --btf/--vmlinux).
+    Layout,
+    /// Print what synq finds in its source (live kernel, or --core DUMP): format, kernel release, build id,
+    /// KASLR offset, phys_base, paging levels, where the symbols and the BTF come from, and the layout era.
+    Info,
+}
+
+impl Cli {
+    /// What to run, for the library.
+    pub fn options(self) -> Options {
+        let command = match self.command {
+            None => Command::Report,
+            Some(Sub::Layout) => Command::Layout,
+            Some(Sub::Info) => Command::Info,
+        };
+        let output = if self.total {
+            Output::Total
+        } else if self.json {
+            Output::Json
+        } else {
+            Output::Table
+        };
+        let target = match self.core {
+            Some(path) => Spec::Core { path },
+            None => Spec::Live { kcore: self.kcore },
+        };
+        Options {
+            command,
+            output,
+            target,
+            side: SideFiles {
+                btf: self.btf,
+                kallsyms: self.kallsyms,
+                system_map: self.system_map,
+                vmlinux: self.vmlinux,
+            },
+        }
+    }
+}

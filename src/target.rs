@@ -1,0 +1,225 @@
+//! The target: the kernel memory being read, opened once for the live host or a file (a crash dump), with
+//! what is known about it before any symbol is looked up: its VMCOREINFO, its architecture, where it came
+//! from, and the warnings its source raised.
+//!
+//! Live, the memory is `/proc/kcore` itself (virtual addresses). A file holds physical memory, which the
+//! architecture's translation ([`crate::arch`]) serves by kernel virtual address; the file's VMCOREINFO
+//! says where the page tables are.
+
+use std::path::{Path, PathBuf};
+
+use crate::arch::{self, ConfigError, Translate, Translated};
+use crate::memory::{Memory, ReadError};
+use crate::source::kcore::{ElfError, Kcore};
+use crate::source::{self, DumpError, Image};
+use crate::vmcoreinfo::VmcoreInfo;
+
+/// `/sys/kernel/security/lockdown` reads "none integrity [confidentiality]" when locked down for
+/// confidentiality (needs securityfs mounted).
+const LOCKDOWN: &str = "/sys/kernel/security/lockdown";
+
+/// What to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Spec {
+    /// The running kernel, through a kcore-shaped ELF core (`/proc/kcore`).
+    Live { kcore: PathBuf },
+    /// A crash dump, recognised by content.
+    Core { path: PathBuf },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(
+        "{0}: no such file — this kernel is built without CONFIG_PROC_KCORE, so its memory cannot be read \
+         live; analyse a crash dump of it instead"
+    )]
+    NoKcore(PathBuf),
+    #[error(
+        "{0}: permission denied — not root: run synq as root (reading kernel memory needs CAP_SYS_RAWIO)"
+    )]
+    NotRoot(PathBuf),
+    #[error(
+        "{0}: operation not permitted — kernel lockdown=confidentiality forbids /proc/kcore; analyse a crash \
+         dump instead, or boot with lockdown=integrity (which allows it)"
+    )]
+    Lockdown(PathBuf),
+    #[error(
+        "{0}: permission denied although running as root — the process lacks CAP_SYS_RAWIO (container or \
+         capability bounding set?) or a security module refuses it"
+    )]
+    Denied(PathBuf),
+    #[error(transparent)]
+    Kcore(ElfError),
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    #[error(
+        "{0}: the dump carries no VMCOREINFO, which synq needs to translate its addresses (QEMU writes it only \
+         with -device vmcoreinfo and the guest's qemu_fw_cfg module loaded)"
+    )]
+    NoVmcoreinfo(PathBuf),
+    #[error("{path}: {err}")]
+    Translation { path: PathBuf, err: ConfigError },
+}
+
+/// The kernel memory of a target.
+enum Mem {
+    Live(Kcore),
+    File(Translated<Image, Box<dyn Translate>>),
+}
+
+/// An opened target.
+pub struct Target {
+    spec: Spec,
+    mem: Mem,
+    vmcoreinfo: Option<VmcoreInfo>,
+    warnings: Vec<String>,
+}
+
+impl Target {
+    /// Opens the target. Live: "not root", lockdown and a kernel without kcore are told apart, before
+    /// anything else can fail. A file: its format by content, then its VMCOREINFO and the translation.
+    pub fn open(spec: &Spec) -> Result<Target, TargetError> {
+        match spec {
+            Spec::Live { kcore } => {
+                let core = open_kcore(kcore)?;
+                let vmcoreinfo = core.vmcoreinfo.as_deref().map(VmcoreInfo::parse);
+                let warnings = core.warnings.clone();
+                Ok(Target {
+                    spec: spec.clone(),
+                    mem: Mem::Live(core),
+                    vmcoreinfo,
+                    warnings,
+                })
+            }
+            Spec::Core { path } => {
+                let image = source::open(path)?;
+                let info = VmcoreInfo::parse(
+                    image
+                        .vmcoreinfo()
+                        .ok_or_else(|| TargetError::NoVmcoreinfo(path.clone()))?,
+                );
+                let arch =
+                    arch::from_vmcoreinfo(&info, image.machine().as_ref()).map_err(|err| {
+                        TargetError::Translation {
+                            path: path.clone(),
+                            err,
+                        }
+                    })?;
+                let warnings = image.warnings().to_vec();
+                Ok(Target {
+                    spec: spec.clone(),
+                    mem: Mem::File(Translated::new(image, arch)),
+                    vmcoreinfo: Some(info),
+                    warnings,
+                })
+            }
+        }
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The file read: the kcore or the dump.
+    pub fn path(&self) -> &Path {
+        match &self.spec {
+            Spec::Live { kcore } => kcore,
+            Spec::Core { path } => path,
+        }
+    }
+
+    /// Whether this is the running kernel.
+    pub fn is_live(&self) -> bool {
+        matches!(self.spec, Spec::Live { .. })
+    }
+
+    /// The format, as `synq info` and the report's `kernel.source` say it.
+    pub fn format(&self) -> String {
+        match &self.mem {
+            Mem::Live(_) => "live kcore (ELF core, virtual addresses)".into(),
+            Mem::File(t) => t.phys().format().to_string(),
+        }
+    }
+
+    /// Where the report says it read from: the kcore path, or "DUMP (FORMAT)".
+    pub fn source_label(&self) -> String {
+        match &self.mem {
+            Mem::Live(_) => self.path().display().to_string(),
+            Mem::File(t) => format!("{} ({})", self.path().display(), t.phys().format()),
+        }
+    }
+
+    /// The kernel's VMCOREINFO: kcore's note (4.19+), or the dump's.
+    pub fn vmcoreinfo(&self) -> Option<&VmcoreInfo> {
+        self.vmcoreinfo.as_ref()
+    }
+
+    /// The opened dump, for a file target.
+    pub fn image(&self) -> Option<&Image> {
+        match &self.mem {
+            Mem::Live(_) => None,
+            Mem::File(t) => Some(t.phys()),
+        }
+    }
+
+    /// The address translation of a file target.
+    pub fn translation(&self) -> Option<&dyn Translate> {
+        match &self.mem {
+            Mem::Live(_) => None,
+            Mem::File(t) => Some(t.arch().as_ref()),
+        }
+    }
+
+    /// The kernel release: VMCOREINFO's OSRELEASE; live without it, the running kernel's.
+    pub fn release(&self) -> String {
+        if let Some(r) = self.vmcoreinfo.as_ref().and_then(VmcoreInfo::osrelease) {
+            return r.trim().to_string();
+        }
+        if matches!(&self.spec, Spec::Live { kcore } if kcore == Path::new("/proc/kcore")) {
+            if let Ok(r) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+                return r.trim().to_string();
+            }
+        }
+        "unknown".into()
+    }
+
+    /// Damage found while opening (a truncated or incomplete dump): the answer may be partial.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+impl Memory for Target {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        match &self.mem {
+            Mem::Live(k) => k.read(addr, buf),
+            Mem::File(t) => t.read(addr, buf),
+        }
+    }
+}
+
+/// Opens the kcore, telling "not root" from lockdown from a kernel without kcore.
+fn open_kcore(path: &Path) -> Result<Kcore, TargetError> {
+    Kcore::open(path).map_err(|e| match &e {
+        ElfError::Open { err, .. } => match err.kind() {
+            std::io::ErrorKind::NotFound => TargetError::NoKcore(path.to_path_buf()),
+            std::io::ErrorKind::PermissionDenied => {
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                let euid = unsafe { libc::geteuid() };
+                if euid != 0 {
+                    TargetError::NotRoot(path.to_path_buf())
+                } else if lockdown_confidentiality() {
+                    TargetError::Lockdown(path.to_path_buf())
+                } else {
+                    TargetError::Denied(path.to_path_buf())
+                }
+            }
+            _ => TargetError::Kcore(e),
+        },
+        _ => TargetError::Kcore(e),
+    })
+}
+
+fn lockdown_confidentiality() -> bool {
+    std::fs::read_to_string(LOCKDOWN).is_ok_and(|s| s.contains("[confidentiality]"))
+}
