@@ -128,6 +128,18 @@ pub fn read_in_pieces<E>(
     Ok(())
 }
 
+/// [`read_in_pieces`] for the memory sources: refuses reads over [`MAX_READ`], and names the address and
+/// length of a read that runs past 2^64 or a piece that filled nothing ([`ReadError::TooLarge`]).
+pub fn read_split(
+    addr: u64,
+    buf: &mut [u8],
+    piece: impl FnMut(u64, &mut [u8]) -> Result<usize, ReadError>,
+) -> Result<(), ReadError> {
+    check_read_len(addr, buf.len())?;
+    let len = buf.len();
+    read_in_pieces(addr, buf, |at| ReadError::TooLarge { addr: at, len }, piece)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

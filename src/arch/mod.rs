@@ -10,7 +10,7 @@ pub mod x86_64;
 
 use std::fmt;
 
-use crate::memory::{Memory, PhysMemory, ReadError, check_read_len, read_in_pieces};
+use crate::memory::{Memory, PhysMemory, ReadError, read_split};
 use crate::vmcoreinfo::VmcoreInfo;
 
 /// An architecture as a file names it.
@@ -195,10 +195,8 @@ impl<P: PhysMemory, A: Translate> Memory for Translated<P, A> {
     /// unmapped page fails with that page's first address. A read running past the top of the address space
     /// is [`ReadError::TooLarge`].
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_read_len(addr, buf.len())?;
         let total = buf.len();
-        let too_large = |_| ReadError::TooLarge { addr, len: total };
-        read_in_pieces(addr, buf, too_large, |cur, rest| {
+        read_split(addr, buf, |cur, rest| {
             let m = self.arch.lookup(&self.phys, cur)?;
             let n = usize::try_from(m.len).map_or(rest.len(), |len| len.min(rest.len()));
             let piece = rest

@@ -68,6 +68,24 @@ pub fn slice_at(data: &[u8], off: u64, len: usize) -> Result<&[u8], SourceError>
     data.get(start..end).ok_or_else(past_end)
 }
 
+/// The `len` bytes at `off` of `src`, copied out through [`ByteSource::read_into`] (for sources that cannot
+/// lend them): at most [`MAX_SOURCE_READ`].
+pub fn copied<S: ByteSource + ?Sized>(
+    src: &S,
+    off: u64,
+    len: usize,
+) -> Result<Cow<'static, [u8]>, SourceError> {
+    if len > MAX_SOURCE_READ {
+        return Err(SourceError::TooLarge {
+            off,
+            len: len as u64,
+        });
+    }
+    let mut buf = vec![0u8; len];
+    src.read_into(off, &mut buf)?;
+    Ok(Cow::Owned(buf))
+}
+
 /// A file mapped (or held) in memory: its bytes are the logical file.
 pub struct Plain<D>(pub D);
 
@@ -103,15 +121,7 @@ impl ByteSource for FileBytes {
     }
 
     fn bytes(&self, off: u64, len: usize) -> Result<Cow<'_, [u8]>, SourceError> {
-        if len > MAX_SOURCE_READ {
-            return Err(SourceError::TooLarge {
-                off,
-                len: len as u64,
-            });
-        }
-        let mut buf = vec![0u8; len];
-        self.read_into(off, &mut buf)?;
-        Ok(Cow::Owned(buf))
+        copied(self, off, len)
     }
 
     fn read_into(&self, off: u64, buf: &mut [u8]) -> Result<(), SourceError> {

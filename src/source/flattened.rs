@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::bytes::{ByteSource, MAX_SOURCE_READ, SourceError, slice_at};
+use super::bytes::{ByteSource, SourceError, copied, slice_at};
 use crate::memory::read_in_pieces;
 
 /// Size of the flattened format's header block (`MAX_SIZE_MDF_HEADER`).
@@ -216,15 +216,7 @@ impl<D: AsRef<[u8]>> ByteSource for Flattened<D> {
                 return slice_at(self.data.as_ref(), at, len).map(Cow::Borrowed);
             }
         }
-        if len > MAX_SOURCE_READ {
-            return Err(SourceError::TooLarge {
-                off,
-                len: len as u64,
-            });
-        }
-        let mut buf = vec![0u8; len];
-        self.read_into(off, &mut buf)?;
-        Ok(Cow::Owned(buf))
+        copied(self, off, len)
     }
 
     fn read_into(&self, off: u64, buf: &mut [u8]) -> Result<(), SourceError> {

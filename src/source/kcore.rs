@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::bytes::{ByteSource, FileBytes};
 use super::elf::{self, ElfSegment};
-use crate::memory::{Memory, ReadError, check_read_len, read_in_pieces};
+use crate::memory::{Memory, ReadError, read_split};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
@@ -99,44 +99,34 @@ impl Kcore {
 
 impl Memory for Kcore {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_read_len(addr, buf.len())?;
         let total = buf.len();
-        read_in_pieces(
-            addr,
-            buf,
-            |at| ReadError::TooLarge {
-                addr: at,
+        read_split(addr, buf, |cur, rest| {
+            let seg = self
+                .segment(cur)
+                .ok_or(ReadError::NotMapped { addr: cur })?;
+            let within = cur - seg.vaddr;
+            // kcore: memory past p_filesz is not in the file; a fault (a vmcore would read zeros).
+            if within >= seg.filesz {
+                return Err(ReadError::NotBacked { addr: cur });
+            }
+            let n = usize::try_from(seg.filesz - within).map_or(rest.len(), |a| a.min(rest.len()));
+            let off = seg
+                .offset
+                .checked_add(within)
+                .ok_or(ReadError::NotMapped { addr: cur })?;
+            let chunk = rest.get_mut(..n).ok_or(ReadError::TooLarge {
+                addr: cur,
                 len: total,
-            },
-            |cur, rest| {
-                let seg = self
-                    .segment(cur)
-                    .ok_or(ReadError::NotMapped { addr: cur })?;
-                let within = cur - seg.vaddr;
-                // kcore: memory past p_filesz is not in the file; a fault (a vmcore would read zeros).
-                if within >= seg.filesz {
-                    return Err(ReadError::NotBacked { addr: cur });
-                }
-                let n =
-                    usize::try_from(seg.filesz - within).map_or(rest.len(), |a| a.min(rest.len()));
-                let off = seg
-                    .offset
-                    .checked_add(within)
-                    .ok_or(ReadError::NotMapped { addr: cur })?;
-                let chunk = rest.get_mut(..n).ok_or(ReadError::TooLarge {
+            })?;
+            // Live kcore may fail one read with EFAULT or EIO (hole, poisoned page): that costs this read
+            // only.
+            self.bytes
+                .read_into(off, chunk)
+                .map_err(|e| ReadError::Io {
                     addr: cur,
-                    len: total,
+                    msg: e.to_string(),
                 })?;
-                // Live kcore may fail one read with EFAULT or EIO (hole, poisoned page): that costs this read
-                // only.
-                self.bytes
-                    .read_into(off, chunk)
-                    .map_err(|e| ReadError::Io {
-                        addr: cur,
-                        msg: e.to_string(),
-                    })?;
-                Ok(n)
-            },
-        )
+            Ok(n)
+        })
     }
 }

@@ -30,7 +30,7 @@ use std::ops::Range;
 use super::bytes::{ByteSource, SourceError};
 use super::{DumpFormat, FormatKind, HeaderError, PhysSource};
 use crate::arch::Machine;
-use crate::memory::{PhysMemory, ReadError, check_read_len, read_in_pieces};
+use crate::memory::{PhysMemory, ReadError, read_split};
 use crate::vmcoreinfo;
 
 pub const SIG_KDUMP: &[u8] = b"KDUMP   ";
@@ -542,27 +542,18 @@ impl Headers {
 
     /// Fills `buf` from physical address `paddr`, page by page.
     fn read_phys(&self, src: &dyn ByteSource, paddr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_read_len(paddr, buf.len())?;
         let total = buf.len();
-        read_in_pieces(
-            paddr,
-            buf,
-            |at| ReadError::TooLarge {
-                addr: at,
+        read_split(paddr, buf, |cur, rest| {
+            let pfn = cur >> self.block_shift;
+            let in_page = (cur & (self.block_size - 1)) as usize;
+            let n = rest.len().min(self.block_size as usize - in_page);
+            let out = rest.get_mut(..n).ok_or(ReadError::TooLarge {
+                addr: cur,
                 len: total,
-            },
-            |cur, rest| {
-                let pfn = cur >> self.block_shift;
-                let in_page = (cur & (self.block_size - 1)) as usize;
-                let n = rest.len().min(self.block_size as usize - in_page);
-                let out = rest.get_mut(..n).ok_or(ReadError::TooLarge {
-                    addr: cur,
-                    len: total,
-                })?;
-                self.read_in_page(src, pfn, in_page, out, cur)?;
-                Ok(n)
-            },
-        )
+            })?;
+            self.read_in_page(src, pfn, in_page, out, cur)?;
+            Ok(n)
+        })
     }
 
     /// Fills `out` from byte `in_page` of page `pfn`; `paddr` names the fault.

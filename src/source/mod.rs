@@ -30,11 +30,6 @@ pub mod kcore;
 mod kdump;
 mod vmcore;
 
-#[cfg(test)]
-mod tests;
-#[cfg(test)]
-mod testwriter;
-
 use std::any::Any;
 use std::fmt;
 use std::fs::{File, OpenOptions};

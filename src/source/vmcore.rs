@@ -12,7 +12,7 @@ use super::bytes::ByteSource;
 use super::elf::{self, ElfSegment};
 use super::{DumpFormat, FormatKind, HeaderError, PhysSource};
 use crate::arch::Machine;
-use crate::memory::{PhysMemory, ReadError, check_read_len, read_in_pieces};
+use crate::memory::{PhysMemory, ReadError, read_split};
 use crate::vmcoreinfo::VmcoreInfo;
 
 /// Page size assumed for an ELF vmcore whose VMCOREINFO does not say (x86_64).
@@ -137,49 +137,39 @@ impl VmcoreDump {
 impl PhysMemory for VmcoreDump {
     /// Fills `buf` from physical address `paddr`, across segments; excluded bytes read as zeros.
     fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_read_len(paddr, buf.len())?;
         let total = buf.len();
-        read_in_pieces(
-            paddr,
-            buf,
-            |at| ReadError::TooLarge {
-                addr: at,
+        read_split(paddr, buf, |cur, rest| {
+            let seg = self
+                .segment(cur)
+                .ok_or(ReadError::NotInDump { paddr: cur })?;
+            let within = cur - seg.paddr;
+            let n = usize::try_from(seg.memsz - within).map_or(rest.len(), |m| m.min(rest.len()));
+            let chunk = rest.get_mut(..n).ok_or(ReadError::TooLarge {
+                addr: cur,
                 len: total,
-            },
-            |cur, rest| {
-                let seg = self
-                    .segment(cur)
-                    .ok_or(ReadError::NotInDump { paddr: cur })?;
-                let within = cur - seg.paddr;
-                let n =
-                    usize::try_from(seg.memsz - within).map_or(rest.len(), |m| m.min(rest.len()));
-                let chunk = rest.get_mut(..n).ok_or(ReadError::TooLarge {
-                    addr: cur,
-                    len: total,
+            })?;
+            if within >= seg.filesz {
+                chunk.fill(0);
+                return Ok(n);
+            }
+            let in_file = usize::try_from(seg.filesz - within).unwrap_or(usize::MAX);
+            let (present, zeros) = chunk.split_at_mut(n.min(in_file));
+            let off = seg
+                .offset
+                .checked_add(within)
+                .ok_or_else(|| ReadError::Corrupt {
+                    paddr: cur,
+                    msg: "segment file offset overflows".into(),
                 })?;
-                if within >= seg.filesz {
-                    chunk.fill(0);
-                    return Ok(n);
-                }
-                let in_file = usize::try_from(seg.filesz - within).unwrap_or(usize::MAX);
-                let (present, zeros) = chunk.split_at_mut(n.min(in_file));
-                let off = seg
-                    .offset
-                    .checked_add(within)
-                    .ok_or_else(|| ReadError::Corrupt {
-                        paddr: cur,
-                        msg: "segment file offset overflows".into(),
-                    })?;
-                self.src
-                    .read_into(off, present)
-                    .map_err(|e| ReadError::Corrupt {
-                        paddr: cur,
-                        msg: format!("PT_LOAD data at file offset {off:#x}: {e}"),
-                    })?;
-                zeros.fill(0);
-                Ok(n)
-            },
-        )
+            self.src
+                .read_into(off, present)
+                .map_err(|e| ReadError::Corrupt {
+                    paddr: cur,
+                    msg: format!("PT_LOAD data at file offset {off:#x}: {e}"),
+                })?;
+            zeros.fill(0);
+            Ok(n)
+        })
     }
 }
 

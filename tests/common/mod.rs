@@ -8,6 +8,8 @@
     dead_code
 )]
 
+pub mod dumpwriter;
+
 use std::cell::Cell;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

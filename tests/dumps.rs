@@ -1,5 +1,5 @@
-//! Test-only: `mod.rs` declares this module under #[cfg(test)], so nothing here is in the tool.
-//! Image readers against synthetic dumps written by an independent writer (`testwriter`), compared with an
+//! The dump readers (`synq::source`) against synthetic dumps written by an independent writer
+//! (`common/dumpwriter.rs`), compared with an
 //! oracle derived from what was written: exact results for intact files (the right bytes, zeros for excluded
 //! pages, `NotInDump` with the exact address for absent ones), and for truncated or garbled files: never a
 //! panic or a hang, and never a wrong byte from a truncated file.
@@ -15,11 +15,14 @@ use std::path::{Path, PathBuf};
 
 use test_case::test_case;
 
-use super::testwriter::{
+mod common;
+
+use common::dumpwriter::{
     KdumpSpec, Rng, Seg, Store, flatten, page_content, write_elf, write_kdump,
 };
-use super::*;
-use crate::memory::MAX_READ;
+use synq::arch::Machine;
+use synq::memory::{MAX_READ, PhysMemory, ReadError};
+use synq::source::{DumpError, FormatKind, Image, open};
 
 const VMCOREINFO: &str = "OSRELEASE=6.1.0-test\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)=ffffffff8ea0a000\n\
                           NUMBER(phys_base)=-2147483648\nKERNELOFFSET=d000000\n";
@@ -214,7 +217,7 @@ fn elf_vmcore_reads_by_paddr_with_zero_fill_and_vmcoreinfo() {
         );
         assert_eq!(dump.vmcoreinfo(), Some(VMCOREINFO), "{name}");
         assert_eq!(dump.page_size(), 4096);
-        assert_eq!(dump.machine(), Some(crate::arch::Machine::X86_64));
+        assert_eq!(dump.machine(), Some(Machine::X86_64));
         assert!(dump.kdump_info().is_none());
         assert_eq!(
             dump.flattened_records().map(|(_, complete)| complete),
@@ -1071,4 +1074,103 @@ fn oversized_reads_are_refused() {
 fn dump_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Image>();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// What reaches the user
+
+fn synq(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_synq"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Damage found while opening is never dropped: a PT_LOAD that runs past the end of the file is a warning
+/// in `synq info --json` and in `synq layout` (exit 2), whereas the intact file gives none (exit 0).
+#[test]
+fn truncated_dump_warning_reaches_the_output_and_exit_status() {
+    let dir = scratch("warn");
+    // phys_base 0: the top table is inside the image mapping, so the target opens (nothing is read yet).
+    let info = "OSRELEASE=6.1.0-test\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)=ffffffff8ea0a000\n\
+                NUMBER(phys_base)=0\nKERNELOFFSET=d000000\n";
+    let whole = write_elf(&elf_segments(), Some(info), false);
+    let intact = write(&dir, "intact", &whole);
+    let cut = write(&dir, "cut", &whole[..whole.len() - 100]);
+
+    let (code, out, err) = synq(&[
+        "info".as_ref(),
+        "--json".as_ref(),
+        "--core".as_ref(),
+        intact.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["warnings"], serde_json::json!([]), "{out}");
+    assert_eq!(v["release"], "6.1.0-test");
+
+    let (code, out, err) = synq(&[
+        "info".as_ref(),
+        "--json".as_ref(),
+        "--core".as_ref(),
+        cut.as_os_str(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let w = v["warnings"].as_array().unwrap();
+    assert!(
+        w.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("runs past the end of the file")),
+        "{out}"
+    );
+
+    // Without a BTF in the (tiny) dump, layout fails; with --btf it succeeds, and still reports the damage.
+    let btf = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cilium-ebpf-7.1-x86_64.btf.xz");
+    let (code, _, err) = synq(&[
+        "layout".as_ref(),
+        "--core".as_ref(),
+        cut.as_os_str(),
+        "--btf".as_ref(),
+        btf.as_os_str(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("runs past the end of the file"),
+        "{err}"
+    );
+}
+
+/// `synq layout --core` opens the dump (a missing one is an error), not the host's BTF.
+#[test]
+fn layout_with_core_reads_the_dump_not_the_host() {
+    let (code, out, err) = synq(&[
+        "layout".as_ref(),
+        "--core".as_ref(),
+        "/nonexistent/vmcore".as_ref(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("/nonexistent/vmcore"), "{err}");
+    let dir = scratch("layout-nobtf");
+    let info = "OSRELEASE=6.1.0-test\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)=ffffffff8ea0a000\n\
+                NUMBER(phys_base)=0\n";
+    let dump = write(
+        &dir,
+        "vmcore",
+        &write_elf(&elf_segments(), Some(info), false),
+    );
+    let (code, out, err) = synq(&["layout".as_ref(), "--core".as_ref(), dump.as_os_str()]);
+    // The dump has no kallsyms tables, so its BTF cannot be found: an error about the dump, never the host's
+    // /sys/kernel/btf/vmlinux.
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains(&dump.display().to_string()), "{err}");
+    assert!(!err.contains("/sys/kernel/btf"), "{err}");
 }

@@ -1,4 +1,3 @@
-//! Test-only: `mod.rs` declares this module under #[cfg(test)], so nothing here is in the tool.
 //! A small writer of synthetic crash dumps for the tests, independent of the readers: every field is laid
 //! out by hand from the format descriptions (makedumpfile's diskdump_mod.h, the ELF spec), not through the
 //! reader's constants or the `object` crate.
