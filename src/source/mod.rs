@@ -6,12 +6,17 @@
 //! | `vmcore.rs` | ELF vmcore (kdump, `makedumpfile -E`, QEMU, `virsh dump`) | physical ([`PhysSource`]) |
 //! | `kdump.rs` | kdump-compressed ("KDUMP   ", "DISKDUMP") | physical ([`PhysSource`]) |
 //! | `flattened.rs` | makedumpfile's flattened stream of either | the file it describes ([`ByteSource`]) |
+//! | `lime.rs` | LiME snapshots (and the record walk AVML shares) | physical ([`PhysSource`]) |
+//! | `avml.rs` | AVML's compressed snapshots (Snappy-framed LiME records) | physical, through `lime.rs` |
+//! | `raw.rs` | raw physical images (LiME `padded`, QEMU `pmemsave`, `/dev/mem` copies): only when asked | physical ([`PhysSource`]) |
 //!
 //! `elf.rs` is the one ELF header parser (kcore and vmcore), `bytes.rs` the byte layer under the readers
 //! (a mapped file, `pread`, the flattened index).
 //!
 //! [`open`] tells the format from the file's first bytes (never from its name): `\x7fELF`, `KDUMP   ` /
-//! `DISKDUMP`, or `makedumpfile` (the flattened stream, whose records rebuild one of the other two). The file
+//! `DISKDUMP`, `makedumpfile` (the flattened stream, whose records rebuild one of the other two), or a LiME
+//! or AVML record header. A raw image has no magic: it is read as one only when the caller says so
+//! ([`OpenOptions::raw`]), and an unrecognised file's error says that it may be one. The file
 //! is opened read-only and memory-mapped, never read whole; a flattened stream is indexed once by its record
 //! headers and then read in place, so the ELF and kdump readers see the same logical file either way.
 //!
@@ -23,16 +28,19 @@
 //! The file is mapped shared and read-only: if another process truncates it while we read, the kernel
 //! raises SIGBUS, as for every mmap reader (crash maps kdump bitmaps the same way).
 
+pub mod avml;
 mod bytes;
 mod elf;
 mod flattened;
 pub mod kcore;
 mod kdump;
+pub mod lime;
+mod raw;
 mod vmcore;
 
 use std::any::Any;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -43,6 +51,8 @@ pub use bytes::{ByteSource, SourceError};
 pub use elf::ElfSegment;
 pub use flattened::FlatError;
 pub use kdump::{KdumpDump, KdumpInfo};
+pub use lime::{Lime, LimeFormat};
+pub use raw::Raw;
 pub use vmcore::VmcoreDump;
 
 use crate::arch::Machine;
@@ -68,12 +78,13 @@ pub enum DumpError {
     Open { path: PathBuf, err: std::io::Error },
     #[error("{}: not a regular file; save the dump (or the flattened stream) to a file first", path.display())]
     NotRegular { path: PathBuf },
-    #[error("{}: {len} bytes: too short to be a crash dump", path.display())]
+    #[error("{}: {len} bytes: too short to be a dump or snapshot", path.display())]
     TooShort { path: PathBuf, len: u64 },
     #[error(
-        "{}: not a crash dump this tool reads (first bytes {magic}): expected an ELF vmcore (\\x7fELF), a \
-         kdump-compressed dump (\"KDUMP   \" or \"DISKDUMP\") or makedumpfile's flattened format \
-         (\"makedumpfile\")",
+        "{}: not a dump or snapshot this tool recognises (first bytes {magic}): expected an ELF vmcore \
+         (\\x7fELF), a kdump-compressed dump (\"KDUMP   \" or \"DISKDUMP\"), makedumpfile's flattened format \
+         (\"makedumpfile\"), or a LiME or AVML snapshot. A raw physical memory image (LiME format=padded, \
+         QEMU pmemsave, a copy of /dev/mem or /dev/crash) has no magic: if this is one, pass --raw",
         path.display()
     )]
     UnknownFormat { path: PathBuf, magic: String },
@@ -106,6 +117,19 @@ pub enum FormatKind {
     Kdump,
     /// The older diskdump layout ("DISKDUMP" signature).
     Diskdump,
+    /// A LiME snapshot.
+    Lime,
+    /// An AVML compressed snapshot.
+    Avml,
+    /// A raw physical image (offset = physical address).
+    Raw,
+}
+
+impl FormatKind {
+    /// Snapshots carry no VMCOREINFO of their own: the kernel is found by scanning.
+    pub fn is_snapshot(self) -> bool {
+        matches!(self, FormatKind::Lime | FormatKind::Avml | FormatKind::Raw)
+    }
 }
 
 /// What [`Image::format`] reports.
@@ -139,6 +163,9 @@ impl fmt::Display for DumpFormat {
             FormatKind::Elf => "elf",
             FormatKind::Kdump => "kdump",
             FormatKind::Diskdump => "diskdump",
+            FormatKind::Lime => "lime",
+            FormatKind::Avml => "avml (snappy)",
+            FormatKind::Raw => "raw",
         })?;
         if !self.compressions.is_empty() {
             write!(f, " ({})", self.compressions.join(", "))?;
@@ -178,11 +205,23 @@ pub struct Image {
     warnings: Vec<String>,
 }
 
+/// How to open a file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Read the file as a raw physical image (byte N = physical address N), whatever its first bytes.
+    pub raw: bool,
+}
+
 /// Opens the file at `path` read-only and reads its headers. The format comes from the content.
 pub fn open(path: &Path) -> Result<Image, DumpError> {
+    open_with(path, OpenOptions::default())
+}
+
+/// [`open`], with options.
+pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
     let p = || path.to_path_buf();
     // O_RDONLY; O_NONBLOCK so that a FIFO given by mistake fails below instead of blocking the open.
-    let file = OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
@@ -205,8 +244,37 @@ pub fn open(path: &Path) -> Result<Image, DumpError> {
     // every check here tolerates, since each value is validated where it is used.
     let map = unsafe { Mmap::map(&file) }.map_err(|err| DumpError::Map { path: p(), err })?;
 
-    let head = map.get(..16).unwrap_or_default().to_vec();
+    let head = map.get(..32).unwrap_or_default().to_vec();
     let mut warnings = Vec::new();
+    if opts.raw {
+        let reader = Raw::new(map);
+        return Ok(Image {
+            path: p(),
+            _file: file,
+            reader: Box::new(reader),
+            flattened: None,
+            warnings,
+        });
+    }
+    if lime::recognise(&head).is_some() {
+        let name = match lime::recognise(&head) {
+            Some(LimeFormat::Avml) => "AVML snapshot",
+            _ => "LiME snapshot",
+        };
+        let reader = Lime::parse(map).map_err(|err| DumpError::Format {
+            path: p(),
+            format: name,
+            err,
+        })?;
+        warnings.extend(reader.warnings().iter().cloned());
+        return Ok(Image {
+            path: p(),
+            _file: file,
+            reader: Box::new(reader),
+            flattened: None,
+            warnings,
+        });
+    }
     let (source, flattened): (Box<dyn ByteSource + Send + Sync>, _) = if head
         .starts_with(flattened::FLAT_SIGNATURE)
     {
