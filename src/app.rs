@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::report::Report;
 use crate::session::{Error, Session, SideFiles};
-use crate::target::{Spec, Target};
+use crate::target::{Spec, Target, VmcoreinfoOrigin};
 use crate::vmcoreinfo::VmcoreInfo;
 
 /// Which command.
@@ -19,6 +19,8 @@ pub enum Command {
     Info,
     /// The struct layout resolved from BTF.
     Layout,
+    /// The target's VMCOREINFO text, to save.
+    Vmcoreinfo,
 }
 
 /// How to print.
@@ -111,7 +113,19 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         Command::Layout => layout(opts, &mut session),
         Command::Info => info(opts, &mut session),
         Command::Report => report(opts, &mut session),
+        Command::Vmcoreinfo => vmcoreinfo(&mut session),
     }
+}
+
+/// `synq vmcoreinfo`: the VMCOREINFO text, exactly as found, ending with a newline.
+fn vmcoreinfo(session: &mut Session) -> Result<Outcome, Error> {
+    let target = session.target()?;
+    let text = target
+        .vmcoreinfo_text()
+        .ok_or_else(|| Error::NoVmcoreinfo(target.path().to_path_buf()))?;
+    let mut stdout = text.trim_end_matches('\n').to_string();
+    stdout.push('\n');
+    Ok(Outcome::new(stdout, target.warnings().to_vec(), false))
 }
 
 /// The warnings of the target, if it was opened.
@@ -243,6 +257,29 @@ impl Facts {
         if t.vmcoreinfo().and_then(VmcoreInfo::osrelease).is_none() {
             self.put("release", t.release());
         }
+        match t.vmcoreinfo_origin() {
+            None => {}
+            Some(VmcoreinfoOrigin::Kcore) => self.put("vmcoreinfo_source", "kcore note"),
+            Some(VmcoreinfoOrigin::Header) => self.put("vmcoreinfo_source", "the dump's header"),
+            Some(VmcoreinfoOrigin::File(f)) => {
+                self.put("vmcoreinfo_source", format!("{} (checked)", f.display()));
+            }
+            Some(VmcoreinfoOrigin::Scan(d)) => {
+                self.put("vmcoreinfo_source", "found by scanning physical memory");
+                if let Some(c) = d.chosen() {
+                    self.put("vmcoreinfo_paddr", format!("{:#x}", c.paddr));
+                }
+                self.put("vmcoreinfo_candidates", d.found());
+                let rejected: Vec<String> = d
+                    .candidates
+                    .iter()
+                    .filter_map(|c| Some(format!("{:#x}: {}", c.paddr, c.rejected.as_ref()?)))
+                    .collect();
+                self.put("vmcoreinfo_rejected", rejected);
+                self.put("scanned_bytes", d.scanned);
+                self.put("unreadable_pages", d.unreadable_pages);
+            }
+        }
         if let Some(arch) = t.translation() {
             self.put("machine", arch.machine().to_string());
         }
@@ -257,12 +294,24 @@ impl Facts {
             return format!("{}\n", serde_json::Value::Object(map));
         }
         let mut out = String::new();
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
         for (k, v) in &self.0 {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            out.push_str(&format!("{k:<24} {text}\n"));
+            match v {
+                // A list: one item per line, under its key ("none" when empty).
+                serde_json::Value::Array(items) => {
+                    if items.is_empty() {
+                        out.push_str(&format!("{k:<24} none\n"));
+                    }
+                    for (i, item) in items.iter().enumerate() {
+                        let key = if i == 0 { *k } else { "" };
+                        out.push_str(&format!("{key:<24} {}\n", text(item)));
+                    }
+                }
+                other => out.push_str(&format!("{k:<24} {}\n", text(other))),
+            }
         }
         out
     }

@@ -39,7 +39,10 @@ const EXAMPLES: &str = "Examples:
   synq --system-map System.map kallsyms lacks tcp_hashinfo (CONFIG_KALLSYMS_ALL=n)
   synq layout --json           the struct offsets synq resolved from BTF; reads no memory
   synq --core vmcore           the same report from a crash dump (ELF or kdump-compressed)
+  synq --core mem.lime         ... from a memory snapshot (LiME, AVML); the kernel is found by scanning
+  synq --core mem.raw --raw    ... from a raw physical image (LiME padded, QEMU pmemsave)
   synq info --core vmcore      format, release, KASLR offset, paging, symbol and BTF sources of a dump
+  synq vmcoreinfo > host.vmci  save this boot's VMCOREINFO, for --core SNAPSHOT --vmcoreinfo host.vmci
 Environment: SYNQ_TIMING=1 prints the time of each phase to stderr.";
 
 #[derive(Parser, Debug)]
@@ -82,11 +85,24 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", global = true)]
     pub vmlinux: Option<PathBuf>,
 
-    /// Read a crash dump instead of the live kernel: an ELF vmcore (kdump, makedumpfile -E, QEMU, virsh
-    /// dump) or a kdump-compressed one, also in makedumpfile's flattened form; recognised by content. Kernels
-    /// >= 6.0 need no other file: symbols and BTF come from the dump itself.
+    /// Read a crash dump or memory snapshot instead of the live kernel: an ELF vmcore (kdump, makedumpfile -E,
+    /// QEMU, virsh dump), a kdump-compressed one (also in makedumpfile's flattened form), a LiME or AVML
+    /// snapshot; recognised by content. Kernels >= 6.0 need no other file: symbols and BTF come from the
+    /// file itself, and a snapshot's kernel is found by scanning its memory.
     #[arg(long, value_name = "PATH", conflicts_with = "kcore", global = true)]
     pub core: Option<PathBuf>,
+
+    /// With --core: the file is a raw physical memory image, byte N = physical address N (LiME
+    /// format=padded, QEMU pmemsave, a copy of /dev/mem or /dev/crash). Such files have no magic, so they
+    /// are read as raw only when asked.
+    #[arg(long, requires = "core", global = true)]
+    pub raw: bool,
+
+    /// With --core: the VMCOREINFO of the same boot, as `synq vmcoreinfo` saved it on the host (or taken from
+    /// another dump of that boot), instead of finding the kernel by scanning. It is checked against the
+    /// memory before use.
+    #[arg(long, value_name = "PATH", requires = "core", global = true)]
+    pub vmcoreinfo: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -94,6 +110,9 @@ pub enum Sub {
     /// Print the struct layout resolved from BTF (offsets, table, era). Live it reads only the BTF, not
     /// kernel memory; with --core, the dump's own BTF (or --btf/--vmlinux).
     Layout,
+    /// Print the kernel's VMCOREINFO text (live: kcore's note), to save it for a snapshot taken later:
+    /// `synq vmcoreinfo > host.vmcoreinfo`, then `synq --core SNAPSHOT --vmcoreinfo host.vmcoreinfo`.
+    Vmcoreinfo,
     /// Print what synq finds in its source (live kernel, or --core DUMP): format, kernel release, build id,
     /// KASLR offset, phys_base, paging levels, where the symbols and the BTF come from, and the layout era.
     Info,
@@ -106,6 +125,7 @@ impl Cli {
             None => Command::Report,
             Some(Sub::Layout) => Command::Layout,
             Some(Sub::Info) => Command::Info,
+            Some(Sub::Vmcoreinfo) => Command::Vmcoreinfo,
         };
         let output = if self.total {
             Output::Total
@@ -115,7 +135,11 @@ impl Cli {
             Output::Table
         };
         let target = match self.core {
-            Some(path) => Spec::Core { path },
+            Some(path) => Spec::Core {
+                path,
+                raw: self.raw,
+                vmcoreinfo: self.vmcoreinfo,
+            },
             None => Spec::Live { kcore: self.kcore },
         };
         Options {

@@ -4,7 +4,7 @@
 //! - [`memory`]: the two memory traits (kernel virtual, physical) and read faults.
 //! - [`source`]: the input formats: live kcore, crash dumps.
 //! - [`arch`]: address translation for sources that hold physical memory.
-//! - [`vmcoreinfo`]: the kernel's self-description.
+//! - [`vmcoreinfo`]: the kernel's self-description; [`discover`]: finding it by scanning a snapshot.
 //! - [`symbols`] and [`btf`]: symbol addresses, and struct layouts from BTF.
 //! - [`walk`]: the listening-hash walk and queue sums.
 //! - [`report`] and [`app`]: output and the commands.
@@ -12,6 +12,7 @@
 pub mod app;
 pub mod arch;
 pub mod btf;
+pub mod discover;
 pub mod memory;
 pub mod report;
 pub mod session;

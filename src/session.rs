@@ -50,6 +50,11 @@ pub enum Error {
     Walk(WalkError),
     #[error("{path}: {err}")]
     DumpWalk { path: PathBuf, err: WalkError },
+    #[error(
+        "{0}: carries no VMCOREINFO (kcore has the note since Linux 4.19); on older kernels \
+         /sys/kernel/vmcoreinfo gives only its physical address"
+    )]
+    NoVmcoreinfo(PathBuf),
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
@@ -204,7 +209,7 @@ impl Session {
     pub fn target_path(&self) -> &Path {
         match &self.spec {
             Spec::Live { kcore } => kcore,
-            Spec::Core { path } => path,
+            Spec::Core { path, .. } => path,
         }
     }
 }

@@ -3,16 +3,25 @@
 //! from, and the warnings its source raised.
 //!
 //! Live, the memory is `/proc/kcore` itself (virtual addresses). A file holds physical memory, which the
-//! architecture's translation ([`crate::arch`]) serves by kernel virtual address; the file's VMCOREINFO
-//! says where the page tables are.
+//! architecture's translation ([`crate::arch`]) serves by kernel virtual address; VMCOREINFO says where the
+//! page tables are. It comes from the file's header (dumps), from a file the user saved (`--vmcoreinfo`),
+//! or from the memory itself, found by scanning ([`crate::discover`]: snapshots, dumps made without it).
 
 use std::path::{Path, PathBuf};
 
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+
 use crate::arch::{self, ConfigError, Translate, Translated};
+use crate::discover::{self, Discovery};
 use crate::memory::{Memory, ReadError};
 use crate::source::kcore::{ElfError, Kcore};
 use crate::source::{self, DumpError, Image};
 use crate::vmcoreinfo::VmcoreInfo;
+
+/// A VMCOREINFO text file is a few KiB; refuse anything much larger.
+const MAX_VMCOREINFO_FILE: u64 = 1 << 20;
 
 /// `/sys/kernel/security/lockdown` reads "none integrity [confidentiality]" when locked down for
 /// confidentiality (needs securityfs mounted).
@@ -23,8 +32,26 @@ const LOCKDOWN: &str = "/sys/kernel/security/lockdown";
 pub enum Spec {
     /// The running kernel, through a kcore-shaped ELF core (`/proc/kcore`).
     Live { kcore: PathBuf },
-    /// A crash dump, recognised by content.
-    Core { path: PathBuf },
+    /// A crash dump or memory snapshot, recognised by content (or read as a raw physical image when `raw`);
+    /// `vmcoreinfo`: a saved VMCOREINFO text of the same boot, instead of the file's own or a scan.
+    Core {
+        path: PathBuf,
+        raw: bool,
+        vmcoreinfo: Option<PathBuf>,
+    },
+}
+
+/// Where a target's VMCOREINFO came from.
+#[derive(Clone, Debug)]
+pub enum VmcoreinfoOrigin {
+    /// The live kernel's kcore note.
+    Kcore,
+    /// The dump's own header (an ELF note, the kdump sub-header).
+    Header,
+    /// A file the user gave, checked against the memory.
+    File(PathBuf),
+    /// Found by scanning the memory.
+    Scan(Discovery),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,10 +80,24 @@ pub enum TargetError {
     #[error(transparent)]
     Dump(#[from] DumpError),
     #[error(
-        "{0}: the dump carries no VMCOREINFO, which synq needs to translate its addresses (QEMU writes it only \
-         with -device vmcoreinfo and the guest's qemu_fw_cfg module loaded)"
+        "{path}: no kernel found: {summary}. synq finds the kernel of a snapshot or of a dump without \
+         VMCOREINFO by its VMCOREINFO note in memory, checked against the page tables. If the file is a raw \
+         physical image, pass --raw; if you saved this boot's VMCOREINFO (synq vmcoreinfo > FILE on the host), \
+         pass --vmcoreinfo FILE"
     )]
-    NoVmcoreinfo(PathBuf),
+    NotFound { path: PathBuf, summary: String },
+    #[error("{path}: {err}")]
+    VmcoreinfoFile { path: PathBuf, err: std::io::Error },
+    #[error("{path}: not a regular file; give the VMCOREINFO text saved in a file")]
+    VmcoreinfoNotRegular { path: PathBuf },
+    #[error(
+        "{given}: this VMCOREINFO does not describe the memory of {path} ({why}); is it from the same boot?"
+    )]
+    VmcoreinfoMismatch {
+        given: PathBuf,
+        path: PathBuf,
+        why: String,
+    },
     #[error("{path}: {err}")]
     Translation { path: PathBuf, err: ConfigError },
 }
@@ -72,6 +113,8 @@ pub struct Target {
     spec: Spec,
     mem: Mem,
     vmcoreinfo: Option<VmcoreInfo>,
+    vmcoreinfo_text: Option<String>,
+    origin: Option<VmcoreinfoOrigin>,
     warnings: Vec<String>,
 }
 
@@ -86,30 +129,55 @@ impl Target {
                 let warnings = core.warnings.clone();
                 Ok(Target {
                     spec: spec.clone(),
+                    vmcoreinfo_text: core.vmcoreinfo.clone(),
+                    origin: core.vmcoreinfo.is_some().then_some(VmcoreinfoOrigin::Kcore),
                     mem: Mem::Live(core),
                     vmcoreinfo,
                     warnings,
                 })
             }
-            Spec::Core { path } => {
-                let image = source::open(path)?;
-                let info = VmcoreInfo::parse(
-                    image
-                        .vmcoreinfo()
-                        .ok_or_else(|| TargetError::NoVmcoreinfo(path.clone()))?,
-                );
-                let arch =
-                    arch::from_vmcoreinfo(&info, image.machine().as_ref()).map_err(|err| {
-                        TargetError::Translation {
+            Spec::Core {
+                path,
+                raw,
+                vmcoreinfo: given,
+            } => {
+                let image = source::open_with(path, source::OpenOptions { raw: *raw })?;
+                let machine = image.machine();
+                let (text, origin) = if let Some(file) = given {
+                    let text = read_vmcoreinfo_file(file)?;
+                    discover::validate(&image, &VmcoreInfo::parse(&text), machine.as_ref())
+                        .map_err(|why| TargetError::VmcoreinfoMismatch {
+                            given: file.clone(),
                             path: path.clone(),
-                            err,
-                        }
-                    })?;
+                            why,
+                        })?;
+                    (text, VmcoreinfoOrigin::File(file.clone()))
+                } else if let Some(text) = image.vmcoreinfo() {
+                    (text.to_string(), VmcoreinfoOrigin::Header)
+                } else {
+                    let d = discover::scan(&image, &image.phys_ranges(), machine.as_ref());
+                    let Some(c) = d.chosen() else {
+                        return Err(TargetError::NotFound {
+                            path: path.clone(),
+                            summary: not_found_summary(&d, image.format().kind.is_snapshot()),
+                        });
+                    };
+                    (c.text.clone(), VmcoreinfoOrigin::Scan(d))
+                };
+                let info = VmcoreInfo::parse(&text);
+                let arch = arch::from_vmcoreinfo(&info, machine.as_ref()).map_err(|err| {
+                    TargetError::Translation {
+                        path: path.clone(),
+                        err,
+                    }
+                })?;
                 let warnings = image.warnings().to_vec();
                 Ok(Target {
                     spec: spec.clone(),
                     mem: Mem::File(Translated::new(image, arch)),
                     vmcoreinfo: Some(info),
+                    vmcoreinfo_text: Some(text),
+                    origin: Some(origin),
                     warnings,
                 })
             }
@@ -124,7 +192,7 @@ impl Target {
     pub fn path(&self) -> &Path {
         match &self.spec {
             Spec::Live { kcore } => kcore,
-            Spec::Core { path } => path,
+            Spec::Core { path, .. } => path,
         }
     }
 
@@ -152,6 +220,16 @@ impl Target {
     /// The kernel's VMCOREINFO: kcore's note (4.19+), or the dump's.
     pub fn vmcoreinfo(&self) -> Option<&VmcoreInfo> {
         self.vmcoreinfo.as_ref()
+    }
+
+    /// The VMCOREINFO text as found (what `synq vmcoreinfo` prints).
+    pub fn vmcoreinfo_text(&self) -> Option<&str> {
+        self.vmcoreinfo_text.as_deref()
+    }
+
+    /// Where the VMCOREINFO came from.
+    pub fn vmcoreinfo_origin(&self) -> Option<&VmcoreinfoOrigin> {
+        self.origin.as_ref()
     }
 
     /// The opened dump, for a file target.
@@ -222,4 +300,51 @@ fn open_kcore(path: &Path) -> Result<Kcore, TargetError> {
 
 fn lockdown_confidentiality() -> bool {
     std::fs::read_to_string(LOCKDOWN).is_ok_and(|s| s.contains("[confidentiality]"))
+}
+
+/// Reads a saved VMCOREINFO text: a regular file (never blocking on a FIFO), at most 1 MiB.
+fn read_vmcoreinfo_file(path: &Path) -> Result<String, TargetError> {
+    let err = |err| TargetError::VmcoreinfoFile {
+        path: path.to_path_buf(),
+        err,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(err)?;
+    if !file.metadata().map_err(err)?.is_file() {
+        return Err(TargetError::VmcoreinfoNotRegular {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_VMCOREINFO_FILE)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
+    Ok(crate::vmcoreinfo::text_of(&bytes))
+}
+
+/// What the scan saw, for the "no kernel found" error.
+fn not_found_summary(d: &Discovery, snapshot: bool) -> String {
+    let what = if snapshot {
+        "the snapshot carries no VMCOREINFO"
+    } else {
+        "the dump carries no VMCOREINFO (QEMU writes it only with -device vmcoreinfo and the guest's \
+         qemu_fw_cfg module loaded)"
+    };
+    let mib = d.scanned >> 20;
+    match d.candidates.first() {
+        None => format!(
+            "{what}, and none was found in its {mib} MiB of physical memory ({} unreadable pages)",
+            d.unreadable_pages
+        ),
+        Some(first) => format!(
+            "{what}, and none of the {} VMCOREINFO notes in its {mib} MiB of physical memory describes it \
+             (the first, at {:#x}: {})",
+            d.found(),
+            first.paddr,
+            first.rejected.as_deref().unwrap_or("not validated")
+        ),
+    }
 }

@@ -129,6 +129,10 @@ pub trait Translate {
     fn machine(&self) -> Machine;
     /// Facts for `synq info` (paging levels, phys_base…), in order.
     fn facts(&self) -> Vec<(&'static str, serde_json::Value)>;
+    /// Checks that the page tables alone map `vaddr`, an address in the kernel image, where the kernel image
+    /// rule puts it: that the page tables and the image offsets found belong to the same kernel. Used to
+    /// validate a VMCOREINFO found by scanning.
+    fn verify(&self, phys: &dyn PhysMemory, vaddr: u64) -> Result<(), String>;
 }
 
 impl<T: Translate + ?Sized> Translate for Box<T> {
@@ -140,6 +144,9 @@ impl<T: Translate + ?Sized> Translate for Box<T> {
     }
     fn facts(&self) -> Vec<(&'static str, serde_json::Value)> {
         (**self).facts()
+    }
+    fn verify(&self, phys: &dyn PhysMemory, vaddr: u64) -> Result<(), String> {
+        (**self).verify(phys, vaddr)
     }
 }
 

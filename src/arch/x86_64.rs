@@ -433,6 +433,29 @@ impl Translate for X86_64 {
             ("top_table", format!("{:#x}", self.top).into()),
         ]
     }
+
+    /// The page-table walk alone (the image rule switched off) must give what the image rule gives.
+    fn verify(&self, phys: &dyn PhysMemory, vaddr: u64) -> Result<(), String> {
+        let direct = image_va_to_pa(vaddr, self.phys_base)
+            .filter(|_| self.image.contains(&vaddr))
+            .ok_or_else(|| format!("{vaddr:#x} is not in the kernel image mapping"))?;
+        let walker = X86_64::new(
+            self.top,
+            self.levels,
+            self.phys_base,
+            Some(self.sme_mask),
+            START_KERNEL_MAP..START_KERNEL_MAP,
+        )
+        .map_err(|e| e.to_string())?;
+        let m = walker.lookup(phys, vaddr).map_err(|e| e.to_string())?;
+        if m.paddr != direct {
+            return Err(format!(
+                "the page tables map it to {:#x}, phys_base puts it at {direct:#x}",
+                m.paddr
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
