@@ -156,9 +156,8 @@ fn read_piece(phys: &dyn PhysMemory, at: u64, buf: &mut [u8], bad: &mut u64) -> 
 fn candidate(phys: &dyn PhysMemory, paddr: u64) -> Option<Candidate> {
     let mut hdr = [0u8; (NOTE_HEADER + NAME_FIELD) as usize];
     phys.read_phys(paddr, &mut hdr).ok()?;
-    let word = |i: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(hdr.get(i..i + 4)?.try_into().ok()?))
-    };
+    let word =
+        |i: usize| -> Option<u32> { Some(u32::from_le_bytes(hdr.get(i..i + 4)?.try_into().ok()?)) };
     let (namesz, descsz, kind) = (word(0)?, word(4)?, word(8)?);
     if namesz != 11 || kind != 0 || descsz == 0 {
         return None;
@@ -185,7 +184,9 @@ fn choose(phys: &dyn PhysMemory, d: &mut Discovery, machine: Option<&Machine>) {
     let mut first_valid = None;
     for (i, c) in d.candidates.iter_mut().enumerate() {
         if i >= MAX_VALIDATED {
-            c.rejected = Some(format!("not validated (only the first {MAX_VALIDATED} are)"));
+            c.rejected = Some(format!(
+                "not validated (only the first {MAX_VALIDATED} are)"
+            ));
             continue;
         }
         c.rejected = validate(phys, &VmcoreInfo::parse(&c.text), machine).err();
@@ -217,11 +218,7 @@ pub fn validate(
     info: &VmcoreInfo,
     machine: Option<&Machine>,
 ) -> Result<(), String> {
-    let release = info
-        .osrelease()
-        .ok_or("no OSRELEASE")?
-        .trim()
-        .to_string();
+    let release = info.osrelease().ok_or("no OSRELEASE")?.trim().to_string();
     let arch = arch::from_vmcoreinfo(info, machine).map_err(|e| e.to_string())?;
     let uts = info
         .symbol("init_uts_ns")

@@ -333,14 +333,18 @@ fn not_found_summary(d: &Discovery, snapshot: bool) -> String {
         "the dump carries no VMCOREINFO (QEMU writes it only with -device vmcoreinfo and the guest's \
          qemu_fw_cfg module loaded)"
     };
-    let mib = d.scanned >> 20;
+    let size = if d.scanned >= 1 << 20 {
+        format!("{} MiB", d.scanned >> 20)
+    } else {
+        format!("{} KiB", d.scanned >> 10)
+    };
     match d.candidates.first() {
         None => format!(
-            "{what}, and none was found in its {mib} MiB of physical memory ({} unreadable pages)",
+            "{what}, and none was found in its {size} of physical memory ({} unreadable pages)",
             d.unreadable_pages
         ),
         Some(first) => format!(
-            "{what}, and none of the {} VMCOREINFO notes in its {mib} MiB of physical memory describes it \
+            "{what}, and none of the {} VMCOREINFO notes in its {size} of physical memory describes it \
              (the first, at {:#x}: {})",
             d.found(),
             first.paddr,

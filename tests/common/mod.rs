@@ -9,6 +9,7 @@
 )]
 
 pub mod dumpwriter;
+pub mod physwriter;
 
 use std::cell::Cell;
 use std::net::IpAddr;
