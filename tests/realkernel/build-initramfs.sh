@@ -5,6 +5,12 @@
 # the static synq-fixture, synq from ${SYNQ_BIN:-target/release/synq} (with the
 # libraries ldd lists, if it is dynamic), the host's `ss` with its libraries,
 # the kernel's dummy/qemu_fw_cfg/inet_diag/tcp_diag modules and its config.
+# With SYNQ_SNAPSHOT_TOOLS=1 (snapshot.sh), also what synq.mode=snapshot needs,
+# from fetch-tools.sh's cache ${SYNQ_TOOLS_CACHE:-/var/cache/synq-tools}: the
+# static avml (/bin/avml), the static synq-snapcopy (snapcopy.c), the kernel's
+# virtio modules (/lib/modules/virtio/*.ko and their insmod order) and lime.ko
+# (/lib/modules/lime.ko), or, where fetch-tools.sh recorded that LiME cannot be
+# built for this kernel, the reason (/etc/synq-lime-unavailable).
 # A missing synq binary is NOT an error here: the guest records it and
 # check.py fails on it, so the ground-truth part still runs and is visible.
 set -euo pipefail
@@ -85,6 +91,31 @@ cp "$kdir/release" "$stage/etc/synq-kernel-release"
 # "no MPTCP listener" only from a kernel built without MPTCP).
 [[ -s $kdir/config ]] || die "$kdir/config missing (rerun fetch-kernels.sh $id)"
 cp "$kdir/config" "$stage/etc/synq-kernel-config"
+
+if [[ ${SYNQ_SNAPSHOT_TOOLS:-0} == 1 ]]; then
+  tools=${SYNQ_TOOLS_CACHE:-/var/cache/synq-tools}
+  [[ -x $tools/avml/avml ]] || die "$tools/avml/avml missing (run fetch-tools.sh $id)"
+  if ldd "$tools/avml/avml" >/dev/null 2>&1 && ! ldd "$tools/avml/avml" 2>&1 | grep -q 'statically linked'; then
+    die "$tools/avml/avml is dynamic (rerun fetch-tools.sh)"
+  fi
+  cp "$tools/avml/avml" "$stage/bin/avml"
+  gcc -static -O2 -Wall -Wextra -o "$stage/bin/synq-snapcopy" "$HERE/snapcopy.c"
+  [[ -f $tools/$id/virtio/order ]] || die "$tools/$id/virtio/order missing (run fetch-tools.sh $id)"
+  mkdir -p "$stage/lib/modules/virtio"
+  cp "$tools/$id/virtio/order" "$stage/lib/modules/virtio/order"
+  while read -r m; do
+    [[ -n $m ]] || continue
+    [[ -s $tools/$id/virtio/$m.ko ]] || die "$tools/$id/virtio/$m.ko missing (rerun fetch-tools.sh $id)"
+    cp "$tools/$id/virtio/$m.ko" "$stage/lib/modules/virtio/$m.ko"
+  done <"$tools/$id/virtio/order"
+  if [[ -s $tools/$id/lime.ko ]]; then
+    cp "$tools/$id/lime.ko" "$stage/lib/modules/lime.ko"
+  elif [[ -s $tools/$id/lime.unavailable ]]; then
+    tail -n +2 "$tools/$id/lime.unavailable" >"$stage/etc/synq-lime-unavailable"
+  else
+    die "neither $tools/$id/lime.ko nor lime.unavailable (run fetch-tools.sh $id)"
+  fi
+fi
 
 install -m 0755 "$HERE/init.sh" "$stage/init"
 install -m 0755 "$HERE/netns-setup.sh" "$stage/bin/netns-setup"

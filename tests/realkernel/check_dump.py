@@ -331,23 +331,27 @@ def record(outdir, dump):
         side = ["--btf", os.path.join(results, "side", "btf"), "--kallsyms", os.path.join(results, "side", "kallsyms")]
     write(os.path.join(rd, "fingerprint.before"), json.dumps(fingerprint(dump), indent=1) + "\n")
     for name, extra in (("synq-json", ["--json"]), ("synq-total", ["--total"])):
-        argv = [synq_bin(), "--core", os.path.abspath(dump)] + extra + side
-        base = os.path.join(rd, name)
-        write(base + ".argv", json.dumps(argv) + "\n")
-        try:
-            p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=SYNQ_TIMEOUT)
-            out, err, rc = p.stdout, p.stderr, str(p.returncode)
-        except FileNotFoundError as e:
-            out, err, rc = b"", str(e).encode(), "127"
-        except subprocess.TimeoutExpired as e:
-            out, err, rc = e.stdout or b"", (e.stderr or b"") + b"\n(check_dump.py: killed after timeout)", "timeout"
-        with open(base + ".out", "wb") as f:
-            f.write(out)
-        with open(base + ".err", "wb") as f:
-            f.write(err)
-        write(base + ".rc", rc + "\n")
+        run_recorded(rd, name, [synq_bin(), "--core", os.path.abspath(dump)] + extra + side)
     write(os.path.join(rd, "fingerprint.after"), json.dumps(fingerprint(dump), indent=1) + "\n")
     return rd
+
+
+def run_recorded(rd, name, argv):
+    """Runs argv, recording it as rd/name.{argv,out,err,rc} (rc "127": not found, "timeout": killed)."""
+    base = os.path.join(rd, name)
+    write(base + ".argv", json.dumps(argv) + "\n")
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=SYNQ_TIMEOUT)
+        out, err, rc = p.stdout, p.stderr, str(p.returncode)
+    except FileNotFoundError as e:
+        out, err, rc = b"", str(e).encode(), "127"
+    except subprocess.TimeoutExpired as e:
+        out, err, rc = e.stdout or b"", (e.stderr or b"") + b"\n(check_dump.py: killed after timeout)", "timeout"
+    with open(base + ".out", "wb") as f:
+        f.write(out)
+    with open(base + ".err", "wb") as f:
+        f.write(err)
+    write(base + ".rc", rc + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -362,7 +366,10 @@ def read_kv(path):
     return d
 
 
-def check_rc(base, label, fails, where):
+USAGE_NOTE = "this synq has no working --core yet (issue 3)"
+
+
+def check_rc(base, label, fails, where, usage_note=USAGE_NOTE):
     """Like check.check_synq_rc, but names a usage error (exit 2 from the argument parser) as such."""
     rc_text = (check.read_text(base + ".rc") or "").strip()
     err = check.read_text(base + ".err") or ""
@@ -371,8 +378,8 @@ def check_rc(base, label, fails, where):
             print(f"note {where}: {label} stderr: {err.strip()[:2000]}")
         return True
     if rc_text == "2" and ("unexpected argument" in err or "Usage:" in err):
-        fails.add(where, f"{label}: synq rejected its command line (usage error, exit 2) — this synq has no "
-                  f"working --core yet (issue 3); stderr:\n{err.strip()[:2000]}")
+        fails.add(where, f"{label}: synq rejected its command line (usage error, exit 2) — {usage_note}; "
+                  f"stderr:\n{err.strip()[:2000]}")
         return False
     if rc_text == "127":
         fails.add(where, f"{label}: synq missing or not executable on the host (SYNQ_BIN): {err.strip()[:500]}")
@@ -419,10 +426,14 @@ def ns_dirs_of(results):
                   if d.startswith("ns") and os.path.isdir(os.path.join(sdir, d)))
 
 
-def check_truth(results, release, fails, where, host):
-    """The ground truth of the basic scenario, as built and standing during the dumps."""
+def check_truth(results, release, fails, where, host, stable=None):
+    """The ground truth of the basic scenario, as built and standing during the dumps. `stable`, when given,
+    replaces host.txt's state watch: (True, "") or (False, why the state did not hold still)."""
     w = where + " ground truth"
-    if host.get("state_stable") != "yes":
+    if stable is not None:
+        if not stable[0]:
+            fails.add(w, stable[1])
+    elif host.get("state_stable") != "yes":
         fails.add(w, f"the guest's state watch did not show the ground truth unchanged around the dumps "
                   f"(host.txt state_stable={host.get('state_stable')!r}, before {host.get('state_before_dumps')!r}, "
                   f"after {host.get('state_after_dumps')!r})")
@@ -498,6 +509,13 @@ def check_dump_facts(results, rd, release, facts, fails, where, host):
         except ValueError:
             fails.add(w, f"phys_base unreadable: sub-header {facts.get('kdump_sub_phys_base')!r}, "
                       f"VMCOREINFO {vi.get('NUMBER(phys_base)')!r}")
+    check_vmcoreinfo_facts(results, vi, release, fails, w, where, host, "dump")
+    return vi
+
+
+def check_vmcoreinfo_facts(results, vi, release, fails, w, where, host, what):
+    """What an image's VMCOREINFO (dict) must say about the guest it came from: OSRELEASE, the same text as
+    the guest's /proc/kcore note (same boot), 5-level paging as booted, the kallsyms tables on >= 6.0."""
     if vi.get("OSRELEASE") != release:
         fails.add(w, f"VMCOREINFO OSRELEASE {vi.get('OSRELEASE')!r} != the guest's uname -r {release!r}")
     kcore = vmcoreinfo_dict(check.read_text(os.path.join(results, "vmcoreinfo-kcore")))
@@ -508,7 +526,7 @@ def check_dump_facts(results, rd, release, facts, fails, where, host):
         b = {k: v for k, v in kcore.items() if k != "CRASHTIME"}
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         if diff:
-            fails.add(w, f"VMCOREINFO of the dump differs from the guest's /proc/kcore one on {len(diff)} keys: "
+            fails.add(w, f"VMCOREINFO of the {what} differs from the guest's /proc/kcore one on {len(diff)} keys: "
                       + "; ".join(f"{k}: dump {a.get(k)!r} kcore {b.get(k)!r}" for k in diff[:6]))
     # 5-level paging.
     cpu = host.get("cpu", "")
@@ -532,8 +550,7 @@ def check_dump_facts(results, rd, release, facts, fails, where, host):
     m = re.match(r"(\d+)\.", release)
     if m and int(m.group(1)) >= 6 and "SYMBOL(kallsyms_names)" not in vi:
         fails.add(w, f"kernel {release} (>= 6.0) without SYMBOL(kallsyms_names) in VMCOREINFO: the "
-                  "no-side-file case cannot be tested on this dump")
-    return vi
+                  f"no-side-file case cannot be tested on this {what}")
 
 
 def check_side_files(results, rd, vi, release, fails, where):
@@ -590,7 +607,7 @@ def check_side_files(results, rd, vi, release, fails, where):
                                             else "--btf results/side/btf --kallsyms results/side/kallsyms"))
 
 
-def check_fingerprints(rd, fails, where):
+def check_fingerprints(rd, fails, where, what="dump"):
     w = where + " read-only"
     try:
         before = json.loads(check.read_text(os.path.join(rd, "fingerprint.before")) or "")
@@ -600,14 +617,14 @@ def check_fingerprints(rd, fails, where):
         return
     if before != after:
         diff = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
-        fails.add(w, "the dump changed while synq ran: " + "; ".join(
+        fails.add(w, f"the {what} changed while synq ran: " + "; ".join(
             f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in diff))
     else:
-        print(f"info: {where}: dump unchanged by synq (size {before.get('size')}, mtime_ns, ctime_ns, mode "
+        print(f"info: {where}: {what} unchanged by synq (size {before.get('size')}, mtime_ns, ctime_ns, mode "
               f"{before.get('mode')}, {before.get('hashed')})")
 
 
-def check_synq(results, rd, truth_info, young, release, fails, where):
+def check_synq(results, rd, truth_info, young, release, fails, where, usage_note=USAGE_NOTE):
     truth, total_req, kinds, ns_dirs, mptcp_keys = truth_info
     n_truth = sum(v[0] for v in truth.values())
     syn_truth = sum(v[1] for v in truth.values())
@@ -617,7 +634,7 @@ def check_synq(results, rd, truth_info, young, release, fails, where):
     nfail = len(fails.items)
     w = where + " synq --core --json"
     base = os.path.join(rd, "synq-json")
-    if check_rc(base, "synq", fails, w):
+    if check_rc(base, "synq", fails, w, usage_note):
         text = check.read_text(base + ".out") or ""
         try:
             doc = json.loads(text)
@@ -659,7 +676,7 @@ def check_synq(results, rd, truth_info, young, release, fails, where):
                       f"{doc['kernel'].get('symbols')!r}")
     w = where + " synq --core --total"
     base = os.path.join(rd, "synq-total")
-    if check_rc(base, "synq", fails, w):
+    if check_rc(base, "synq", fails, w, usage_note):
         out = (check.read_text(base + ".out") or "").strip()
         if not re.fullmatch(r"\d+", out):
             fails.add(w, f"printed {out[:200]!r}, not a single integer")
@@ -794,17 +811,10 @@ def quiet_judge(outdir, rd):
         return judge(outdir, rd)
 
 
-def selftest(outdir, dump):
-    rd = run_dir_of(outdir, dump)
-    if not os.path.isdir(rd):
-        print(f"selftest: no recorded run in {rd}; run check_dump.py {outdir} {dump} first")
-        return 1
-    fails, _, _ = quiet_judge(outdir, rd)
-    if fails.items:
-        print(f"selftest: the recorded run does not pass to begin with ({len(fails.items)} failures, first: "
-              f"{fails.items[0][:300]}); run the plain check first")
-        return 1
-    cases = selftest_cases(outdir, rd)
+def plant_and_judge(outdir, rd, cases, judge_fn):
+    """Each case planted in a fresh copy of OUTDIR's results/ and host.txt and of the run directory rd;
+    judge_fn(copy of OUTDIR, copy of rd) must then fail, on an item containing the case's text. Returns the
+    cases that were not detected (or could not be planted)."""
     missed = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (rel, plant, must) in cases.items():
@@ -820,11 +830,26 @@ def selftest(outdir, dump):
             except (OSError, ValueError, KeyError, StopIteration, IndexError, TypeError) as e:
                 missed.append(f"{name} (could not plant: {e!r})")
                 continue
-            f, _, _ = quiet_judge(d, drd)
+            f = judge_fn(d, drd)[0]
             if not f.items:
                 missed.append(name)
             elif must and not any(must in item for item in f.items):
                 missed.append(f"{name} (failed, but not on {must!r}: {f.items[:2]})")
+    return missed
+
+
+def selftest(outdir, dump):
+    rd = run_dir_of(outdir, dump)
+    if not os.path.isdir(rd):
+        print(f"selftest: no recorded run in {rd}; run check_dump.py {outdir} {dump} first")
+        return 1
+    fails, _, _ = quiet_judge(outdir, rd)
+    if fails.items:
+        print(f"selftest: the recorded run does not pass to begin with ({len(fails.items)} failures, first: "
+              f"{fails.items[0][:300]}); run the plain check first")
+        return 1
+    cases = selftest_cases(outdir, rd)
+    missed = plant_and_judge(outdir, rd, cases, quiet_judge)
     if missed:
         print(f"selftest: FAILED: planted defects NOT detected: {missed}")
         return 1

@@ -12,6 +12,12 @@
 #                     results: SYNQ-DUMP-READY on the console, then the
 #                     listeners stay up (SYNQ-DUMP-STATE lines) until the host,
 #                     which dumps the guest over QMP (dump.sh), quits QEMU
+#   synq.mode=snapshot  what dump mode records, plus /proc/iomem; then the
+#                     guest takes its own memory snapshots (avml plain and
+#                     --compress, LiME format=lime and format=padded), each onto
+#                     its own virtio disk (serial = the snapshot's name), with
+#                     the exact length, the time, and the ground truth re-read
+#                     after each (snapshot.sh); then results and power off
 #   synq.runs=R       timed runs per command in bench mode (default 5)
 #   synq.half=H       half-open requests per bench configuration (default 5)
 #
@@ -280,6 +286,13 @@ tcp_state() {
 # kallsyms), and the VMCOREINFO of kcore; synq is not run. After the results
 # are sent, finish_dump keeps the listeners up for the host's dumps.
 mode_dump() {
+  collect_image_truth
+}
+
+# What dump and snapshot modes record before memory images are taken: the
+# listeners of "basic" (left running), their ground truth and canonical state
+# ($R/basic/state), side files, kcore's VMCOREINFO and /sys/kernel/vmcoreinfo.
+collect_image_truth() {
   load_modules
   start_listeners
   collect_truth basic "ns1:$pid1:$F/main.out" "ns2:$pid2:$F/ns2.out"
@@ -313,6 +326,143 @@ mode_dump() {
   grep -q '^OSRELEASE=' $R/vmcoreinfo-kcore || fail "no VMCOREINFO (OSRELEASE=) in the first 256 KiB of /proc/kcore"
   log "VMCOREINFO from kcore: $(wc -l <$R/vmcoreinfo-kcore) lines," \
     "$(grep -E '^(KERNELOFFSET|NUMBER\(pgtable_l5_enabled\))=' $R/vmcoreinfo-kcore | tr '\n' ' ')"
+}
+
+# Snapshot mode: the dump mode's listeners and records, /proc/iomem (as root:
+# real addresses), then the guest images its own memory onto virtio disks,
+# one snapshot per disk, found by serial (= the snapshot's name). Each goes
+# writer -> FIFO -> synq-snapcopy -> disk with O_DIRECT, so the guest's page
+# cache never holds a copy of what is being imaged (a later snapshot would
+# contain the earlier one). A failed snapshot is recorded (error file) and the
+# next one still runs; the host fails it.
+SNAPSHOTS="avml-lime avml-compressed lime lime-padded"
+# Per snapshot writer; the host's whole-guest timeout bounds everything too.
+SNAPSHOT_TIMEOUT=240
+
+mode_snapshot() {
+  collect_image_truth
+  cat /proc/iomem >$R/iomem || fail "cannot read /proc/iomem"
+  # As root the addresses are real; as anyone else they all read 0.
+  awk '/: System RAM$/ { split($1, a, "-"); if (a[2] !~ /^0+$/) ok = 1 } END { exit !ok }' $R/iomem \
+    || fail "/proc/iomem shows no System RAM range with a real address: $(grep 'System RAM' $R/iomem | head -n 3)"
+  P=$R/snapshots
+  mkdir -p $P
+  load_virtio
+  for s in $SNAPSHOTS; do
+    take_snapshot "$s"
+  done
+  log "snapshots done: $(for s in $SNAPSHOTS; do printf '%s=%s ' "$s" "$(cat "$P/$s/bytes" 2>/dev/null || cat "$P/$s/error" 2>/dev/null || echo unavailable)"; done)"
+}
+
+# The virtio modules the kernel has as modules (fetch-tools.sh: insmod order),
+# then the disks: name -> /dev/vdX by the serial QEMU gave each (-device
+# virtio-blk-pci,serial=NAME), in $P/disks.
+load_virtio() {
+  while read -r m; do
+    [ -n "$m" ] || continue
+    step "insmod $m" insmod "/lib/modules/virtio/$m.ko"
+  done </lib/modules/virtio/order
+  want=$(echo "$SNAPSHOTS" | wc -w)
+  i=0
+  while [ "$(find /sys/block -maxdepth 1 -name 'vd*' | wc -l)" -lt "$want" ] && [ $i -lt 200 ]; do
+    sleep 0.1
+    i=$((i + 1))
+  done
+  : >$P/disks
+  for b in /sys/block/vd*; do
+    [ -e "$b" ] || continue
+    n=${b##*/}
+    j=0
+    while [ ! -b "/dev/$n" ] && [ $j -lt 50 ]; do sleep 0.1; j=$((j + 1)); done
+    [ -b "/dev/$n" ] || fail "no /dev/$n for $b"
+    echo "$(cat "$b/serial" 2>/dev/null || echo '?') /dev/$n $(cat "$b/size") $(cat "$b/queue/logical_block_size")" >>$P/disks
+  done
+  log "virtio disks (serial dev sectors block): $(tr '\n' ';' <$P/disks)"
+}
+
+uptime_s() { awk '{ print $1 }' /proc/uptime; }
+
+# The ground truth's canonical state, read again now, into $1; $2 gets
+# "same" or "CHANGED".
+state_now() {
+  tcp_state "1tcp:/proc/$pid1/net/tcp" "1tcp6:/proc/$pid1/net/tcp6" \
+    "2tcp:/proc/$pid2/net/tcp" "2tcp6:/proc/$pid2/net/tcp6" >"$1"
+  if cmp -s "$1" $R/basic/state; then echo same >"$2"; else echo CHANGED >"$2"; fi
+}
+
+# One snapshot onto the disk whose serial is its name, into $P/NAME/:
+# bytes, seconds, copy.out (synq-snapcopy's report), tool.{out,rc},
+# meminfo-{before,after}, state-after + verdict; or error, or unavailable
+# (LiME not built for this kernel: the reason fetch-tools.sh recorded).
+take_snapshot() {
+  name=$1
+  D=$P/$name
+  mkdir -p "$D"
+  dev=$(awk -v n="$name" '$1 == n { print $2 }' $P/disks)
+  if [ -z "$dev" ]; then
+    echo "no virtio disk with serial $name (disks: $(tr '\n' ';' <$P/disks))" >"$D/error"
+    log "snapshot $name: FAILED: $(cat "$D/error")"
+    return 0
+  fi
+  case $name in
+    lime | lime-padded)
+      if [ ! -f /lib/modules/lime.ko ]; then
+        cat /etc/synq-lime-unavailable >"$D/unavailable" 2>/dev/null || echo "lime.ko is not in the initramfs" >"$D/unavailable"
+        log "snapshot $name: UNAVAILABLE: $(cat "$D/unavailable")"
+        return 0
+      fi
+      ;;
+  esac
+  fifo=/tmp/snapshot-$name.fifo
+  rm -f "$fifo"
+  mkfifo "$fifo" || fail "mkfifo $fifo"
+  echo "$dev" >"$D/device"
+  grep -E '^(MemTotal|MemFree|Buffers|Cached|Dirty):' /proc/meminfo >"$D/meminfo-before"
+  t0=$(uptime_s)
+  synq-snapcopy "$fifo" "$dev" >"$D/copy.out" 2>"$D/copy.err" &
+  cpid=$!
+  rc=0
+  case $name in
+    avml-lime) timeout -s KILL $SNAPSHOT_TIMEOUT avml acquire --source /proc/kcore "$fifo" >"$D/tool.out" 2>&1 || rc=$? ;;
+    avml-compressed)
+      timeout -s KILL $SNAPSHOT_TIMEOUT avml acquire --source /proc/kcore --compress "$fifo" >"$D/tool.out" 2>&1 || rc=$?
+      ;;
+    # insmod returns once LiME's init has written the whole image (into the FIFO).
+    lime) timeout -s KILL $SNAPSHOT_TIMEOUT insmod /lib/modules/lime.ko "path=$fifo" format=lime >"$D/tool.out" 2>&1 || rc=$? ;;
+    lime-padded)
+      timeout -s KILL $SNAPSHOT_TIMEOUT insmod /lib/modules/lime.ko "path=$fifo" format=padded >"$D/tool.out" 2>&1 || rc=$?
+      ;;
+  esac
+  echo $rc >"$D/tool.rc"
+  # A writer that failed before opening the FIFO leaves the reader blocked in open().
+  [ $rc -eq 0 ] || kill $cpid 2>/dev/null
+  crc=0
+  wait $cpid || crc=$?
+  echo $crc >"$D/copy.rc"
+  t1=$(uptime_s)
+  case $name in
+    lime | lime-padded)
+      # LiME stays loaded after its init; unload it so that the next run loads it afresh.
+      rmmod lime >"$D/rmmod.out" 2>&1 || echo "rmmod lime failed: $(cat "$D/rmmod.out")" >>"$D/error"
+      ;;
+  esac
+  state_now "$D/state-after" "$D/verdict"
+  grep -E '^(MemTotal|MemFree|Buffers|Cached|Dirty):' /proc/meminfo >"$D/meminfo-after"
+  rm -f "$fifo"
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }' >"$D/seconds"
+  if [ $rc -ne 0 ]; then
+    echo "the writer exited $rc: $(tail -n 3 "$D/tool.out" | tr '\n' ' ')" >>"$D/error"
+  elif [ $crc -ne 0 ]; then
+    echo "synq-snapcopy exited $crc: $(cat "$D/copy.err")" >>"$D/error"
+  else
+    sed -n 's/^bytes=//p' "$D/copy.out" >"$D/bytes"
+    [ -s "$D/bytes" ] || echo "synq-snapcopy reported no byte count: $(cat "$D/copy.out")" >>"$D/error"
+  fi
+  if [ -s "$D/error" ]; then
+    log "snapshot $name: FAILED: $(cat "$D/error")"
+  else
+    log "snapshot $name: $(cat "$D/bytes") bytes onto $dev in $(cat "$D/seconds")s; state after it: $(cat "$D/verdict")"
+  fi
 }
 
 # After a successful dump mode: results out, SYNQ-DUMP-READY on the console,
@@ -427,6 +577,7 @@ case $mode in
   lockdown) mode_lockdown ;;
   bench) mode_bench ;;
   dump) mode_dump; finish_dump ;;
+  snapshot) mode_snapshot ;;
   *) fail "unknown synq.mode=$mode" ;;
 esac
 finish OK
