@@ -97,8 +97,16 @@ impl Timer {
     fn phase(&mut self, name: &str) {
         if self.on {
             let now = Instant::now();
+            let hwm = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmHWM"))
+                        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+                })
+                .unwrap_or_default();
             eprintln!(
-                "synq timing: {name:<10} {:>8.2} ms (total {:.2} ms)",
+                "synq timing: {name:<10} {:>8.2} ms (total {:.2} ms, peak RSS so far {hwm})",
                 (now - self.last).as_secs_f64() * 1e3,
                 (now - self.start).as_secs_f64() * 1e3
             );

@@ -83,8 +83,14 @@ impl Discovery {
 }
 
 /// Scans `ranges` of `phys` for VMCOREINFO notes, validates them and chooses one. `machine`: what the file
-/// names, if anything.
-pub fn scan(phys: &dyn PhysMemory, ranges: &[Range<u64>], machine: Option<&Machine>) -> Discovery {
+/// names, if anything. `release` is called after each piece, to let go of what was read (memory stays
+/// bounded by the piece, not by the file).
+pub fn scan(
+    phys: &dyn PhysMemory,
+    ranges: &[Range<u64>],
+    machine: Option<&Machine>,
+    release: &dyn Fn(),
+) -> Discovery {
     let mut d = Discovery::default();
     let finder = memmem::Finder::new(PATTERN);
     let overlap = PATTERN.len() as u64 - 1;
@@ -115,6 +121,7 @@ pub fn scan(phys: &dyn PhysMemory, ranges: &[Range<u64>], machine: Option<&Machi
             }
             d.scanned = d.scanned.saturating_add(len);
             at = at.saturating_add(len);
+            release();
         }
     }
     choose(phys, &mut d, machine);

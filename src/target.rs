@@ -155,7 +155,9 @@ impl Target {
                 } else if let Some(text) = image.vmcoreinfo() {
                     (text.to_string(), VmcoreinfoOrigin::Header)
                 } else {
-                    let d = discover::scan(&image, &image.phys_ranges(), machine.as_ref());
+                    let d = discover::scan(&image, &image.phys_ranges(), machine.as_ref(), &|| {
+                        image.release_pages()
+                    });
                     let Some(c) = d.chosen() else {
                         return Err(TargetError::NotFound {
                             path: path.clone(),

@@ -365,7 +365,7 @@ fn scan_finds_notes_across_piece_boundaries_once() {
         mem[a as usize..a as usize + note.len()].copy_from_slice(&note);
     }
     let raw = synq::source::Raw::new(mem);
-    let d = synq::discover::scan(&raw, &[0..24 * MIB], None);
+    let d = synq::discover::scan(&raw, &[0..24 * MIB], None, &|| {});
     let found: Vec<u64> = d.candidates.iter().map(|c| c.paddr).collect();
     assert_eq!(found, at);
     assert_eq!(d.scanned, 24 * MIB);
@@ -376,7 +376,7 @@ fn scan_finds_notes_across_piece_boundaries_once() {
             .all(|c| c.text.starts_with("OSRELEASE=1.2.3\n"))
     );
     // Past the end of the memory: every page fails, none is read twice, nothing is found.
-    let d = synq::discover::scan(&raw, &[24 * MIB..26 * MIB], None);
+    let d = synq::discover::scan(&raw, &[24 * MIB..26 * MIB], None, &|| {});
     assert_eq!(d.unreadable_pages, 512);
     assert!(d.candidates.is_empty());
 }

@@ -474,6 +474,13 @@ impl<D: AsRef<[u8]>> Lime<D> {
     /// Indexes the snapshot `data` (a LiME or AVML file, usually memory-mapped) in one pass over its record
     /// headers. Fails only when the first record header is unusable; every later problem is a warning.
     pub fn parse(data: D) -> Result<Self, HeaderError> {
+        Self::parse_with(data, |_, _| {})
+    }
+
+    /// [`Lime::parse`], calling `progress(data, pos)` after each record with the file offset reached, so a
+    /// caller can let go of what it has passed (the mapped pages of a large file: walking an AVML stream's
+    /// chunk headers touches every page of it).
+    pub fn parse_with(data: D, mut progress: impl FnMut(&D, u64)) -> Result<Self, HeaderError> {
         let file = data.as_ref();
         let file_len = file.len() as u64;
         let first = header_at(file, 0).ok_or_else(|| HeaderError {
@@ -519,6 +526,7 @@ impl<D: AsRef<[u8]>> Lime<D> {
                 break;
             }
             pos = next;
+            progress(&data, pos);
         }
         let Index {
             records,

@@ -199,6 +199,8 @@ pub struct Image {
     path: PathBuf,
     /// Kept open (read-only) for the life of the mapping.
     _file: File,
+    /// The file's mapping (address, length), owned by `reader`: for [`Image::release_pages`].
+    mapping: (usize, usize),
     reader: Box<dyn PhysSource>,
     /// For a flattened file: data records indexed, and whether the end marker was there.
     flattened: Option<(u64, bool)>,
@@ -243,6 +245,7 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
     // fault (SIGBUS), which no mmap reader can prevent; a concurrent writer can change bytes under us, which
     // every check here tolerates, since each value is validated where it is used.
     let map = unsafe { Mmap::map(&file) }.map_err(|err| DumpError::Map { path: p(), err })?;
+    let mapping = (map.as_ptr() as usize, map.len());
 
     let head = map.get(..32).unwrap_or_default().to_vec();
     let mut warnings = Vec::new();
@@ -251,6 +254,7 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
         return Ok(Image {
             path: p(),
             _file: file,
+            mapping,
             reader: Box::new(reader),
             flattened: None,
             warnings,
@@ -261,15 +265,19 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
             Some(LimeFormat::Avml) => "AVML snapshot",
             _ => "LiME snapshot",
         };
-        let reader = Lime::parse(map).map_err(|err| DumpError::Format {
-            path: p(),
-            format: name,
-            err,
+        let mut behind = Behind::default();
+        let reader = Lime::parse_with(map, |m, pos| behind.release(m, pos)).map_err(|err| {
+            DumpError::Format {
+                path: p(),
+                format: name,
+                err,
+            }
         })?;
         warnings.extend(reader.warnings().iter().cloned());
         return Ok(Image {
             path: p(),
             _file: file,
+            mapping,
             reader: Box::new(reader),
             flattened: None,
             warnings,
@@ -318,32 +326,47 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
     Ok(Image {
         path: p(),
         _file: file,
+        mapping,
         reader,
         flattened,
         warnings,
     })
 }
 
-/// Indexes a flattened stream. Indexing reads a record header every few pages of the stream, and the kernel
-/// maps file pages in 64 KiB neighbourhoods around each fault: left alone, the whole stream ends up resident.
-/// Behind the indexing front, let go of the mapped pages every 8 MiB; pages read later fault in again.
+/// Indexes a flattened stream, letting go of the mapped pages behind the indexing front ([`Behind`]).
 fn index_flattened(map: Mmap) -> Result<Flattened<Mmap>, FlatError> {
+    let mut behind = Behind::default();
+    Flattened::index_with(map, |m: &Mmap, pos| behind.release(m, pos))
+}
+
+/// Releases a mapping's pages behind a pass that walks the file front to back (indexing a flattened stream,
+/// or AVML's chunk headers). The pass reads a header every few pages, and the kernel maps file pages in
+/// 64 KiB neighbourhoods around each fault: left alone, the whole file ends up resident. Every 8 MiB, the
+/// pages behind the front are let go; pages read later fault in again.
+#[derive(Default)]
+struct Behind {
+    released: u64,
+}
+
+impl Behind {
     const STEP: u64 = 8 << 20;
-    let mut released = 0u64;
-    Flattened::index_with(map, |m: &Mmap, pos| {
-        let upto = pos & !(STEP - 1);
-        if upto > released {
-            let (Ok(off), Ok(len)) = (usize::try_from(released), usize::try_from(upto - released))
-            else {
+
+    fn release(&mut self, m: &Mmap, pos: u64) {
+        let upto = pos & !(Self::STEP - 1);
+        if upto > self.released {
+            let (Ok(off), Ok(len)) = (
+                usize::try_from(self.released),
+                usize::try_from(upto - self.released),
+            ) else {
                 return;
             };
             // SAFETY: DONTNEED on a read-only mapping of a file drops page-table entries only; the file's
             // bytes are unchanged and are read again from the page cache on the next access.
             let _ =
                 unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len) };
-            released = upto;
+            self.released = upto;
         }
-    })
+    }
 }
 
 fn show_magic(bytes: &[u8], flattened: bool) -> String {
@@ -418,6 +441,20 @@ impl Image {
     /// still readable, and the reads they affect fail one by one.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Lets go of the file's pages mapped so far. A pass over the whole file (the scan for VMCOREINFO)
+    /// would otherwise leave all of it resident: a 2 GiB snapshot would count 2 GiB towards the process's
+    /// memory. Pages read later fault in again from the page cache.
+    pub fn release_pages(&self) {
+        let (addr, len) = self.mapping;
+        if len == 0 {
+            return;
+        }
+        // SAFETY: `addr..addr + len` is the read-only mapping of the file made in `open_with`, which
+        // `self.reader` owns and keeps mapped for as long as `self` lives. MADV_DONTNEED on a file mapping
+        // drops page-table entries only; the file's bytes are unchanged and are read again on the next access.
+        let _ = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) };
     }
 }
 
