@@ -382,6 +382,22 @@ load_virtio() {
 
 uptime_s() { awk '{ print $1 }' /proc/uptime; }
 
+# Samples /proc/meminfo's Buffers (the block devices' page cache) 4 times a
+# second into $1 (max_kB=, samples= lines) until $2 exists (bounded). After the
+# fact Buffers says nothing: the last close of a block device drops its page
+# cache; while a buffered writer runs, it grows with the image.
+buffers_watch() {
+  max=0
+  n=0
+  while [ ! -e "$2" ] && [ $n -lt $((SNAPSHOT_TIMEOUT * 8)) ]; do
+    b=$(awk '/^Buffers:/ { print $2 }' /proc/meminfo)
+    [ "$b" -le "$max" ] || max=$b
+    n=$((n + 1))
+    printf 'max_kB=%s\nsamples=%s\n' "$max" "$n" >"$1"
+    sleep 0.25
+  done
+}
+
 # The ground truth's canonical state, read again now, into $1; $2 gets
 # "same" or "CHANGED".
 state_now() {
@@ -392,7 +408,7 @@ state_now() {
 
 # One snapshot onto the disk whose serial is its name, into $P/NAME/:
 # bytes, seconds, copy.out (synq-snapcopy's report), tool.{out,rc},
-# meminfo-{before,after}, state-after + verdict; or error, or unavailable
+# meminfo-{before,after}, buffers-peak, state-after + verdict; or error, or unavailable
 # (LiME not built for this kernel: the reason fetch-tools.sh recorded).
 take_snapshot() {
   name=$1
@@ -418,6 +434,9 @@ take_snapshot() {
   mkfifo "$fifo" || fail "mkfifo $fifo"
   echo "$dev" >"$D/device"
   grep -E '^(MemTotal|MemFree|Buffers|Cached|Dirty):' /proc/meminfo >"$D/meminfo-before"
+  rm -f "$fifo.done"
+  buffers_watch "$D/buffers-peak" "$fifo.done" &
+  wpid=$!
   t0=$(uptime_s)
   synq-snapcopy "$fifo" "$dev" >"$D/copy.out" 2>"$D/copy.err" &
   cpid=$!
@@ -440,6 +459,8 @@ take_snapshot() {
   wait $cpid || crc=$?
   echo $crc >"$D/copy.rc"
   t1=$(uptime_s)
+  touch "$fifo.done"
+  wait $wpid
   case $name in
     lime | lime-padded)
       # LiME stays loaded after its init; unload it so that the next run loads it afresh.
@@ -448,7 +469,7 @@ take_snapshot() {
   esac
   state_now "$D/state-after" "$D/verdict"
   grep -E '^(MemTotal|MemFree|Buffers|Cached|Dirty):' /proc/meminfo >"$D/meminfo-after"
-  rm -f "$fifo"
+  rm -f "$fifo" "$fifo.done"
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }' >"$D/seconds"
   if [ $rc -ne 0 ]; then
     echo "the writer exited $rc: $(tail -n 3 "$D/tool.out" | tr '\n' ' ')" >>"$D/error"

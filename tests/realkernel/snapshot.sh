@@ -74,6 +74,7 @@ failed=0
 failed_ids=()
 timings=()
 unavailable_notes=()
+all_unavailable=()
 
 # snapshot_entry ID: one kernel, start to end. Returns non-zero on any failure (already reported).
 snapshot_entry() {
@@ -189,8 +190,12 @@ snapshot_entry() {
     # The selftest judges planted defects in copies of the recorded run (synq's outputs synthesized from the
     # ground truth when the real synq could not read the snapshot): it tests the judgement, not synq.
     if ! python3 "$REALKERNEL_DIR/check_snapshot.py" --selftest "$out" "$snap" >>"$c" 2>&1; then
-      tail -n 3 "$c"
-      rk_log "snapshot-$id: FAIL: $k: check_snapshot.py --selftest: the judgement missed planted defects"
+      tail -n 1 "$c" | cut -c 1-600
+      if tail -n 1 "$c" | grep -q 'does not pass to begin with'; then
+        rk_log "snapshot-$id: FAIL: $k: check_snapshot.py --selftest could not run: the recorded run fails beyond synq (above)"
+      else
+        rk_log "snapshot-$id: FAIL: $k: check_snapshot.py --selftest: the judgement missed planted defects"
+      fi
       ok=1
     else
       grep -E '^selftest:' "$c"
@@ -211,6 +216,7 @@ for id in "${ids[@]}"; do
   if snapshot_entry "$id"; then
     passed=$((passed + 1))
     if [[ ${#unavailable_notes[@]} -gt 0 ]]; then
+      all_unavailable+=("${unavailable_notes[@]}")
       rk_log "snapshot-$id: PASS in $((SECONDS - t1))s for the snapshots it has; UNAVAILABLE, not passed: ${unavailable_notes[*]}"
     else
       rk_log "snapshot-$id: PASS in $((SECONDS - t1))s"
@@ -247,6 +253,9 @@ done
   printf '%s\n' "${timings[@]}"
 } | tee "$REPO_ROOT/target/realkernel/snapshot-timings.txt"
 rk_log "total $((SECONDS - t0))s"
+if [[ ${#all_unavailable[@]} -gt 0 ]]; then
+  echo "realkernel snapshots: UNAVAILABLE, neither passed nor failed: $(printf '[%s] ' "${all_unavailable[@]}")"
+fi
 echo "realkernel snapshots: $passed passed, $failed failed"
 if [[ $failed -gt 0 ]]; then
   echo "realkernel snapshots: FAILED: ${failed_ids[*]}" >&2
