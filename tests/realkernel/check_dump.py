@@ -327,7 +327,12 @@ def record(outdir, dump):
         write(os.path.join(rd, "vmcoreinfo.txt"), vmcoreinfo if vmcoreinfo.endswith("\n") else vmcoreinfo + "\n")
 
     side = []
-    if "SYMBOL(kallsyms_names)" not in vmcoreinfo_dict(vmcoreinfo):
+    policy_vi = vmcoreinfo_dict(vmcoreinfo)
+    if read_kv(os.path.join(outdir, "host.txt")).get("vmcoreinfo_device") == "no":
+        # No VMCOREINFO in such a dump: the guest's own (its kcore copy) says whether its kallsyms tables are
+        # named there, i.e. whether synq can do without side files once it has found the kernel.
+        policy_vi = vmcoreinfo_dict(check.read_text(os.path.join(results, "vmcoreinfo-kcore")))
+    if "SYMBOL(kallsyms_names)" not in policy_vi:
         side = ["--btf", os.path.join(results, "side", "btf"), "--kallsyms", os.path.join(results, "side", "kallsyms")]
     write(os.path.join(rd, "fingerprint.before"), json.dumps(fingerprint(dump), indent=1) + "\n")
     for name, extra in (("synq-json", ["--json"]), ("synq-total", ["--total"])):
@@ -472,6 +477,18 @@ def check_dump_facts(results, rd, release, facts, fails, where, host):
         fails.add(w, f"dump not readable by this checker: {facts.get('error', fmt)}")
         return {}
     text = check.read_text(os.path.join(rd, "vmcoreinfo.txt"))
+    if host.get("vmcoreinfo_device") == "no":
+        # Booted without -device vmcoreinfo (dump.sh's SYNQ_NOVMCI_KERNELS): the dump must carry no VMCOREINFO
+        # (synq has to find the kernel by scanning); what is checked of the guest's own VMCOREINFO is its kcore
+        # copy, which also decides the side files.
+        if text:
+            fails.add(w, "the dump carries VMCOREINFO though the guest was booted without -device vmcoreinfo")
+            return {}
+        vi = vmcoreinfo_dict(check.read_text(os.path.join(results, "vmcoreinfo-kcore")))
+        print(f"info: {where}: no VMCOREINFO in the dump, as booted (no -device vmcoreinfo): synq must find the "
+              f"kernel by scanning; ELF: {facts.get('elf_pt_load')} PT_LOADs, notes {facts.get('elf_notes')}")
+        check_vmcoreinfo_facts(results, vi, release, fails, w, where, host, "guest's kcore copy")
+        return vi
     if not text:
         fails.add(w, "the dump carries no VMCOREINFO (was -device vmcoreinfo given and qemu_fw_cfg loaded?)")
         return {}
@@ -758,6 +775,11 @@ def selftest_cases(outdir, rd):
     la57 = "+la57" in host.get("cpu", "")
     mptcp = (check.read_text(os.path.join(outdir, "results", "mptcp", "sysctl")) or "").strip() not in ("", "absent")
     j = f"{r}/synq-json.out"
+    novmci = host.get("vmcoreinfo_device") == "no"
+    # Booted without -device vmcoreinfo: the dump has none; the guest's kcore copy stands in for it.
+    vfile = "results/vmcoreinfo-kcore" if novmci else f"{r}/vmcoreinfo.txt"
+    if novmci:
+        vi = vmcoreinfo_dict(check.read_text(os.path.join(outdir, vfile)))
     cases = {
         "syn_queue +1 on one key": (j, _json_plant(check._bump_syn), "per key"),
         "accept entry moved between keys": (j, _json_plant(check._move_acc), "per key"),
@@ -771,27 +793,33 @@ def selftest_cases(outdir, rd):
         "exit code 2 (partial)": (f"{r}/synq-json.rc", check._write("2\n"), "exit 2"),
         "dump bytes changed": (f"{r}/fingerprint.after", _json_plant(_fp_hash), "read-only"),
         "dump mtime changed": (f"{r}/fingerprint.after", _json_plant(_fp_mtime), "read-only"),
-        "OSRELEASE of another kernel": (f"{r}/vmcoreinfo.txt", _set_line("OSRELEASE", "0.0.0-selftest"), "OSRELEASE"),
-        "KERNELOFFSET of another boot": (f"{r}/vmcoreinfo.txt",
+        "OSRELEASE of another kernel": (vfile, _set_line("OSRELEASE", "0.0.0-selftest"), "OSRELEASE"),
+        "KERNELOFFSET of another boot": (vfile,
                                          _set_line("KERNELOFFSET", "%x" % (int(vi.get("KERNELOFFSET", "0"), 16) + 0x200000)),
                                          "KERNELOFFSET"),
         "no VMCOREINFO in the dump": (f"{r}/vmcoreinfo.txt", check._write(""), "VMCOREINFO"),
+        "VMCOREINFO in a dump booted without -device vmcoreinfo": (
+            f"{r}/vmcoreinfo.txt", check._write("OSRELEASE=x\n"), "without -device vmcoreinfo"),
         "state moved around the dumps": ("host.txt", _set_line("state_stable", "no"), "state watch"),
         "fixture EXPECT differs from /proc": ("results/basic/ns1/expect", _edit(_bump_expect), "scenario as built"),
         "kallsyms side file without addresses": ("results/side/kallsyms", check._write("0000000000000000 T _stext\n"),
                                                  "side files"),
     }
+    if novmci:
+        del cases["no VMCOREINFO in the dump"]
+    else:
+        del cases["VMCOREINFO in a dump booted without -device vmcoreinfo"]
     if la57:
-        cases["pgtable_l5_enabled=0 on a +la57 boot"] = (f"{r}/vmcoreinfo.txt", _set_line("NUMBER(pgtable_l5_enabled)", "0"),
+        cases["pgtable_l5_enabled=0 on a +la57 boot"] = (vfile, _set_line("NUMBER(pgtable_l5_enabled)", "0"),
                                                          "pgtable_l5_enabled")
         cases["no la57 in the guest's cpuinfo on a +la57 boot"] = ("results/cpu-la57", check._write("no\n"), "la57")
     else:
-        cases["pgtable_l5_enabled=1 on a -la57 boot"] = (f"{r}/vmcoreinfo.txt", _set_line("NUMBER(pgtable_l5_enabled)", "1"),
+        cases["pgtable_l5_enabled=1 on a -la57 boot"] = (vfile, _set_line("NUMBER(pgtable_l5_enabled)", "1"),
                                                          "pgtable_l5_enabled")
     if "SYMBOL(kallsyms_names)" in vi:
         cases["side file given to a self-describing dump"] = (f"{r}/synq-json.argv", _add_side_file, "side files")
         cases["kallsyms tables missing from VMCOREINFO of a 6.x dump"] = (
-            f"{r}/vmcoreinfo.txt", _set_line("SYMBOL(kallsyms_names)", None), "kallsyms_names")
+            vfile, _set_line("SYMBOL(kallsyms_names)", None), "kallsyms_names")
     else:
         cases["no --kallsyms for a dump without kallsyms tables"] = (f"{r}/synq-total.argv", _drop_kallsyms_arg,
                                                                     "side files")

@@ -42,7 +42,9 @@
 # SYNQ-DUMP-READY, default 300), SYNQ_DUMP_LA57_KERNELS (kernel ids booted
 # with +la57, default "6.12"), SYNQ_TRANSCODE_KERNELS (kernel ids whose
 # kdump-zlib dump is transcoded, default "6.12"; "" for none), SYNQ_DAMAGE_KERNELS (kernel ids whose
-# dumps get the damaged copies, default "6.12"; "" for none).
+# dumps get the damaged copies, default "6.12"; "" for none), SYNQ_NOVMCI_KERNELS (kernel ids that get one
+# more boot without -device vmcoreinfo, dumped as ELF only, checked as dump-<id>-novmcoreinfo: no VMCOREINFO
+# note in the dump, synq must find the kernel by scanning; default none, e.g. "6.1").
 # Outputs: target/realkernel/dump-<id>/{initramfs.cpio.gz,console.log,qemu.log,
 # qmp.log,results/,host.txt,core-<dump>/,check-<format>.txt,transcode-<variant>.txt,damage.txt}, and
 # target/realkernel/dump-timings.txt. Never skips: a boot failure, a timeout, a
@@ -66,6 +68,7 @@ synq_bin=${SYNQ_BIN:-target/release/synq}
 [[ $synq_bin == /* ]] || synq_bin=$REPO_ROOT/$synq_bin
 transcode_kernels=" ${SYNQ_TRANSCODE_KERNELS-6.12} "
 damage_kernels=" ${SYNQ_DAMAGE_KERNELS-6.12} "
+novmci_kernels=" ${SYNQ_NOVMCI_KERNELS-} "
 # variant name -> kdump_transcode arguments; the input is vmcore.kdump-zlib unless variant_src names another
 variants=(kdump-zlib-plain kdump-lzo kdump-snappy kdump-zstd kdump-lzo-flat)
 declare -A variant_args=(
@@ -154,11 +157,18 @@ failed=0
 failed_ids=()
 timings=()
 
-# dump_entry ID: one kernel, start to end. Returns non-zero on any failure (already reported).
+# dump_entry ID [novmci]: one kernel, start to end. Returns non-zero on any failure (already reported).
+# novmci: the extra boot without -device vmcoreinfo (SYNQ_NOVMCI_KERNELS), dumped as ELF only: the dump then
+# has no VMCOREINFO note and synq must find the kernel by scanning; no variants, damage or --vmlinux.
 dump_entry() {
-  local id=$1
-  out=$REPO_ROOT/target/realkernel/dump-$id
-  local ddir=$dump_root/$id kdir=$KERNEL_CACHE/$id cpu=max,-la57
+  local id=$1 novmci=${2:-} name=dump-$1 vmci=(-device vmcoreinfo) formats=(elf kdump-zlib)
+  if [[ -n $novmci ]]; then
+    name=dump-$id-novmcoreinfo
+    vmci=()
+    formats=(elf)
+  fi
+  out=$REPO_ROOT/target/realkernel/$name
+  local ddir=$dump_root/${name#dump-} kdir=$KERNEL_CACHE/$id cpu=max,-la57
   [[ $la57_kernels != *" $id "* ]] || cpu=max,+la57
   mkdir -p "$out" "$ddir"
   rm -rf "$out/results" "$out"/core-* "$out"/check-*.txt
@@ -168,13 +178,14 @@ dump_entry() {
   {
     echo "kernel_id=$id"
     echo "cpu=$cpu"
+    echo "vmcoreinfo_device=$([[ -n $novmci ]] && echo no || echo yes)"
     echo "qemu=$(qemu-system-x86_64 --version | head -n 1)"
   } >"$h"
 
   local t=$SECONDS
   SYNQ_BIN=$synq_bin "$REALKERNEL_DIR/build-initramfs.sh" "$id" "$out/initramfs.cpio.gz" 2>>"$out/qmp.log" \
-    || { rk_log "dump-$id: building the initramfs failed (see $out/qmp.log)"; return 1; }
-  rk_log "dump-$id: initramfs built in $((SECONDS - t))s"
+    || { rk_log "$name: building the initramfs failed (see $out/qmp.log)"; return 1; }
+  rk_log "$name: initramfs built in $((SECONDS - t))s"
 
   sock_dir=$(mktemp -d "${TMPDIR:-/tmp}/synq-qmp.XXXXXX")
   local tb tr
@@ -184,7 +195,7 @@ dump_entry() {
   timeout -k 10 $((vm_timeout + 300)) qemu-system-x86_64 \
     -accel tcg -m 512 -smp 1 -cpu "$cpu" \
     -display none -vga none -monitor none -no-reboot -nic none \
-    -device vmcoreinfo \
+    "${vmci[@]}" \
     -kernel "$kdir/vmlinuz" -initrd "$out/initramfs.cpio.gz" \
     -append "console=ttyS0 quiet panic=-1 synq.mode=dump" \
     -serial "file:$out/console.log" -serial "file:$out/results.b64" \
@@ -194,13 +205,13 @@ dump_entry() {
   if ! wait_for "$out" "$vm_timeout" "SYNQ-DUMP-READY on the guest console" \
       grep -aqs 'SYNQ-DUMP-READY' "$out/console.log"; then
     # A guest that stopped on a failed step sent its results (status, log) before powering off.
-    [[ -n $qemu_pid ]] || rk_unpack_results "$out" "dump-$id" "$(secs "$tb" "$(now_ms)")" || true
+    [[ -n $qemu_pid ]] || rk_unpack_results "$out" "$name" "$(secs "$tb" "$(now_ms)")" || true
     return 1
   fi
   tr=$(now_ms)
   local boot_s
   boot_s=$(secs "$tb" "$tr")
-  rk_unpack_results "$out" "dump-$id" "$boot_s" || return 1
+  rk_unpack_results "$out" "$name" "$boot_s" || return 1
   wait_for "$out" 30 "SYNQ-DUMP-STATE line (the guest's state watch)" state_after "$out" 0 || return 1
   echo "boot_s=$boot_s" >>"$h"
 
@@ -208,14 +219,14 @@ dump_entry() {
   caps=$(qmp query-dump-guest-memory-capability) || { rk_fail_report "$out" "QMP query-dump-guest-memory-capability failed (see $out/qmp.log)"; return 1; }
   echo "capability=$caps" >>"$h"
   local fmt
-  for fmt in elf kdump-zlib; do
+  for fmt in "${formats[@]}"; do
     grep -q "\"$fmt\"" <<<"$caps" || { rk_fail_report "$out" "QEMU cannot dump as $fmt: $caps"; return 1; }
   done
 
   local s_before s_after
   s_before=$(last_state "$out")
   echo "state_before_dumps=$s_before" >>"$h"
-  for fmt in elf kdump-zlib; do
+  for fmt in "${formats[@]}"; do
     local f=$ddir/vmcore.$fmt ts te q
     ts=$(now_ms)
     if ! qmp dump-guest-memory "{\"paging\": false, \"protocol\": \"file:$f\", \"format\": \"$fmt\"}" >/dev/null; then
@@ -234,7 +245,7 @@ dump_entry() {
       echo "dump_${fmt}_bytes=$(stat -c %s "$f")"
       echo "dump_${fmt}_query=$q"
     } >>"$h"
-    rk_log "dump-$id: $fmt dump in $(secs "$ts" "$te")s, $(stat -c %s "$f") bytes ($f)"
+    rk_log "$name: $fmt dump in $(secs "$ts" "$te")s, $(stat -c %s "$f") bytes ($f)"
   done
   # The ground truth was taken before the dumps: the guest compares its live state with it once a second;
   # a line after the dumps must still say "same" and none may say CHANGED.
@@ -265,22 +276,23 @@ dump_entry() {
   cleanup
 
   local ok=0 tc
-  for fmt in elf kdump-zlib; do
+  for fmt in "${formats[@]}"; do
     local f=$ddir/vmcore.$fmt c=$out/check-$fmt.txt
     tc=$(now_ms)
     if ! python3 "$REALKERNEL_DIR/check_dump.py" "$out" "$f" >"$c" 2>&1; then
       cat "$c"
-      rk_log "dump-$id: FAIL: $fmt: synq --core disagrees with the ground truth, or a check of the dump failed (details above, and in $c)"
+      rk_log "$name: FAIL: $fmt: synq --core disagrees with the ground truth, or a check of the dump failed (details above, and in $c)"
       ok=1
     elif ! python3 "$REALKERNEL_DIR/check_dump.py" --selftest "$out" "$f" >>"$c" 2>&1; then
       tail -n 5 "$c"
-      rk_log "dump-$id: FAIL: $fmt: check_dump.py did not catch planted defects (the comparison is broken)"
+      rk_log "$name: FAIL: $fmt: check_dump.py did not catch planted defects (the comparison is broken)"
       ok=1
     else
       grep -E '^(info|check|selftest):' "$c"
     fi
     echo "check_${fmt}_s=$(secs "$tc" "$(now_ms)")" >>"$h"
   done
+  [[ -z $novmci ]] || return $ok
   [[ $transcode_kernels != *" $id "* ]] || check_variants "$id" || ok=1
   [[ $damage_kernels != *" $id "* ]] || check_damage "$id" || ok=1
   [[ $id != "${SYNQ_VMLINUX_KERNEL:-6.1}" ]] || check_vmlinux "$id" || ok=1
@@ -366,28 +378,35 @@ check_variants() {
   return $ok
 }
 
-for id in "${ids[@]}"; do
+# Entries: each kernel, then the boots without -device vmcoreinfo (SYNQ_NOVMCI_KERNELS, default none).
+entries=("${ids[@]}")
+for id in "${ids[@]}"; do [[ $novmci_kernels != *" $id "* ]] || entries+=("$id:novmci"); done
+for entry in "${entries[@]}"; do
+  id=${entry%%:*}
+  mode=
+  [[ $entry != *:novmci ]] || mode=novmci
+  name=dump-$id${mode:+-novmcoreinfo}
   t1=$SECONDS
   out=
-  if dump_entry "$id"; then
+  if dump_entry "$id" $mode; then
     passed=$((passed + 1))
-    rk_log "dump-$id: PASS in $((SECONDS - t1))s"
+    rk_log "$name: PASS in $((SECONDS - t1))s"
   else
     failed=$((failed + 1))
-    failed_ids+=("dump-$id")
-    rk_log "dump-$id: FAIL after $((SECONDS - t1))s"
+    failed_ids+=("$name")
+    rk_log "$name: FAIL after $((SECONDS - t1))s"
   fi
   cleanup
-  h=$REPO_ROOT/target/realkernel/dump-$id/host.txt
+  h=$REPO_ROOT/target/realkernel/$name/host.txt
   v() { sed -n "s/^$1=//p" "$h" 2>/dev/null | tail -n 1; }
-  timings+=("$(printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s %8s %7s' "$id" "$(v cpu)" "$(v boot_s)" \
+  timings+=("$(printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s %8s %7s' "$id${mode:+-nv}" "$(v cpu)" "$(v boot_s)" \
     "$(v dump_elf_s)" "$(v dump_elf_bytes)" "$(v dump_kdump-zlib_s)" "$(v dump_kdump-zlib_bytes)" \
     "$(v check_elf_s)" "$(v check_kdump-zlib_s)" "$(v variants_ok || true)" "$(v damage_ok || true)")")
   if [[ ${SYNQ_KEEP_DUMPS:-0} == 1 ]]; then
-    rk_log "dump-$id: dumps kept in $dump_root/$id (SYNQ_KEEP_DUMPS=1)"
+    rk_log "$name: dumps kept in $dump_root/${name#dump-} (SYNQ_KEEP_DUMPS=1)"
   else
-    rm -f "$dump_root/$id"/vmcore.*
-    rmdir "$dump_root/$id" 2>/dev/null || true
+    rm -f "$dump_root/${name#dump-}"/vmcore.*
+    rmdir "$dump_root/${name#dump-}" 2>/dev/null || true
   fi
 done
 
