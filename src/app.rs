@@ -94,6 +94,12 @@ impl Timer {
         }
     }
 
+    fn note(&self, text: &str) {
+        if self.on {
+            eprintln!("synq timing: {text}");
+        }
+    }
+
     fn phase(&mut self, name: &str) {
         if self.on {
             let now = Instant::now();
@@ -176,7 +182,16 @@ fn layout(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
 fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
     let mut timer = Timer::new();
     // The target first: "not root" and lockdown are the answers people need most, before anything else fails.
-    session.target()?;
+    let target = session.target()?;
+    if let Some(VmcoreinfoOrigin::Scan(d)) = target.vmcoreinfo_origin() {
+        timer.note(&format!(
+            "the target's time includes the VMCOREINFO scan: {:.2} ms over {} MiB, {:.2} ms validating {} candidates",
+            d.scan_time.as_secs_f64() * 1e3,
+            d.scanned >> 20,
+            d.validate_time.as_secs_f64() * 1e3,
+            d.found()
+        ));
+    }
     timer.phase("target");
     session.hashinfo()?;
     timer.phase("symbols");

@@ -68,6 +68,9 @@ pub struct Discovery {
     /// Bytes of physical memory scanned, and pages that could not be read.
     pub scanned: u64,
     pub unreadable_pages: u64,
+    /// Time spent scanning, and validating the candidates.
+    pub scan_time: std::time::Duration,
+    pub validate_time: std::time::Duration,
 }
 
 impl Discovery {
@@ -91,6 +94,7 @@ pub fn scan(
     machine: Option<&Machine>,
     release: &dyn Fn(),
 ) -> Discovery {
+    let started = std::time::Instant::now();
     let mut d = Discovery::default();
     let finder = memmem::Finder::new(PATTERN);
     let overlap = PATTERN.len() as u64 - 1;
@@ -124,7 +128,9 @@ pub fn scan(
             release();
         }
     }
+    d.scan_time = started.elapsed();
     choose(phys, &mut d, machine);
+    d.validate_time = started.elapsed().saturating_sub(d.scan_time);
     d
 }
 
