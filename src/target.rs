@@ -159,9 +159,13 @@ impl Target {
                         image.release_pages()
                     });
                     let Some(c) = d.chosen() else {
+                        let mut summary = not_found_summary(&d, image.format().kind.is_snapshot());
+                        if let Some(w) = image.warnings().first() {
+                            summary.push_str(&format!("; and the file is damaged: {w}"));
+                        }
                         return Err(TargetError::NotFound {
                             path: path.clone(),
-                            summary: not_found_summary(&d, image.format().kind.is_snapshot()),
+                            summary,
                         });
                     };
                     (c.text.clone(), VmcoreinfoOrigin::Scan(d))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test synq has, in the order a failure is cheapest to find: format, lints, unit, layout-oracle,
 # synthetic-image and error tests, then the real kernels (5.10, 6.1, 6.12 under QEMU TCG): crash dumps of
-# them read on the host, and synq live inside them.
+# them read on the host (also one made without VMCOREINFO), memory snapshots they take of themselves (AVML,
+# LiME) read on the host, and synq live inside them.
 # Needs root on a Debian 12 machine (it installs QEMU and fetches Debian kernels). This is what .ci/run runs
 # and what the README gives as the test command.
 set -euo pipefail
@@ -15,10 +16,12 @@ step "cargo clippy --all-targets"
 cargo clippy --all-targets --quiet -- -D warnings
 step "cargo build --release"
 cargo build --release --quiet
-step "cargo test (unit, layouts vs layouts.json, synthetic images, errors)"
+step "cargo test (unit, layouts vs layouts.json, synthetic images, dumps and snapshots, errors)"
 cargo test --quiet --lib --bins --tests
-step "crash dumps of real kernels (QMP, ELF and kdump-zlib): synq --core against the guest's ground truth"
+step "crash dumps of real kernels (QMP, ELF and kdump-zlib; 6.1 also without VMCOREINFO): synq --core against the guest's ground truth"
 tests/realkernel/dump.sh all
+step "memory snapshots the real kernels take of themselves (AVML plain and compressed, LiME lime and padded): synq --core against the guest's ground truth"
+tests/realkernel/snapshot.sh all
 step "real kernels under QEMU: ground truth from the guest's /proc/net/tcp{,6}"
 # Its last line, "realkernel: N passed, M failed", closes the run.
 tests/realkernel/run.sh all

@@ -337,6 +337,11 @@ def record(outdir, dump):
     write(os.path.join(rd, "fingerprint.before"), json.dumps(fingerprint(dump), indent=1) + "\n")
     for name, extra in (("synq-json", ["--json"]), ("synq-total", ["--total"])):
         run_recorded(rd, name, [synq_bin(), "--core", os.path.abspath(dump)] + extra + side)
+    # `synq layout --core`: the dump's own BTF (or the side BTF for 5.10), compared with the layout of the
+    # guest's /sys/kernel/btf/vmlinux copy, which synq reads as a plain file (no dump involved).
+    run_recorded(rd, "synq-layout", [synq_bin(), "layout", "--json", "--core", os.path.abspath(dump)] + side)
+    run_recorded(rd, "synq-layout-btf",
+                 [synq_bin(), "layout", "--json", "--btf", os.path.join(results, "side", "btf")])
     write(os.path.join(rd, "fingerprint.after"), json.dumps(fingerprint(dump), indent=1) + "\n")
     return rd
 
@@ -420,7 +425,38 @@ def judge(outdir, rd):
     summary = None
     if truth is not None:
         summary = check_synq(results, rd, truth, young, release, fails, where)
+    check_layout(rd, fails, where)
     return fails, summary, release
+
+
+def check_layout(rd, fails, where):
+    """`synq layout --core DUMP --json` must come from the dump's own BTF (__start_BTF..__stop_BTF) when no
+    side BTF is given, and give exactly the offsets of the guest's BTF file read on its own."""
+    w = f"{where} layout --core"
+    rc = (check.read_text(os.path.join(rd, "synq-layout.rc")) or "").strip()
+    rc_btf = (check.read_text(os.path.join(rd, "synq-layout-btf.rc")) or "").strip()
+    if rc != "0" or rc_btf != "0":
+        fails.add(w, f"exit {rc} (layout --core) and {rc_btf} (layout --btf side/btf), want 0 and 0: "
+                  f"{(check.read_text(os.path.join(rd, 'synq-layout.err')) or '').strip()[:300]}")
+        return
+    try:
+        got = json.loads(check.read_text(os.path.join(rd, "synq-layout.out")) or "")
+        want = json.loads(check.read_text(os.path.join(rd, "synq-layout-btf.out")) or "")
+    except ValueError as e:
+        fails.add(w, f"output is not JSON: {e}")
+        return
+    argv = json.loads(check.read_text(os.path.join(rd, "synq-layout.argv")) or "[]")
+    btf = str(got.get("btf", ""))
+    if "--btf" not in argv and "(__start_BTF..__stop_BTF)" not in btf:
+        fails.add(w, f"the layout came from {btf!r}, not from the dump's own BTF (__start_BTF..__stop_BTF)")
+    if got.get("warnings") != []:
+        fails.add(w, f"warnings {got.get('warnings')!r} on an intact dump")
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("btf", "warnings")}
+    if strip(got) != strip(want):
+        diff = sorted(k for k in set(got) | set(want) if k not in ("btf", "warnings") and got.get(k) != want.get(k))
+        fails.add(w, f"differs from the layout of the guest's BTF file on {diff[:5]}")
+    else:
+        print(f"info: {w}: {len(strip(got))} layout fields equal the guest's BTF file's; BTF from {btf}")
 
 
 def ns_dirs_of(results):
@@ -739,6 +775,15 @@ def _release(doc):
     doc["kernel"]["release"] = "0.0.0-selftest"
 
 
+def _bump_layout(doc):
+    k = next(k for k, v in sorted(doc.items()) if isinstance(v, int) and not isinstance(v, bool))
+    doc[k] += 8
+
+
+def _host_btf(doc):
+    doc["btf"] = "/sys/kernel/btf/vmlinux"
+
+
 def _fp_hash(doc):
     doc["hash"] = "0" * 64
 
@@ -804,6 +849,8 @@ def selftest_cases(outdir, rd):
         "fixture EXPECT differs from /proc": ("results/basic/ns1/expect", _edit(_bump_expect), "scenario as built"),
         "kallsyms side file without addresses": ("results/side/kallsyms", check._write("0000000000000000 T _stext\n"),
                                                  "side files"),
+        "layout --core off by one field": (f"{r}/synq-layout.out", _json_plant(_bump_layout), "layout --core"),
+        "layout --core from the host's BTF": (f"{r}/synq-layout.out", _json_plant(_host_btf), "layout --core"),
     }
     if novmci:
         del cases["no VMCOREINFO in the dump"]
@@ -1058,7 +1105,10 @@ def damage(outdir, kdump, elf):
                     check.compare_groups("/proc", truth, "synq", got, f, "damage")
                     if doc.get("kernel", {}).get("release") != release:
                         f.add("damage", f"kernel.release {doc.get('kernel', {}).get('release')!r}")
-                if rc == 0 and (ws or f.items):
+                if rc == 0 and kind == "cut":
+                    # A cut file lacks part of what its headers promise: never a complete answer.
+                    problem = "a truncated dump reported as complete (exit 0, no warning)"
+                elif rc == 0 and (ws or f.items):
                     problem = ("exit 0 with warnings" if ws else
                                "exit 0 but the result differs from the ground truth: " + f.items[0][:300])
                 elif rc == 2 and not ws:

@@ -44,7 +44,7 @@
 # kdump-zlib dump is transcoded, default "6.12"; "" for none), SYNQ_DAMAGE_KERNELS (kernel ids whose
 # dumps get the damaged copies, default "6.12"; "" for none), SYNQ_NOVMCI_KERNELS (kernel ids that get one
 # more boot without -device vmcoreinfo, dumped as ELF only, checked as dump-<id>-novmcoreinfo: no VMCOREINFO
-# note in the dump, synq must find the kernel by scanning; default none, e.g. "6.1").
+# note in the dump, synq must find the kernel by scanning; default "6.1"; "" for none).
 # Outputs: target/realkernel/dump-<id>/{initramfs.cpio.gz,console.log,qemu.log,
 # qmp.log,results/,host.txt,core-<dump>/,check-<format>.txt,transcode-<variant>.txt,damage.txt}, and
 # target/realkernel/dump-timings.txt. Never skips: a boot failure, a timeout, a
@@ -68,7 +68,7 @@ synq_bin=${SYNQ_BIN:-target/release/synq}
 [[ $synq_bin == /* ]] || synq_bin=$REPO_ROOT/$synq_bin
 transcode_kernels=" ${SYNQ_TRANSCODE_KERNELS-6.12} "
 damage_kernels=" ${SYNQ_DAMAGE_KERNELS-6.12} "
-novmci_kernels=" ${SYNQ_NOVMCI_KERNELS-} "
+novmci_kernels=" ${SYNQ_NOVMCI_KERNELS-6.1} "
 # variant name -> kdump_transcode arguments; the input is vmcore.kdump-zlib unless variant_src names another
 variants=(kdump-zlib-plain kdump-lzo kdump-snappy kdump-zstd kdump-lzo-flat)
 declare -A variant_args=(
@@ -378,7 +378,7 @@ check_variants() {
   return $ok
 }
 
-# Entries: each kernel, then the boots without -device vmcoreinfo (SYNQ_NOVMCI_KERNELS, default none).
+# Entries: each kernel, then the boots without -device vmcoreinfo (SYNQ_NOVMCI_KERNELS, default 6.1).
 entries=("${ids[@]}")
 for id in "${ids[@]}"; do [[ $novmci_kernels != *" $id "* ]] || entries+=("$id:novmci"); done
 for entry in "${entries[@]}"; do

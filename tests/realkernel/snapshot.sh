@@ -20,7 +20,8 @@
 # Env: SYNQ_BIN (default target/release/synq), SYNQ_KERNEL_CACHE, SYNQ_TOOLS_CACHE, SYNQ_SNAPSHOT_DIR,
 # SYNQ_KEEP_SNAPSHOTS, SYNQ_VM_TIMEOUT (wall seconds per guest, default 600), SYNQ_SNAPSHOT_LA57_KERNELS
 # (kernels booted with -cpu max,+la57, i.e. 5-level paging; default 6.12; the others get max,-la57),
-# SYNQ_SNAPSHOT_DISK_MB (size of each sparse disk, default 1024).
+# SYNQ_SNAPSHOT_MEM_MB (guest memory, default 512; bench/snapshot-bench.sh also uses 2048),
+# SYNQ_SNAPSHOT_DISK_MB (size of each sparse disk, default the guest memory + 512).
 # Outputs: target/realkernel/snapshot-<id>/ (console.log, qemu.log, results/, host.txt, core-snapshot.<kind>/,
 # check-<kind>.txt), target/realkernel/snapshot-timings.txt.
 # A kernel passes only if every snapshot it has passes. Where fetch-tools.sh recorded that LiME cannot be built
@@ -43,7 +44,8 @@ snap_root=${SYNQ_SNAPSHOT_DIR:-/tmp/synq-snapshots}
 tools_cache=${SYNQ_TOOLS_CACHE:-/var/cache/synq-tools}
 la57_kernels=" ${SYNQ_SNAPSHOT_LA57_KERNELS:-6.12} "
 vm_timeout=${SYNQ_VM_TIMEOUT:-600}
-disk_mb=${SYNQ_SNAPSHOT_DISK_MB:-1024}
+mem_mb=${SYNQ_SNAPSHOT_MEM_MB:-512}
+disk_mb=${SYNQ_SNAPSHOT_DISK_MB:-$((mem_mb + 512))}
 synq_bin=${SYNQ_BIN:-target/release/synq}
 [[ $synq_bin == /* ]] || synq_bin=$REPO_ROOT/$synq_bin
 kinds=(avml-lime avml-compressed lime lime-padded)
@@ -118,7 +120,7 @@ snapshot_entry() {
   tb=$(now_ms)
   # As rk_boot (lib.sh), plus the disks; the guest powers off when it is done (or on a failed step).
   timeout -k 10 "$vm_timeout" qemu-system-x86_64 \
-    -accel tcg -m 512 -smp 1 -cpu "$cpu" \
+    -accel tcg -m "$mem_mb" -smp 1 -cpu "$cpu" \
     -display none -vga none -monitor none -no-reboot -nic none \
     -device vmcoreinfo "${drives[@]}" \
     -kernel "$kdir/vmlinuz" -initrd "$out/initramfs.cpio.gz" \
