@@ -5,9 +5,10 @@
 use std::io::Write;
 use std::time::Instant;
 
+use crate::discover::Discovery;
 use crate::report::Report;
 use crate::session::{Error, Session, SideFiles};
-use crate::target::{Spec, Target, VmcoreinfoOrigin};
+use crate::target::{Spec, Target, TargetError, VmcoreinfoOrigin};
 use crate::vmcoreinfo::VmcoreInfo;
 
 /// Which command.
@@ -289,24 +290,29 @@ impl Facts {
             }
             Some(VmcoreinfoOrigin::Scan(d)) => {
                 self.put("vmcoreinfo_source", "found by scanning physical memory");
-                if let Some(c) = d.chosen() {
-                    self.put("vmcoreinfo_paddr", format!("{:#x}", c.paddr));
-                }
-                self.put("vmcoreinfo_candidates", d.found());
-                let rejected: Vec<String> = d
-                    .candidates
-                    .iter()
-                    .filter_map(|c| Some(format!("{:#x}: {}", c.paddr, c.rejected.as_ref()?)))
-                    .collect();
-                self.put("vmcoreinfo_rejected", rejected);
-                self.put("scanned_bytes", d.scanned);
-                self.put("unreadable_pages", d.unreadable_pages);
+                self.scan(d);
             }
         }
         if let Some(arch) = t.translation() {
             self.put("machine", arch.machine().to_string());
         }
     }
+    /// What a VMCOREINFO scan saw: the chosen note, the candidates and why the others were not used.
+    fn scan(&mut self, d: &Discovery) {
+        if let Some(c) = d.chosen() {
+            self.put("vmcoreinfo_paddr", format!("{:#x}", c.paddr));
+        }
+        self.put("vmcoreinfo_candidates", d.found());
+        let rejected: Vec<String> = d
+            .candidates
+            .iter()
+            .filter_map(|c| Some(format!("{:#x}: {}", c.paddr, c.rejected.as_ref()?)))
+            .collect();
+        self.put("vmcoreinfo_rejected", rejected);
+        self.put("scanned_bytes", d.scanned);
+        self.put("unreadable_pages", d.unreadable_pages);
+    }
+
     fn render(&self, json: bool) -> String {
         if json {
             let map: serde_json::Map<String, serde_json::Value> = self
@@ -345,7 +351,28 @@ impl Facts {
 fn info(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
     let mut f = Facts(Vec::new());
     f.put("source", session.target_path().display().to_string());
-    let target = session.target()?;
+    let json = opts.output == Output::Json;
+    let target = match session.target() {
+        Ok(t) => t,
+        Err(e) => {
+            // Nothing validated: the candidates and why each was rejected are what the user needs now.
+            if let Error::Target(TargetError::NotFound {
+                discovery, format, ..
+            }) = &e
+            {
+                f.put("format", format.clone());
+                f.put("vmcoreinfo", "not found");
+                f.scan(discovery);
+                f.put("error", e.to_string());
+                return Ok(Outcome {
+                    stdout: f.render(json),
+                    warnings: Vec::new(),
+                    status: 1,
+                });
+            }
+            return Err(e);
+        }
+    };
     f.target(target);
     let warnings = target.warnings().to_vec();
     match session.hashinfo() {
@@ -380,7 +407,6 @@ fn info(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
         }
     }
     f.put("warnings", warnings.clone());
-    let json = opts.output == Output::Json;
     Ok(Outcome::new(f.render(json), warnings, json))
 }
 

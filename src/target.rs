@@ -85,7 +85,13 @@ pub enum TargetError {
          physical image, pass --raw; if you saved this boot's VMCOREINFO (synq vmcoreinfo > FILE on the host), \
          pass --vmcoreinfo FILE"
     )]
-    NotFound { path: PathBuf, summary: String },
+    NotFound {
+        path: PathBuf,
+        summary: String,
+        /// What the scan saw, for `synq info`.
+        discovery: Box<Discovery>,
+        format: String,
+    },
     #[error("{path}: {err}")]
     VmcoreinfoFile { path: PathBuf, err: std::io::Error },
     #[error("{path}: not a regular file; give the VMCOREINFO text saved in a file")]
@@ -166,6 +172,8 @@ impl Target {
                         return Err(TargetError::NotFound {
                             path: path.clone(),
                             summary,
+                            discovery: Box::new(d),
+                            format: image.format().to_string(),
                         });
                     };
                     (c.text.clone(), VmcoreinfoOrigin::Scan(d))

@@ -250,6 +250,17 @@ fn notes_across_page_boundaries() {
     assert!(err.contains("no kernel found"), "{err}");
     assert!(err.contains("none of the 1 VMCOREINFO notes"), "{err}");
     assert!(err.contains("0x2f300fb0"), "{err}");
+    // `synq info` still lists what was found and why it was rejected (exit 1: no kernel).
+    let (code, v, _) = info(&f, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(v["vmcoreinfo"], "not found");
+    assert_eq!(v["vmcoreinfo_candidates"], 1);
+    let why = v["vmcoreinfo_rejected"][0].as_str().unwrap();
+    assert!(why.starts_with("0x2f300fb0: "), "{why}");
+    assert!(
+        v["error"].as_str().unwrap().contains("no kernel found"),
+        "{v}"
+    );
 }
 
 /// With no VMCOREINFO anywhere, the error says what was scanned and what to do (--raw, --vmcoreinfo).
