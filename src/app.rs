@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::time::Instant;
 
+use crate::arch::x86_64;
 use crate::discover::Discovery;
 use crate::report::Report;
 use crate::session::{Error, Session, SideFiles};
@@ -263,13 +264,11 @@ impl Facts {
         if let Some(p) = info.number("phys_base") {
             self.put("phys_base", p);
         }
-        // 4.14, 77ef56e4f0fb ("x86: Enable 5-level paging support via CONFIG_X86_5LEVEL=y").
-        let levels = if info.number("pgtable_l5_enabled") == Some(1) {
-            5
-        } else {
-            4
-        };
-        self.put("paging_levels", levels);
+        // The architecture's own reading of VMCOREINFO (live too, where kcore needs no translation).
+        match x86_64::paging_levels(info) {
+            Ok(levels) => self.put("paging_levels", levels),
+            Err(e) => self.put("paging_levels_error", e.to_string()),
+        }
         self.put(
             "kallsyms_in_vmcoreinfo",
             info.symbol("kallsyms_names").is_some(),

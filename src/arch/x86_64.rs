@@ -123,6 +123,24 @@ const PTE_LEVEL: usize = 4;
 const PD_REGION_SHIFT: u32 = 30;
 const PT_REGION_SHIFT: u32 = 21;
 
+/// The paging levels VMCOREINFO describes: 5 when `NUMBER(pgtable_l5_enabled)=1`, 4 when it is 0 or absent
+/// (older kernels).
+pub fn paging_levels(info: &VmcoreInfo) -> Result<u8, ConfigError> {
+    // 4.17, 6657fca06e3f "x86/mm: Allow to boot without LA57 if CONFIG_X86_5LEVEL=y": the boot-time choice,
+    // which VMCOREINFO reports.
+    match info.get("NUMBER(pgtable_l5_enabled)") {
+        None => Ok(4),
+        Some(raw) => match info.number("pgtable_l5_enabled") {
+            Some(0) => Ok(4),
+            Some(1) => Ok(5),
+            _ => Err(ConfigError::BadValue {
+                key: "NUMBER(pgtable_l5_enabled)",
+                value: raw.to_string(),
+            }),
+        },
+    }
+}
+
 /// The kernel image rule alone: `va − 0xffffffff80000000 + phys_base` (`phys_base` as a two's-complement
 /// value wrapped modulo 2^64). `None` when `va` is below the text mapping or the result is not a physical
 /// address (below 0, or 2^52 and above). The caller checks that `va` lies in the image range.
@@ -229,19 +247,7 @@ impl X86_64 {
             .ok_or(ConfigError::Missing(
                 "SYMBOL(init_top_pgt) or SYMBOL(swapper_pg_dir)",
             ))?;
-        let levels = match info.get("NUMBER(pgtable_l5_enabled)") {
-            None => 4,
-            Some(raw) => match info.number("pgtable_l5_enabled") {
-                Some(0) => 4,
-                Some(1) => 5,
-                _ => {
-                    return Err(ConfigError::BadValue {
-                        key: "NUMBER(pgtable_l5_enabled)",
-                        value: raw.to_string(),
-                    });
-                }
-            },
-        };
+        let levels = paging_levels(info)?;
         // AMD SME (4.14) puts its C-bit into page-table entries; "x86/kdump: Export the SME mask to
         // vmcoreinfo" added NUMBER(sme_mask).
         let sme_mask = match info.get("NUMBER(sme_mask)") {
