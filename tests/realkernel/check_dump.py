@@ -447,7 +447,11 @@ def check_layout(rd, fails, where):
         return
     argv = json.loads(check.read_text(os.path.join(rd, "synq-layout.argv")) or "[]")
     btf = str(got.get("btf", ""))
-    if "--btf" not in argv and "(__start_BTF..__stop_BTF)" not in btf:
+    if "--btf" in argv:
+        given = argv[argv.index("--btf") + 1] if argv.index("--btf") + 1 < len(argv) else None
+        if btf != given:
+            fails.add(w, f"the layout came from {btf!r}, not from the --btf file given ({given!r})")
+    elif "(__start_BTF..__stop_BTF)" not in btf:
         fails.add(w, f"the layout came from {btf!r}, not from the dump's own BTF (__start_BTF..__stop_BTF)")
     if got.get("warnings") != []:
         fails.add(w, f"warnings {got.get('warnings')!r} on an intact dump")
