@@ -309,6 +309,13 @@ impl Facts {
             .collect();
         self.put("vmcoreinfo_rejected", rejected);
         self.put("scanned_bytes", d.scanned);
+        if d.budget_spent {
+            self.put(
+                "scan_stopped",
+                "at its budget (64 bytes of memory per byte of the file): the file's ranges overlap or claim \
+                 more than it holds",
+            );
+        }
         self.put("unreadable_pages", d.unreadable_pages);
     }
 

@@ -68,6 +68,8 @@ pub struct Discovery {
     /// Bytes of physical memory scanned, and pages that could not be read.
     pub scanned: u64,
     pub unreadable_pages: u64,
+    /// The scan stopped at its budget (sized from the file) before the end of the ranges.
+    pub budget_spent: bool,
     /// Time spent scanning, and validating the candidates.
     pub scan_time: std::time::Duration,
     pub validate_time: std::time::Duration,
@@ -87,23 +89,29 @@ impl Discovery {
 
 /// Scans `ranges` of `phys` for VMCOREINFO notes, validates them and chooses one. `machine`: what the file
 /// names, if anything. `release` is called after each piece, to let go of what was read (memory stays
-/// bounded by the piece, not by the file).
+/// bounded by the piece, not by the file). At most `budget` bytes are read: the caller sizes it from the
+/// file, so that overlapping or inflated ranges cannot make the work grow past the input.
 pub fn scan(
     phys: &dyn PhysMemory,
     ranges: &[Range<u64>],
     machine: Option<&Machine>,
     release: &dyn Fn(),
+    budget: u64,
 ) -> Discovery {
     let started = std::time::Instant::now();
     let mut d = Discovery::default();
     let finder = memmem::Finder::new(PATTERN);
     let overlap = PATTERN.len() as u64 - 1;
     let mut buf = Vec::new();
-    for r in ranges {
+    'ranges: for r in ranges {
         let mut at = r.start;
         // Each turn moves `at` forward by at least one page (or to the end of the range).
         while at < r.end {
-            let len = (r.end - at).min(PIECE);
+            if d.scanned >= budget {
+                d.budget_spent = true;
+                break 'ranges;
+            }
+            let len = (r.end - at).min(PIECE).min(budget - d.scanned);
             // Read a little past the piece so a pattern straddling the boundary is seen once, here.
             let want = (len + overlap).min(r.end - at);
             let Ok(n) = usize::try_from(want) else { break };

@@ -20,6 +20,8 @@ use crate::source::kcore::{ElfError, Kcore};
 use crate::source::{self, DumpError, Image};
 use crate::vmcoreinfo::VmcoreInfo;
 
+/// Bytes of memory the VMCOREINFO scan may read per byte of the file.
+const SCAN_BUDGET_PER_FILE_BYTE: u64 = 64;
 /// A VMCOREINFO text file is a few KiB; refuse anything much larger.
 const MAX_VMCOREINFO_FILE: u64 = 1 << 20;
 
@@ -161,9 +163,15 @@ impl Target {
                 } else if let Some(text) = image.vmcoreinfo() {
                     (text.to_string(), VmcoreinfoOrigin::Header)
                 } else {
-                    let d = discover::scan(&image, &image.phys_ranges(), machine.as_ref(), &|| {
-                        image.release_pages()
-                    });
+                    let d = discover::scan(
+                        &image,
+                        &image.backed_ranges(),
+                        machine.as_ref(),
+                        &|| image.release_pages(),
+                        // Compressed snapshots hold more memory than file; never more than a Snappy
+                        // stream can expand to (under 64×), so the work stays linear in the file.
+                        image.file_len().saturating_mul(SCAN_BUDGET_PER_FILE_BYTE),
+                    );
                     let Some(c) = d.chosen() else {
                         let mut summary = not_found_summary(&d, image.format().kind.is_snapshot());
                         if let Some(w) = image.warnings().first() {

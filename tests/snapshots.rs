@@ -376,7 +376,7 @@ fn scan_finds_notes_across_piece_boundaries_once() {
         mem[a as usize..a as usize + note.len()].copy_from_slice(&note);
     }
     let raw = synq::source::Raw::new(mem);
-    let d = synq::discover::scan(&raw, &[0..24 * MIB], None, &|| {});
+    let d = synq::discover::scan(&raw, &[0..24 * MIB], None, &|| {}, u64::MAX);
     let found: Vec<u64> = d.candidates.iter().map(|c| c.paddr).collect();
     assert_eq!(found, at);
     assert_eq!(d.scanned, 24 * MIB);
@@ -387,7 +387,34 @@ fn scan_finds_notes_across_piece_boundaries_once() {
             .all(|c| c.text.starts_with("OSRELEASE=1.2.3\n"))
     );
     // Past the end of the memory: every page fails, none is read twice, nothing is found.
-    let d = synq::discover::scan(&raw, &[24 * MIB..26 * MIB], None, &|| {});
+    let d = synq::discover::scan(&raw, &[24 * MIB..26 * MIB], None, &|| {}, u64::MAX);
     assert_eq!(d.unreadable_pages, 512);
     assert!(d.candidates.is_empty());
+}
+
+/// The scan's work is bounded by the file, not by its headers: an ELF dump without VMCOREINFO whose PT_LOAD
+/// claims 1 TiB (`p_filesz` and `p_memsz`) in a file of 80 KiB scans what the file holds (its ranges now
+/// overlap: at most 64 bytes per byte of file), never the terabyte; a budget stops the scan early.
+#[test]
+fn scan_reads_only_what_the_file_holds() {
+    let w = world("bounded");
+    let mut elf = w.mem.to_elf(None);
+    let len = elf.len() as u64;
+    // The first program header (a PT_LOAD: no note) at offset 64: p_filesz at +32, p_memsz at +40.
+    elf[64 + 32..64 + 40].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    elf[64 + 40..64 + 48].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let f = write(&w.dir, "huge.elf", &elf);
+    let (code, v, err) = info(&f, &[]);
+    assert!((0..=2).contains(&code), "{err}");
+    let scanned = v["scanned_bytes"].as_u64().unwrap();
+    assert!(
+        scanned <= 3 * len,
+        "scanned {scanned} bytes of a {len}-byte file"
+    );
+    assert!(scanned > 0);
+    // The budget itself: a scan allowed 1 MiB of 24 stops there, and says so.
+    let raw = synq::source::Raw::new(vec![0u8; 24 << 20]);
+    let d = synq::discover::scan(&raw, &[0..24 << 20], None, &|| {}, 1 << 20);
+    assert_eq!(d.scanned, 1 << 20);
+    assert!(d.budget_spent);
 }

@@ -467,6 +467,17 @@ impl Headers {
     /// that read as data or as zeros (excluded). Scans the 1st bitmap 4 KiB at a time; an unreadable stretch
     /// counts as absent.
     fn phys_ranges(&self, src: &dyn ByteSource) -> Vec<std::ops::Range<u64>> {
+        self.bitmap_ranges(src, self.bitmap1_off)
+    }
+
+    /// Physical ranges of the pfns dumped (2nd bitmap): those whose data is in the file. Each has a 24-byte
+    /// page descriptor in the file, so their number is bounded by the file's size.
+    fn dumped_ranges(&self, src: &dyn ByteSource) -> Vec<std::ops::Range<u64>> {
+        self.bitmap_ranges(src, self.bitmap2_off)
+    }
+
+    /// The runs of set bits of the bitmap at `bitmap_off`, as physical ranges.
+    fn bitmap_ranges(&self, src: &dyn ByteSource, bitmap_off: u64) -> Vec<std::ops::Range<u64>> {
         const STEP: u64 = 4096;
         let mut out: Vec<std::ops::Range<u64>> = Vec::new();
         let mut run: Option<u64> = None;
@@ -482,7 +493,7 @@ impl Headers {
         // One turn per 4 KiB of bitmap, bounded by the bitmap size.
         while at < end_byte {
             let n = (end_byte - at).min(STEP);
-            let chunk = src.bytes(self.bitmap1_off.saturating_add(at), n as usize);
+            let chunk = src.bytes(bitmap_off.saturating_add(at), n as usize);
             let bytes: &[u8] = chunk.as_deref().unwrap_or(&[]);
             for i in 0..n {
                 let byte = bytes.get(i as usize).copied().unwrap_or(0);
@@ -885,6 +896,11 @@ impl PhysSource for KdumpDump {
     /// Scans the 1st bitmap.
     fn phys_ranges(&self) -> Vec<Range<u64>> {
         self.h.phys_ranges(self.src.as_ref())
+    }
+
+    /// The dumped pages (2nd bitmap): excluded pages read as zeros and hold nothing to find.
+    fn backed_ranges(&self) -> Vec<Range<u64>> {
+        self.h.dumped_ranges(self.src.as_ref())
     }
 
     fn warnings(&self) -> &[String] {

@@ -187,6 +187,12 @@ pub trait PhysSource: PhysMemory + Send + Sync {
     /// Physical ranges present (sorted, merged): reads inside them return data or zeros (excluded pages),
     /// reads outside are [`ReadError::NotInDump`].
     fn phys_ranges(&self) -> Vec<Range<u64>>;
+    /// The part of [`PhysSource::phys_ranges`] whose bytes the file really holds (not excluded pages read as
+    /// zeros, not what a header claims past the end of the file): what a pass over all the memory (the
+    /// VMCOREINFO scan) reads, so that its work is bounded by the file, not by a header.
+    fn backed_ranges(&self) -> Vec<Range<u64>> {
+        self.phys_ranges()
+    }
     /// Damage or oddities found while opening: the file is still readable, and the reads they affect fail
     /// one by one.
     fn warnings(&self) -> &[String];
@@ -410,6 +416,16 @@ impl Image {
     /// See [`PhysSource::phys_ranges`]. For kdump this scans the 1st bitmap.
     pub fn phys_ranges(&self) -> Vec<Range<u64>> {
         self.reader.phys_ranges()
+    }
+
+    /// The file's size on disk.
+    pub fn file_len(&self) -> u64 {
+        self.mapping.1 as u64
+    }
+
+    /// See [`PhysSource::backed_ranges`].
+    pub fn backed_ranges(&self) -> Vec<Range<u64>> {
+        self.reader.backed_ranges()
     }
 
     /// An ELF vmcore's PT_LOADs as found (with `p_vaddr`, which kdump's /proc/vmcore fills with the direct

@@ -201,6 +201,29 @@ impl PhysSource for VmcoreDump {
         out
     }
 
+    /// Each segment's bytes present in the file: `p_filesz`, cut at the end of the file.
+    fn backed_ranges(&self) -> Vec<Range<u64>> {
+        let file_len = self.src.len();
+        let mut ranges: Vec<Range<u64>> = self
+            .by_paddr
+            .iter()
+            .filter_map(|&i| self.segments.get(i))
+            .filter_map(|s| {
+                let in_file = file_len.saturating_sub(s.offset).min(s.filesz);
+                (in_file > 0).then(|| s.paddr..s.paddr.saturating_add(in_file))
+            })
+            .collect();
+        ranges.sort_by_key(|r| r.start);
+        let mut out: Vec<Range<u64>> = Vec::new();
+        for r in ranges {
+            match out.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => out.push(r),
+            }
+        }
+        out
+    }
+
     fn warnings(&self) -> &[String] {
         &self.warnings
     }
