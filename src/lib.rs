@@ -13,6 +13,7 @@ pub mod app;
 pub mod arch;
 pub mod btf;
 pub mod discover;
+pub mod input;
 pub mod memory;
 pub mod report;
 pub mod session;

@@ -9,9 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 
 use crate::arch::{self, ConfigError, Translate, Translated};
 use crate::discover::{self, Discovery};
@@ -330,16 +328,15 @@ fn read_vmcoreinfo_file(path: &Path) -> Result<String, TargetError> {
         path: path.to_path_buf(),
         err,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(err)?;
-    if !file.metadata().map_err(err)?.is_file() {
-        return Err(TargetError::VmcoreinfoNotRegular {
-            path: path.to_path_buf(),
-        });
-    }
+    let file = crate::input::open_regular(path).map_err(|e| {
+        if crate::input::is_not_regular(&e) {
+            TargetError::VmcoreinfoNotRegular {
+                path: path.to_path_buf(),
+            }
+        } else {
+            err(e)
+        }
+    })?;
     let mut bytes = Vec::new();
     file.take(MAX_VMCOREINFO_FILE)
         .read_to_end(&mut bytes)

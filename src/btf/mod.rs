@@ -89,7 +89,7 @@ pub fn load_file(path: &Path) -> Result<LoadedBtf, BtfLoadError> {
         path: path.to_path_buf(),
         err,
     };
-    let mut file = File::open(path).map_err(|err| match err.kind() {
+    let mut file = crate::input::open_regular(path).map_err(|err| match err.kind() {
         std::io::ErrorKind::NotFound => BtfLoadError::NotFound(path.to_path_buf()),
         _ => io(err),
     })?;

@@ -6,8 +6,6 @@
 //! the file: a fault here (a vmcore would read them as zeros). Since 4.19 kcore carries the kernel's
 //! VMCOREINFO note.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::bytes::{ByteSource, FileBytes};
@@ -46,17 +44,16 @@ impl Kcore {
             path: path.to_path_buf(),
             err,
         };
-        let file: File = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .map_err(open)?;
+        let file = crate::input::open_regular(path).map_err(|err| {
+            if crate::input::is_not_regular(&err) {
+                ElfError::NotRegular {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                open(err)
+            }
+        })?;
         let meta = file.metadata().map_err(open)?;
-        if !meta.is_file() {
-            return Err(ElfError::NotRegular {
-                path: path.to_path_buf(),
-            });
-        }
         let bytes = FileBytes::new(file, meta.len());
         let headers = elf::parse(&bytes).map_err(|e| ElfError::Format {
             path: path.to_path_buf(),

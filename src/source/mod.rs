@@ -42,7 +42,6 @@ use std::any::Any;
 use std::fmt;
 use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -228,18 +227,17 @@ pub fn open(path: &Path) -> Result<Image, DumpError> {
 /// [`open`], with options.
 pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
     let p = || path.to_path_buf();
-    // O_RDONLY; O_NONBLOCK so that a FIFO given by mistake fails below instead of blocking the open.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|err| DumpError::Open { path: p(), err })?;
+    // Read-only, never blocking, regular files only (a FIFO is refused, not waited on).
+    let file = crate::input::open_regular(path).map_err(|err| {
+        if crate::input::is_not_regular(&err) {
+            DumpError::NotRegular { path: p() }
+        } else {
+            DumpError::Open { path: p(), err }
+        }
+    })?;
     let meta = file
         .metadata()
         .map_err(|err| DumpError::Open { path: p(), err })?;
-    if !meta.is_file() {
-        return Err(DumpError::NotRegular { path: p() });
-    }
     if meta.len() < 16 {
         return Err(DumpError::TooShort {
             path: p(),

@@ -4,7 +4,6 @@
 //! has been seen: no table of 200,000 names is built.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -34,7 +33,7 @@ pub struct Found {
 
 /// Scans a kallsyms/System.map file for `wanted`. Module symbols (with a `[module]` column) are ignored.
 pub fn scan(path: &Path, wanted: &[&str]) -> Result<Found, SymbolError> {
-    let file = File::open(path).map_err(|err| SymbolError::Io {
+    let file = crate::input::open_regular(path).map_err(|err| SymbolError::Io {
         path: path.to_path_buf(),
         err,
     })?;

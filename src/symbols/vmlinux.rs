@@ -3,7 +3,6 @@
 //! is hundreds of megabytes).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSection, ObjectSymbol};
@@ -27,7 +26,7 @@ impl Vmlinux {
             path: path.to_path_buf(),
             err,
         };
-        let file = File::open(path).map_err(io)?;
+        let file = crate::input::open_regular(path).map_err(io)?;
         // SAFETY: a read-only private mapping; a concurrent truncation of the file would fault, as with any
         // mapped input, and vmlinux files are not rewritten in place.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;

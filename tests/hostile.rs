@@ -1,0 +1,154 @@
+//! Hostile input: one regression test per class of failure found by crafting inputs (issue 7), each named
+//! after its class. Where the failure was "never ends", the test runs the work on a thread and fails if it
+//! has not finished within a deadline far above what the fixed code needs (a termination check, not a
+//! speed measurement).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Runs `f` on a thread; its result, or a failure if it is still running after `secs` seconds.
+fn finishes_within<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(_) => panic!(
+            "{what}: still running after {secs} s (the fixed code takes well under a second)"
+        ),
+    }
+}
+
+/// Quadratic VMCOREINFO parsing: a note with a million distinct keys, each written twice, was parsed with a
+/// linear search of the duplicates list per line (hours). Now each line costs a hash lookup.
+#[test]
+fn quadratic_vmcoreinfo_parsing() {
+    let n = 1_000_000;
+    let mut text = String::with_capacity(n * 2 * 24);
+    for pass in 0..2 {
+        for i in 0..n {
+            text.push_str(&format!("SYMBOL(k{i})={:x}\n", i + pass));
+        }
+    }
+    let info = finishes_within(60, "parsing 2M lines with 1M duplicated keys", move || {
+        synq::vmcoreinfo::VmcoreInfo::parse(&text)
+    });
+    assert_eq!(info.duplicates().len(), n);
+    assert_eq!(info.len(), 2 * n);
+    // The first occurrence wins.
+    assert_eq!(info.symbol("k7"), Some(7));
+}
+
+/// Runs synq with `args`, killing it (and failing) if it has not ended after `secs` seconds.
+fn synq_within(secs: u64, args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_synq"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            return (
+                status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("synq {args:?}: still running after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// FIFOs block forever: `--btf`, `--kcore`, `--vmlinux` (and `--kallsyms`, `--system-map`, `--core`,
+/// `--vmcoreinfo`) given a FIFO blocked in `open` waiting for a writer. Every input is now opened without
+/// blocking and must be a regular file: each is refused at once, saying it is a FIFO.
+#[test]
+fn fifos_block_forever() {
+    use common::*;
+    let dir = scratch("fifo");
+    let mut k = Kernel::new("cilium-ebpf-7.1-x86_64.btf.xz", 8);
+    k.add(1, Sock::listen("192.0.2.1", 80, 6, 2));
+    let (core, ks) = write_kernel(&dir, &k);
+    let btf = fixture("cilium-ebpf-7.1-x86_64.btf.xz");
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let f = fifo.as_os_str();
+    let cases: Vec<(&str, Vec<&std::ffi::OsStr>)> = vec![
+        ("--kcore", vec!["--kcore".as_ref(), f]),
+        (
+            "--btf",
+            vec![
+                "--kcore".as_ref(),
+                core.as_os_str(),
+                "--kallsyms".as_ref(),
+                ks.as_os_str(),
+                "--btf".as_ref(),
+                f,
+            ],
+        ),
+        (
+            "--kallsyms",
+            vec![
+                "--kcore".as_ref(),
+                core.as_os_str(),
+                "--kallsyms".as_ref(),
+                f,
+                "--btf".as_ref(),
+                btf.as_os_str(),
+            ],
+        ),
+        (
+            "--system-map",
+            vec![
+                "--kcore".as_ref(),
+                core.as_os_str(),
+                "--system-map".as_ref(),
+                f,
+                "--btf".as_ref(),
+                btf.as_os_str(),
+            ],
+        ),
+        (
+            "--vmlinux",
+            vec![
+                "--kcore".as_ref(),
+                core.as_os_str(),
+                "--vmlinux".as_ref(),
+                f,
+            ],
+        ),
+        ("--core", vec!["--core".as_ref(), f]),
+        ("layout --btf", vec!["layout".as_ref(), "--btf".as_ref(), f]),
+    ];
+    for (name, args) in cases {
+        let (code, out, err) = synq_within(20, &args);
+        assert_eq!(code, 1, "{name}: {err}");
+        assert!(out.is_empty(), "{name}: {out}");
+        assert!(
+            err.contains("FIFO") || err.contains("not a regular file"),
+            "{name}: {err}"
+        );
+        assert!(err.contains(fifo.to_str().unwrap()), "{name}: {err}");
+    }
+}
