@@ -152,3 +152,55 @@ fn fifos_block_forever() {
         assert!(err.contains(fifo.to_str().unwrap()), "{name}: {err}");
     }
 }
+
+/// The real error is lost: a BTF file with a bad version byte, bad flags or a truncated section reported
+/// "i/o error: failed to fill whole buffer" (the parser's own error was discarded, and the file parsed three
+/// times). The header is now checked first and each failure names its cause, for a file and for the same
+/// bytes xz-compressed (parsed from memory, as a dump's BTF is).
+#[test]
+fn the_real_error_is_lost() {
+    use common::*;
+    let dir = scratch("btfcause");
+    let xz = std::fs::read(fixture("cilium-ebpf-7.1-x86_64.btf.xz")).unwrap();
+    let mut raw = Vec::new();
+    lzma_rs::xz_decompress(&mut &xz[..], &mut raw).unwrap();
+    let mut version = raw.clone();
+    version[2] = 2;
+    let mut flags = raw.clone();
+    flags[3] = 1;
+    let mut strlen = raw.clone();
+    strlen[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+    let cases = [
+        ("version", version, "version 2 (only version 1 exists)"),
+        ("flags", flags, "flags 0x1 (must be 0)"),
+        (
+            "truncated",
+            raw[..raw.len() / 2].to_vec(),
+            "runs past the end of the file",
+        ),
+        ("string section", strlen, "the string section"),
+        (
+            "header",
+            raw[..10].to_vec(),
+            "shorter than the 24-byte BTF header",
+        ),
+    ];
+    for (name, bytes, cause) in cases {
+        let plain = dir.join(format!("{name}.btf"));
+        std::fs::write(&plain, &bytes).unwrap();
+        let packed = dir.join(format!("{name}.btf.xz"));
+        let mut comp = Vec::new();
+        lzma_rs::xz_compress(&mut &bytes[..], &mut comp).unwrap();
+        std::fs::write(&packed, comp).unwrap();
+        for f in [&plain, &packed] {
+            let (code, _, err) =
+                synq_within(30, &["layout".as_ref(), "--btf".as_ref(), f.as_os_str()]);
+            assert_eq!(code, 1, "{name}: {err}");
+            assert!(err.contains(cause), "{name} ({}): {err}", f.display());
+            assert!(
+                !err.contains("failed to fill whole buffer"),
+                "{name}: {err}"
+            );
+        }
+    }
+}

@@ -93,16 +93,25 @@ pub fn load_file(path: &Path) -> Result<LoadedBtf, BtfLoadError> {
         std::io::ErrorKind::NotFound => BtfLoadError::NotFound(path.to_path_buf()),
         _ => io(err),
     })?;
-    let mut magic = [0u8; 6];
-    let n = read_up_to(&mut file, &mut magic).map_err(io)?;
-    let magic = magic.get(..n).unwrap_or(&[]);
-    if !magic.starts_with(XZ_MAGIC) {
-        check_magic(magic, path)?;
-        let btf = match mmap_btf(path) {
-            Some(btf) => Some(btf),
-            // Not mappable (sysfs before 6.16): let the kernel copy it into a memory file (std::io::copy
-            // uses copy_file_range/sendfile where it can), then map that.
-            None => memfd_copy_btf(&mut file, magic, path)?,
+    let mut head = [0u8; HEADER_LEN];
+    let n = read_up_to(&mut file, &mut head).map_err(io)?;
+    let head = head.get(..n).unwrap_or(&[]);
+    if !head.starts_with(XZ_MAGIC) {
+        // The header's own checks first, so that a bad or truncated file says what is wrong with it.
+        let size = file.metadata().map_err(io)?.len();
+        check_header(head, size, path)?;
+        // SAFETY: a read-only private mapping of a file opened read-only, used only to learn whether the
+        // file can be mapped (sysfs before 6.16 cannot); dropped at once.
+        let mappable = unsafe { memmap2::Mmap::map(&file) }.is_ok();
+        let btf = if mappable {
+            Some(mmap_btf(path).map_err(|msg| BtfLoadError::Parse {
+                path: path.to_path_buf(),
+                msg,
+            })?)
+        } else {
+            // Not mappable: let the kernel copy it into a memory file (std::io::copy uses
+            // copy_file_range/sendfile where it can), then map that.
+            memfd_copy_btf(&mut file, head, path)?
         };
         if let Some(btf) = btf {
             return Ok(LoadedBtf {
@@ -111,7 +120,7 @@ pub fn load_file(path: &Path) -> Result<LoadedBtf, BtfLoadError> {
             });
         }
     }
-    let mut raw = magic.to_vec();
+    let mut raw = head.to_vec();
     file.take(MAX_BTF_BYTES + 1 - raw.len() as u64)
         .read_to_end(&mut raw)
         .map_err(io)?;
@@ -146,13 +155,82 @@ fn check_magic(raw: &[u8], origin: &Path) -> Result<(), BtfLoadError> {
     }
 }
 
-/// Lazily indexed BTF over a read-only mapping of `path`; `None` when the file cannot be mapped or parsed
-/// that way (the caller falls back to reading it).
-fn mmap_btf(path: &Path) -> Option<Btf> {
+/// `struct btf_header` (include/uapi/linux/btf.h): magic u16, version u8, flags u8, hdr_len u32, then the
+/// type and string sections' offsets and lengths (u32 each), relative to the end of the header.
+const HEADER_LEN: usize = 24;
+
+/// The header of raw BTF `head` (its first bytes) in a file of `size` bytes: magic, version 1, flags 0, and
+/// both sections inside the file. Each failure says what is wrong, before any parser sees the data.
+fn check_header(head: &[u8], size: u64, origin: &Path) -> Result<(), BtfLoadError> {
+    check_magic(head, origin)?;
+    let bad = |msg: String| BtfLoadError::Parse {
+        path: origin.to_path_buf(),
+        msg,
+    };
+    let u32_at = |o: usize| {
+        head.get(o..o + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    let (
+        Some(&version),
+        Some(&flags),
+        Some(hdr_len),
+        Some(type_off),
+        Some(type_len),
+        Some(str_off),
+        Some(str_len),
+    ) = (
+        head.get(2),
+        head.get(3),
+        u32_at(4),
+        u32_at(8),
+        u32_at(12),
+        u32_at(16),
+        u32_at(20),
+    )
+    else {
+        return Err(bad(format!(
+            "{size} bytes: shorter than the {HEADER_LEN}-byte BTF header: truncated BTF"
+        )));
+    };
+    if version != 1 {
+        return Err(bad(format!(
+            "BTF header: version {version} (only version 1 exists)"
+        )));
+    }
+    if flags != 0 {
+        return Err(bad(format!("BTF header: flags {flags:#x} (must be 0)")));
+    }
+    if (hdr_len as usize) < HEADER_LEN || u64::from(hdr_len) > size {
+        return Err(bad(format!(
+            "BTF header: hdr_len {hdr_len} (must be {HEADER_LEN} or more, within the {size}-byte file)"
+        )));
+    }
+    for (what, off, len) in [("type", type_off, type_len), ("string", str_off, str_len)] {
+        let start = u64::from(hdr_len) + u64::from(off);
+        let end = start + u64::from(len);
+        if end > size {
+            return Err(bad(format!(
+                "the {what} section (bytes {start:#x}..{end:#x}) runs past the end of the file ({size:#x} \
+                 bytes): truncated BTF"
+            )));
+        }
+    }
+    if str_len == 0 {
+        return Err(bad("BTF header: empty string section".into()));
+    }
+    Ok(())
+}
+
+/// Lazily indexed BTF over a read-only mapping of `path`, or the parser's own error.
+fn mmap_btf(path: &Path) -> Result<Btf, String> {
     // btf-rs asserts some invariants with `expect`: contain them (see parse_bytes).
-    std::panic::catch_unwind(|| Btf::from_file_with_backend(path, btf_rs::Backend::Mmap).ok())
-        .ok()
-        .flatten()
+    match std::panic::catch_unwind(|| Btf::from_file_with_backend(path, btf_rs::Backend::Mmap)) {
+        Ok(Ok(btf)) => Ok(btf),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the BTF parser rejected the data".into()),
+    }
 }
 
 /// Copies `file` (whose first bytes, `head`, were already read) into a memory file and maps that;
@@ -171,7 +249,7 @@ fn memfd_copy_btf(file: &mut File, head: &[u8], path: &Path) -> Result<Option<Bt
         // sysfs states the BTF size: read straight into the memory file's pages (sysfs serves one page per
         // read; a copy through a buffer would double the system calls).
         if read_into(file, head, size, &memfd).map_err(io)? {
-            return Ok(map_memfd(&memfd));
+            return parse_memfd(&memfd, path).map(Some);
         }
         // The size was not what the file holds: start again, streaming.
         memfd.set_len(0).map_err(io)?;
@@ -182,7 +260,15 @@ fn memfd_copy_btf(file: &mut File, head: &[u8], path: &Path) -> Result<Option<Bt
     if copied + head.len() as u64 >= MAX_BTF_BYTES {
         return Err(BtfLoadError::TooLarge(path.to_path_buf()));
     }
-    Ok(map_memfd(&memfd))
+    parse_memfd(&memfd, path).map(Some)
+}
+
+/// The BTF in a memory file, or the parser's error about `path`.
+fn parse_memfd(memfd: &File, path: &Path) -> Result<Btf, BtfLoadError> {
+    map_memfd(memfd).map_err(|msg| BtfLoadError::Parse {
+        path: path.to_path_buf(),
+        msg,
+    })
 }
 
 /// Sizes `memfd` to `size` and fills it with `head` and the rest of `file`. `false` when the file does not
@@ -212,16 +298,16 @@ fn memfd() -> Option<File> {
 }
 
 /// btf-rs maps files by path: hand it the memory file through /proc/self/fd.
-fn map_memfd(memfd: &File) -> Option<Btf> {
+fn map_memfd(memfd: &File) -> Result<Btf, String> {
     use std::os::fd::AsRawFd;
     mmap_btf(Path::new(&format!("/proc/self/fd/{}", memfd.as_raw_fd())))
 }
 
-/// Lazily indexed BTF over an anonymous memory file holding `raw`.
-fn memfd_btf(raw: &[u8]) -> Option<Btf> {
+/// Lazily indexed BTF over an anonymous memory file holding `raw`; `None` when memory files are unavailable.
+fn memfd_btf(raw: &[u8]) -> Option<Result<Btf, String>> {
     let mut f = memfd()?;
     f.write_all(raw).ok()?;
-    map_memfd(&f)
+    Some(map_memfd(&f))
 }
 
 const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
@@ -235,9 +321,13 @@ pub fn parse_bytes(bytes: &[u8], origin: &Path) -> Result<Btf, BtfLoadError> {
     } else {
         bytes
     };
-    check_magic(raw, origin)?;
-    if let Some(btf) = memfd_btf(raw) {
-        return Ok(btf);
+    check_header(raw, raw.len() as u64, origin)?;
+    // Parsed once: through a memory file when there is one, else from the bytes.
+    if let Some(parsed) = memfd_btf(raw) {
+        return parsed.map_err(|msg| BtfLoadError::Parse {
+            path: origin.to_path_buf(),
+            msg,
+        });
     }
     // btf-rs reads through a cursor and reports truncation as errors, but a few of its accessors assert
     // invariants with `expect`. Input is untrusted, so a broken file must become an error, not an abort.
