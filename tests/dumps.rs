@@ -130,14 +130,32 @@ fn check_never_wrong(dump: &Image, page: u64, oracle: &Oracle, context: &str) {
     }
 }
 
-/// Garbled dump: reads may fail or return anything, but must return.
-fn read_everything(dump: &Image, page: u64, pfns: impl Iterator<Item = u64>) {
+/// Garbled dump: reads may fail or return anything, but must return. Returns (reads that succeeded, reads
+/// that failed).
+fn read_everything(dump: &Image, page: u64, pfns: impl Iterator<Item = u64>) -> (u64, u64) {
     let mut buf = vec![0u8; page as usize];
+    let (mut ok, mut failed) = (0, 0);
     for pfn in pfns {
-        let _ = dump.read_phys(pfn * page, &mut buf);
+        match dump.read_phys(pfn * page, &mut buf) {
+            Ok(()) => ok += 1,
+            Err(_) => failed += 1,
+        }
     }
     let _ = dump.phys_ranges();
+    let _ = dump.backed_ranges();
     let _ = dump.format().to_string();
+    (ok, failed)
+}
+
+/// Runs `f` on a thread and fails if it has not returned after `secs` seconds (a hang, not a speed check:
+/// the work takes milliseconds).
+fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what}: still running after {secs} s: a hang"))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -863,17 +881,32 @@ fn garbled_dumps_never_panic_or_hang() {
         ("flattened record headers", &flat, 4096..4096 + 16, &probes),
     ];
     for (name, file, range, probes) in regions {
+        // Outcomes over every flip of the region: opens refused, reads that failed, reads that succeeded.
+        let (mut refused, mut failed, mut ok) = (0u64, 0u64, 0u64);
         for at in range {
             for x in [0xffu8, 0x80, 0x01] {
                 let mut bad = file.clone();
                 bad[at] ^= x;
                 let path = write(&dir, "g", &bad);
-                if let Ok(dump) = open(&path) {
-                    read_everything(&dump, dump.page_size().min(1 << 16), probes.iter().copied());
+                let probes = probes.clone();
+                let what = format!("{name}: byte {at:#x} ^ {x:#x}");
+                let outcome = within(30, &what, move || {
+                    open(&path).ok().map(|dump| {
+                        read_everything(&dump, dump.page_size().min(1 << 16), probes.into_iter())
+                    })
+                });
+                match outcome {
+                    None => refused += 1,
+                    Some((o, f)) => {
+                        ok += o;
+                        failed += f;
+                    }
                 }
             }
         }
-        let _ = name;
+        // The damage is seen (a refusal or a failed read somewhere), and intact parts still read.
+        assert!(refused + failed > 0, "{name}: no flip was noticed");
+        assert!(ok > 0, "{name}: nothing read at all");
     }
     // Whole-field garbage at the places a reader trusts most.
     let fields: [(usize, &[u8]); 6] = [
@@ -887,8 +920,19 @@ fn garbled_dumps_never_panic_or_hang() {
     for (at, bytes) in fields {
         let mut bad = kd.clone();
         bad[at..at + bytes.len()].copy_from_slice(bytes);
-        if let Ok(dump) = open(&write(&dir, "f", &bad)) {
-            read_everything(&dump, 4096, probes.iter().copied());
+        let path = write(&dir, "f", &bad);
+        let probes = probes.clone();
+        let outcome = within(30, &format!("field at {at:#x}"), move || {
+            open(&path)
+                .ok()
+                .map(|dump| read_everything(&dump, 4096, probes.into_iter()))
+        });
+        // Garbage in the fields a reader trusts most is refused, or every read it affects fails.
+        if let Some((_, failed)) = outcome {
+            assert!(
+                failed > 0,
+                "garbage at {at:#x}: accepted and every read succeeded"
+            );
         }
     }
 }
