@@ -204,3 +204,75 @@ fn the_real_error_is_lost() {
         }
     }
 }
+
+/// A BTF file of `types` (already encoded) and `strings`.
+fn btf_file(types: &[u8], strings: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xeb9fu16.to_le_bytes());
+    b.push(1); // version
+    b.push(0); // flags
+    b.extend_from_slice(&24u32.to_le_bytes()); // hdr_len
+    b.extend_from_slice(&0u32.to_le_bytes()); // type_off
+    b.extend_from_slice(&(types.len() as u32).to_le_bytes());
+    b.extend_from_slice(&(types.len() as u32).to_le_bytes()); // str_off
+    b.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+    b.extend_from_slice(types);
+    b.extend_from_slice(strings);
+    b
+}
+
+/// Exponential BTF search: anonymous members that share sub-structs form a DAG, and the member search
+/// capped depth but not breadth, so a 1.2 KB file ran for half an hour. Here: `inet_hashinfo` holds an
+/// anonymous struct whose two anonymous members are the same struct, 30 levels down (2^30 paths), and
+/// none holds the members synq looks for. Each anonymous type is now searched once: the layout error comes
+/// at once.
+#[test]
+fn exponential_btf_search() {
+    use common::*;
+    const LEVELS: u32 = 30;
+    let strings = b"\0int\0x\0inet_hashinfo\0tcp_sock\0";
+    let (int_name, x_name, hashinfo_name, tcp_sock_name) = (1u32, 5u32, 7u32, 21u32);
+    let mut t = Vec::new();
+    let word = |t: &mut Vec<u8>, v: u32| t.extend_from_slice(&v.to_le_bytes());
+    // 1: int
+    word(&mut t, int_name);
+    word(&mut t, 1 << 24);
+    word(&mut t, 4);
+    word(&mut t, (1 << 24) | 32);
+    // 2 ..= LEVELS + 1: anonymous struct level k (id k + 2), two anonymous members of level k + 1; the last
+    // level holds one int, "x".
+    for k in 0..LEVELS {
+        let last = k + 1 == LEVELS;
+        word(&mut t, 0);
+        word(&mut t, (4 << 24) | if last { 1 } else { 2 });
+        word(&mut t, 8);
+        if last {
+            word(&mut t, x_name);
+            word(&mut t, 1);
+            word(&mut t, 0);
+        } else {
+            for off in [0u32, 32] {
+                word(&mut t, 0);
+                word(&mut t, k + 3);
+                word(&mut t, off);
+            }
+        }
+    }
+    // inet_hashinfo and tcp_sock, each with an anonymous member of level 0 (id 2).
+    for name in [hashinfo_name, tcp_sock_name] {
+        word(&mut t, name);
+        word(&mut t, (4 << 24) | 1);
+        word(&mut t, 8);
+        word(&mut t, 0);
+        word(&mut t, 2);
+        word(&mut t, 0);
+    }
+    let bytes = btf_file(&t, strings);
+    assert!(bytes.len() < 2048, "{} bytes", bytes.len());
+    let dir = scratch("dagbtf");
+    let f = dir.join("dag.btf");
+    std::fs::write(&f, &bytes).unwrap();
+    let (code, out, err) = synq_within(30, &["layout".as_ref(), "--btf".as_ref(), f.as_os_str()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("(BTF from "), "{err}");
+}

@@ -1,6 +1,8 @@
 //! Small, bounded queries over a parsed BTF: find a struct by name, find a member by name (descending into
 //! anonymous structs and unions), and compute sizes. Everything returns `Result`; nothing trusts the BTF.
 
+use std::collections::HashSet;
+
 use btf_rs::{Btf, BtfType, Struct, Type};
 
 use super::LayoutError;
@@ -124,9 +126,19 @@ pub fn struct_via(btf: &Btf, type_id: u32, name: &str) -> Result<Struct, LayoutE
 
 /// Finds a member by name, looking through anonymous struct and union members (the kernel uses many:
 /// `skc_addrpair`, `skc_portpair`, the `head`/`nulls_head` union of the listen bucket...).
+///
+/// Anonymous members may share their types (in a crafted BTF, many times over: a DAG of 30 levels has 2^30
+/// paths). Whether a type holds the name does not depend on where it sits, so each anonymous type is
+/// searched once per call: the search is linear in the number of types, whatever their sharing.
 pub fn find_member(btf: &Btf, s: &Struct, name: &str) -> Result<Option<Found>, LayoutError> {
-    find_member_at(btf, s, name, 0, 0)
+    let mut searched = HashSet::new();
+    let mut budget = MAX_MEMBERS_VISITED;
+    find_member_at(btf, s, name, 0, 0, &mut searched, &mut budget)
 }
+
+/// Members looked at by one search, at most (the biggest kernel struct has a few hundred; BTF has ~130,000
+/// types): a bound on top of the memo, for any input.
+const MAX_MEMBERS_VISITED: u32 = 1 << 20;
 
 fn find_member_at(
     btf: &Btf,
@@ -134,6 +146,8 @@ fn find_member_at(
     name: &str,
     base_bits: u64,
     depth: usize,
+    searched: &mut HashSet<u32>,
+    budget: &mut u32,
 ) -> Result<Option<Found>, LayoutError> {
     if depth > MAX_DEPTH {
         return Err(LayoutError::Malformed(
@@ -141,6 +155,11 @@ fn find_member_at(
         ));
     }
     for m in &s.members {
+        *budget = budget.checked_sub(1).ok_or_else(|| {
+            LayoutError::Malformed(format!(
+                "looking for member {name}: over {MAX_MEMBERS_VISITED} members visited"
+            ))
+        })?;
         let mname = btf.resolve_name(m).unwrap_or_default();
         let type_id = m
             .get_type_id()
@@ -155,9 +174,12 @@ fn find_member_at(
                 type_id,
             }));
         }
-        if mname.is_empty() {
+        // An anonymous type already searched (elsewhere in the DAG) does not hold the name.
+        if mname.is_empty() && searched.insert(type_id) {
             if let Type::Struct(inner) | Type::Union(inner) = type_by_id(btf, type_id)? {
-                if let Some(f) = find_member_at(btf, &inner, name, bit_offset, depth + 1)? {
+                if let Some(f) =
+                    find_member_at(btf, &inner, name, bit_offset, depth + 1, searched, budget)?
+                {
                     return Ok(Some(f));
                 }
             }
