@@ -1,12 +1,14 @@
 //! Byte sources: an input file, read by offset.
 //!
-//! A dump or snapshot file is memory-mapped read-only ([`Plain`]); `/proc/kcore`, which claims ~128 TiB, is
+//! A dump or snapshot file is memory-mapped read-only ([`MappedFile`], which also knows a sparse file's holes); `/proc/kcore`, which claims ~128 TiB, is
 //! read with `pread` ([`FileBytes`]); makedumpfile's flattened stream is indexed and serves the file it
 //! describes ([`super::flattened::Flattened`]). Format readers see only [`ByteSource`], so a flattened dump
 //! reads exactly like the plain one.
 
 use std::borrow::Cow;
 use std::fs::File;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 /// Largest single read a source serves (a page, a header table, a note segment).
 pub const MAX_SOURCE_READ: usize = 64 << 20;
@@ -48,7 +50,21 @@ pub trait ByteSource {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The parts of `range` that the input really stores, sorted; bytes outside them read as zeros (a hole
+    /// of a sparse file, a gap of a flattened stream) or not at all. A pass over a large region (a kdump
+    /// bitmap) visits only these, so its work follows the input's real size, not what a header claims.
+    /// Never more than [`MAX_EXTENTS`] pieces: past that, the rest counts as stored.
+    fn stored(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        if range.is_empty() {
+            return Vec::new();
+        }
+        std::iter::once(range).collect()
+    }
 }
+
+/// Most extents [`ByteSource::stored`] reports for one range.
+pub const MAX_EXTENTS: usize = 1 << 16;
 
 /// `data[off..off + len]`, or why not.
 pub fn slice_at(data: &[u8], off: u64, len: usize) -> Result<&[u8], SourceError> {
@@ -86,16 +102,57 @@ pub fn copied<S: ByteSource + ?Sized>(
     Ok(Cow::Owned(buf))
 }
 
-/// A file mapped (or held) in memory: its bytes are the logical file.
-pub struct Plain<D>(pub D);
+/// A file mapped read-only: its bytes are the logical file, and its holes (a sparse file) are known.
+pub struct MappedFile {
+    pub map: memmap2::Mmap,
+    pub file: File,
+}
 
-impl<D: AsRef<[u8]>> ByteSource for Plain<D> {
+impl ByteSource for MappedFile {
     fn len(&self) -> u64 {
-        self.0.as_ref().len() as u64
+        self.map.len() as u64
     }
 
     fn bytes(&self, off: u64, len: usize) -> Result<Cow<'_, [u8]>, SourceError> {
-        slice_at(self.0.as_ref(), off, len).map(Cow::Borrowed)
+        slice_at(&self.map, off, len).map(Cow::Borrowed)
+    }
+
+    /// The data extents of the file within `range` (`SEEK_DATA` / `SEEK_HOLE`); on a file system that does
+    /// not tell, the whole range.
+    fn stored(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        let end = range.end.min(self.len());
+        let mut out = Vec::new();
+        let mut cur = range.start;
+        let fd = self.file.as_raw_fd();
+        while cur < end {
+            if out.len() >= MAX_EXTENTS {
+                out.push(cur..end);
+                break;
+            }
+            let (Ok(at), Ok(_)) = (libc::off_t::try_from(cur), libc::off_t::try_from(end)) else {
+                out.push(cur..end);
+                break;
+            };
+            // SAFETY: lseek on a descriptor we own; it moves only the file position, which nothing here
+            // uses (reads go through the mapping).
+            let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
+            let Ok(data) = u64::try_from(data) else {
+                // ENXIO: no data from here to the end of the file. Another error: take it all as stored.
+                if std::io::Error::last_os_error().raw_os_error() != Some(libc::ENXIO) {
+                    out.push(cur..end);
+                }
+                break;
+            };
+            if data >= end {
+                break;
+            }
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
+            let hole = u64::try_from(hole).unwrap_or(end).clamp(data + 1, end);
+            out.push(data.max(cur)..hole);
+            cur = hole;
+        }
+        out
     }
 }
 

@@ -219,6 +219,25 @@ impl<D: AsRef<[u8]>> ByteSource for Flattened<D> {
         copied(self, off, len)
     }
 
+    /// The pieces the stream holds within `range`: gaps are not stored (they read as zeros, or, in a stream
+    /// cut short, not at all).
+    fn stored(&self, range: std::ops::Range<u64>) -> Vec<std::ops::Range<u64>> {
+        let mut out = Vec::new();
+        let mut idx = self.first_piece_after(range.start);
+        while let Some(p) = self.pieces.get(idx) {
+            if p.start >= range.end {
+                break;
+            }
+            if out.len() >= super::bytes::MAX_EXTENTS {
+                out.push(p.start.max(range.start)..range.end);
+                break;
+            }
+            out.push(p.start.max(range.start)..p.end().min(range.end));
+            idx += 1;
+        }
+        out
+    }
+
     fn read_into(&self, off: u64, buf: &mut [u8]) -> Result<(), SourceError> {
         let len = buf.len() as u64;
         let end = off.checked_add(len).ok_or(SourceError::PastEnd {

@@ -82,8 +82,18 @@ const MIN_BLOCK_SIZE: u32 = 512;
 const MAX_BLOCK_SIZE: u32 = 64 << 10;
 /// VMCOREINFO and note areas beyond this size are not read.
 const MAX_INFO_BYTES: u64 = 32 << 20;
-/// Bitmap bytes per rank-index entry (4096 pfns).
+/// Bitmap bytes per rank-index entry (4096 pfns), at least.
 const RANK_CHUNK: u64 = 512;
+/// Most rank-index entries (24 MiB): a bitmap larger than 512 MiB gets larger chunks.
+const MAX_CHECKPOINTS: u64 = 1 << 20;
+
+/// Set bits of the 2nd bitmap before chunk `chunk` and through its end.
+#[derive(Clone, Copy, Debug)]
+struct Checkpoint {
+    chunk: u64,
+    before: u64,
+    through: u64,
+}
 /// Decompressed pages kept (at most 64 × 64 KiB = 4 MiB).
 const CACHE_PAGES: usize = 64;
 
@@ -127,8 +137,12 @@ struct Headers {
     pfn_hi: u64,
     /// Set bits of the 2nd bitmap before `pfn_lo`.
     rank_base: u64,
-    /// `rank_index[i]`: set bits of the 2nd bitmap in its first `i * RANK_CHUNK` bytes.
-    rank_index: Vec<u64>,
+    /// Rank checkpoints, one per chunk of the 2nd bitmap that the file stores (holes and flattened gaps
+    /// hold no set bit and get none), sorted by chunk.
+    rank_index: Vec<Checkpoint>,
+    /// Bytes of the 2nd bitmap per checkpoint: 512, or more for a huge bitmap, so that the index stays under
+    /// [`MAX_CHECKPOINTS`].
+    rank_chunk: u64,
     desc_off: u64,
     pub vmcoreinfo: Option<String>,
     pub warnings: Vec<String>,
@@ -359,21 +373,12 @@ impl Headers {
             ));
         }
 
-        // Rank index over the 2nd bitmap's whole bytes below pfn_limit.
+        // Rank index over the 2nd bitmap's whole bytes below pfn_limit: only over what the file stores, so a
+        // bitmap in a hole of a sparse file or a gap of a flattened stream costs nothing.
         let full_bytes = pfn_limit / 8;
-        let chunks = full_bytes / RANK_CHUNK;
-        let mut rank_index =
-            Vec::with_capacity(usize::try_from(chunks.saturating_add(1)).unwrap_or(0));
-        rank_index.push(0u64);
-        let mut count = 0u64;
-        for i in 0..chunks {
-            let at = bitmap2_off.saturating_add(i * RANK_CHUNK);
-            let bytes = src
-                .bytes(at, RANK_CHUNK as usize)
-                .map_err(|e| herr("kdump 2nd bitmap", at, e.to_string()))?;
-            count = count.saturating_add(popcount(&bytes));
-            rank_index.push(count);
-        }
+        let rank_chunk = RANK_CHUNK.max(full_bytes.div_ceil(MAX_CHECKPOINTS).next_power_of_two());
+        let rank_index = rank_checkpoints(src, bitmap2_off, full_bytes, rank_chunk)
+            .map_err(|e| herr("kdump 2nd bitmap", bitmap2_off, e.to_string()))?;
 
         let mut dump = Headers {
             info,
@@ -385,6 +390,7 @@ impl Headers {
             pfn_hi: pfn_limit,
             rank_base: 0,
             rank_index,
+            rank_chunk,
             desc_off,
             vmcoreinfo: None,
             warnings,
@@ -487,38 +493,56 @@ impl Headers {
                 out.push(to_addr(start)..to_addr(end));
             }
         };
+        let mut last_end = self.pfn_lo / 8;
         let first_byte = self.pfn_lo / 8;
         let end_byte = self.pfn_hi.div_ceil(8);
-        let mut at = first_byte;
-        // One turn per 4 KiB of bitmap, bounded by the bitmap size.
-        while at < end_byte {
-            let n = (end_byte - at).min(STEP);
-            let chunk = src.bytes(bitmap_off.saturating_add(at), n as usize);
-            let bytes: &[u8] = chunk.as_deref().unwrap_or(&[]);
-            for i in 0..n {
-                let byte = bytes.get(i as usize).copied().unwrap_or(0);
-                let base = (at + i) * 8;
-                if base >= self.pfn_lo && base + 8 <= self.pfn_hi && (byte == 0 || byte == 0xff) {
-                    if byte == 0 {
-                        flush(&mut run, base);
-                    } else {
-                        run.get_or_insert(base);
-                    }
-                    continue;
-                }
-                for bit in 0..8u64 {
-                    let pfn = base + bit;
-                    if pfn < self.pfn_lo || pfn >= self.pfn_hi {
-                        continue;
-                    }
-                    if byte & (1 << bit) != 0 {
-                        run.get_or_insert(pfn);
-                    } else {
-                        flush(&mut run, pfn);
-                    }
+        let region = bitmap_off.saturating_add(first_byte)..bitmap_off.saturating_add(end_byte);
+        // Only the stored parts: a hole or gap holds no set bit and ends a run.
+        for ext in src.stored(region) {
+            let ext_first = ext.start.saturating_sub(bitmap_off);
+            let ext_end = ext.end.saturating_sub(bitmap_off);
+            if let Some(start) = run {
+                if start < ext_first * 8 {
+                    // A run open at the end of the previous extent stops where that extent stopped.
+                    flush(&mut run, last_end * 8);
                 }
             }
-            at += n;
+            let mut at = ext_first;
+            // One turn per 4 KiB of stored bitmap.
+            while at < ext_end {
+                let n = (ext_end - at).min(STEP);
+                let chunk = src.bytes(bitmap_off.saturating_add(at), n as usize);
+                let bytes: &[u8] = chunk.as_deref().unwrap_or(&[]);
+                for i in 0..n {
+                    let byte = bytes.get(i as usize).copied().unwrap_or(0);
+                    let base = (at + i) * 8;
+                    if base >= self.pfn_lo && base + 8 <= self.pfn_hi && (byte == 0 || byte == 0xff)
+                    {
+                        if byte == 0 {
+                            flush(&mut run, base);
+                        } else {
+                            run.get_or_insert(base);
+                        }
+                        continue;
+                    }
+                    for bit in 0..8u64 {
+                        let pfn = base + bit;
+                        if pfn < self.pfn_lo || pfn >= self.pfn_hi {
+                            continue;
+                        }
+                        if byte & (1 << bit) != 0 {
+                            run.get_or_insert(pfn);
+                        } else {
+                            flush(&mut run, pfn);
+                        }
+                    }
+                }
+                at += n;
+            }
+            last_end = ext_end;
+        }
+        if last_end < end_byte {
+            flush(&mut run, (last_end * 8).max(self.pfn_lo));
         }
         flush(&mut run, self.pfn_hi);
         out
@@ -527,21 +551,26 @@ impl Headers {
     /// Set bits of the 2nd bitmap below `pfn` (`pfn <= pfn_limit`).
     fn rank(&self, src: &dyn ByteSource, pfn: u64) -> Result<u64, SourceError> {
         let byte = pfn / 8;
-        let chunk = byte / RANK_CHUNK;
-        let base = usize::try_from(chunk)
-            .ok()
-            .and_then(|c| self.rank_index.get(c))
-            .copied()
-            .unwrap_or(0);
-        let chunk_start = chunk * RANK_CHUNK;
-        let whole = (byte - chunk_start) as usize;
+        let chunk = byte / self.rank_chunk;
+        let i = self.rank_index.partition_point(|c| c.chunk <= chunk);
+        let Some(cp) = i.checked_sub(1).and_then(|i| self.rank_index.get(i)) else {
+            return Ok(0);
+        };
+        if cp.chunk < chunk {
+            // The pfn's chunk is not stored: zero bits up to it after the last stored one.
+            return Ok(cp.through);
+        }
+        let chunk_start = self.bitmap2_off.saturating_add(chunk * self.rank_chunk);
+        let whole_end = self.bitmap2_off.saturating_add(byte);
+        let mut count = cp
+            .before
+            .saturating_add(popcount_stored(src, chunk_start..whole_end)?);
         let partial = pfn % 8;
-        let n = whole + usize::from(partial != 0);
-        let bytes = src.bytes(self.bitmap2_off.saturating_add(chunk_start), n)?;
-        let (head, tail) = bytes.split_at(whole.min(bytes.len()));
-        let mut count = base.saturating_add(popcount(head));
-        if let Some(&last) = tail.first() {
-            count = count.saturating_add(u64::from((last & ((1u8 << partial) - 1)).count_ones()));
+        if partial != 0 {
+            let last = src.bytes(whole_end, 1)?;
+            if let Some(&b) = last.first() {
+                count = count.saturating_add(u64::from((b & ((1u8 << partial) - 1)).count_ones()));
+            }
         }
         Ok(count)
     }
@@ -678,6 +707,52 @@ impl Headers {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The rank checkpoints of the 2nd bitmap (`len` whole bytes at `off`), in chunks of `chunk` bytes: one per
+/// chunk that holds stored bytes. Work and memory follow what the file stores.
+fn rank_checkpoints(
+    src: &dyn ByteSource,
+    off: u64,
+    len: u64,
+    chunk: u64,
+) -> Result<Vec<Checkpoint>, SourceError> {
+    let mut out: Vec<Checkpoint> = Vec::new();
+    let mut count = 0u64;
+    for ext in src.stored(off..off.saturating_add(len)) {
+        let first = (ext.start - off) / chunk;
+        let last = (ext.end.saturating_sub(1).max(ext.start) - off) / chunk;
+        for c in first..=last {
+            if out.last().is_some_and(|cp| cp.chunk >= c) {
+                continue; // counted whole already (an extent boundary inside the chunk)
+            }
+            let start = off.saturating_add(c * chunk);
+            let end = start.saturating_add(chunk).min(off.saturating_add(len));
+            let bits = popcount_stored(src, start..end)?;
+            out.push(Checkpoint {
+                chunk: c,
+                before: count,
+                through: count.saturating_add(bits),
+            });
+            count = count.saturating_add(bits);
+        }
+    }
+    Ok(out)
+}
+
+/// Set bits in the stored parts of `range` (the rest reads as zeros).
+fn popcount_stored(src: &dyn ByteSource, range: std::ops::Range<u64>) -> Result<u64, SourceError> {
+    let mut n = 0u64;
+    for ext in src.stored(range) {
+        let mut at = ext.start;
+        while at < ext.end {
+            let len = (ext.end - at).min(1 << 20);
+            let bytes = src.bytes(at, len as usize)?;
+            n = n.saturating_add(popcount(&bytes));
+            at += len;
+        }
+    }
+    Ok(n)
 }
 
 fn popcount(bytes: &[u8]) -> u64 {

@@ -56,7 +56,7 @@ pub use vmcore::VmcoreDump;
 
 use crate::arch::Machine;
 use crate::memory::{PhysMemory, ReadError};
-use bytes::Plain;
+use bytes::MappedFile;
 use flattened::Flattened;
 
 const ELF_MAGIC: &[u8] = b"\x7fELF";
@@ -202,8 +202,8 @@ pub trait PhysSource: PhysMemory + Send + Sync {
 /// An open dump, read by physical address.
 pub struct Image {
     path: PathBuf,
-    /// Kept open (read-only) for the life of the mapping.
-    _file: File,
+    /// Kept open (read-only) for the life of the mapping, unless the reader holds it.
+    _file: Option<File>,
     /// The file's mapping (address, length), owned by `reader`: for [`Image::release_pages`].
     mapping: (usize, usize),
     reader: Box<dyn PhysSource>,
@@ -257,7 +257,7 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
         let reader = Raw::new(map);
         return Ok(Image {
             path: p(),
-            _file: file,
+            _file: Some(file),
             mapping,
             reader: Box::new(reader),
             flattened: None,
@@ -280,22 +280,23 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
         warnings.extend(reader.warnings().iter().cloned());
         return Ok(Image {
             path: p(),
-            _file: file,
+            _file: Some(file),
             mapping,
             reader: Box::new(reader),
             flattened: None,
             warnings,
         });
     }
-    let (source, flattened): (Box<dyn ByteSource + Send + Sync>, _) = if head
+    let (source, flattened, keep): (Box<dyn ByteSource + Send + Sync>, _, _) = if head
         .starts_with(flattened::FLAT_SIGNATURE)
     {
         let flat = index_flattened(map).map_err(|err| DumpError::Flattened { path: p(), err })?;
         warnings.extend(flat.warnings().iter().cloned());
         let info = (flat.records(), flat.complete());
-        (Box::new(flat), Some(info))
+        (Box::new(flat), Some(info), Some(file))
     } else {
-        (Box::new(Plain(map)), None)
+        // The reader holds the file (for its holes); the image keeps no second descriptor.
+        (Box::new(MappedFile { map, file }), None, None)
     };
     let magic = source
         .bytes(0, 8)
@@ -329,7 +330,7 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
     warnings.extend(reader.warnings().iter().cloned());
     Ok(Image {
         path: p(),
-        _file: file,
+        _file: keep,
         mapping,
         reader,
         flattened,
