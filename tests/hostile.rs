@@ -371,3 +371,134 @@ fn work_before_any_sanity_check() {
         ru.ru_maxrss
     );
 }
+
+/// Kernel memory whose listening table never ends properly: `lhash2_mask` = 2^20 − 1, every bucket's head
+/// points at the same first socket, and every socket's `next` points at a fresh socket further on (an
+/// endless chain of distinct addresses, as aliased page tables give), so no cycle is ever seen and no chain
+/// reaches a nulls marker. Computed on the fly from a real layout: nothing is stored per socket. (The
+/// claimed bucket array runs into the sockets' addresses: sockets are served first.)
+struct Endless {
+    regions: Vec<(u64, Vec<u8>)>,
+    sock_base: u64,
+    stride: u64,
+    next_at: u64,
+    pointer_size: u64,
+    template: Vec<u8>,
+    bucket_base: u64,
+    bucket: Vec<u8>,
+    buckets: u64,
+    node_of: u64,
+}
+
+impl synq::memory::Memory for Endless {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), synq::memory::ReadError> {
+        let len = buf.len() as u64;
+        let bsize = self.bucket.len() as u64;
+        if addr >= self.sock_base && addr < self.sock_base + (1 << 40) {
+            let k = (addr - self.sock_base) / self.stride;
+            let start = self.sock_base + k * self.stride;
+            let off = (addr - start) as usize;
+            if off + buf.len() <= self.template.len() {
+                let mut sock = self.template.clone();
+                let next = self.sock_base + (k + 1) * self.stride + self.node_of;
+                let at = self.next_at as usize;
+                sock[at..at + self.pointer_size as usize]
+                    .copy_from_slice(&next.to_le_bytes()[..self.pointer_size as usize]);
+                buf.copy_from_slice(&sock[off..off + buf.len()]);
+                return Ok(());
+            }
+        }
+        if addr >= self.bucket_base && addr + len <= self.bucket_base + self.buckets * bsize {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = self.bucket[((addr - self.bucket_base + i as u64) % bsize) as usize];
+            }
+            return Ok(());
+        }
+        for (base, data) in &self.regions {
+            if addr >= *base && addr + len <= *base + data.len() as u64 {
+                let o = (addr - base) as usize;
+                buf.copy_from_slice(&data[o..o + buf.len()]);
+                return Ok(());
+            }
+        }
+        Err(synq::memory::ReadError::NotMapped { addr })
+    }
+}
+
+/// No global walk budget: the caps were per chain, so a table of 2^20 buckets whose chains never end
+/// properly (here endless, distinct addresses: no cycle) walked 2^20 buckets × 9 passes × 2^20 entries and
+/// never ended. The walk now has one budget for the whole table and stops there, saying the answer is
+/// partial. (The budget is set small here so the test is quick; the default is derived from the table.)
+#[test]
+fn no_global_walk_budget() {
+    use common::*;
+    use synq::btf::Table;
+    let mut k = Kernel::new("cilium-ebpf-7.1-x86_64.btf.xz", 2);
+    k.add(0, Sock::listen("192.0.2.1", 80, 1, 0));
+    k.add(0, Sock::listen("192.0.2.1", 81, 1, 0));
+    let l = k.layout.clone();
+    let Table::Lhash2 {
+        ptr_offset: _,
+        mask,
+    } = l.table
+    else {
+        panic!("lhash2 layout expected")
+    };
+    let mut regions = k.regions();
+    // Claim 2^20 buckets.
+    let buckets = 1u64 << 20;
+    for (base, data) in regions.iter_mut() {
+        if *base == k.hashinfo {
+            put(data, mask, buckets - 1);
+        }
+    }
+    let socks = regions
+        .iter()
+        .find(|(b, _)| *b == k.sock_base)
+        .unwrap()
+        .1
+        .clone();
+    let bucket_region = regions
+        .iter()
+        .find(|(b, _)| *b == k.bucket_base)
+        .unwrap()
+        .1
+        .clone();
+    regions.retain(|(b, _)| *b != k.sock_base && *b != k.bucket_base);
+    let mem = Endless {
+        regions,
+        sock_base: k.sock_base,
+        stride: k.stride,
+        next_at: l.link_offset + l.next_offset,
+        pointer_size: l.pointer_size,
+        template: socks[k.stride as usize..2 * k.stride as usize].to_vec(),
+        bucket_base: k.bucket_base,
+        bucket: bucket_region[..l.bucket_size as usize].to_vec(),
+        buckets,
+        node_of: l.link_offset,
+    };
+    let limits = synq::walk::Limits {
+        max_entries: Some(50_000),
+        ..Default::default()
+    };
+    let hashinfo = k.hashinfo;
+    let r = finishes_within(60, "walking 2^20 endless chains", move || {
+        synq::walk::walk(&mem, &l, hashinfo, limits)
+    })
+    .unwrap();
+    assert!(r.stats.entries <= 50_000, "{:?}", r.stats);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("the walk's budget") && w.contains("partial answer")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(!r.listeners.is_empty());
+    // The default budget: 2^22 + 16 per bucket (a real table has 64 Ki buckets at most), at most 2^24.
+    assert_eq!(
+        synq::walk::Limits::default().budget(1 << 16),
+        (1 << 22) + (1 << 20)
+    );
+    assert_eq!(synq::walk::Limits::default().budget(buckets), 1 << 24);
+}

@@ -25,6 +25,10 @@ pub struct Limits {
     pub max_buckets: u64,
     /// Listeners in total.
     pub max_listeners: usize,
+    /// Chain entries followed in the whole walk, restarts included: `None` derives it from the table,
+    /// [`Limits::budget`]. Per-chain caps alone let a damaged or aliased table of 4 Mi buckets whose
+    /// chains never end properly cost 4 Mi × 9 passes × 2^20 entries.
+    pub max_entries: Option<u64>,
 }
 
 impl Default for Limits {
@@ -34,7 +38,21 @@ impl Default for Limits {
             max_restarts: 8,
             max_buckets: 1 << 22,
             max_listeners: 1 << 22,
+            max_entries: None,
         }
+    }
+}
+
+impl Limits {
+    /// The whole walk's budget of chain entries for a table of `buckets` buckets: every listener a real host
+    /// could hold (4 Mi), plus 16 entries per bucket for restarts and skipped sockets, at most 2^24. A real
+    /// table (64 Ki buckets at most, a few listeners each) uses a small part of it.
+    pub fn budget(&self, buckets: u64) -> u64 {
+        self.max_entries.unwrap_or_else(|| {
+            (1u64 << 22)
+                .saturating_add(buckets.saturating_mul(16))
+                .min(1 << 24)
+        })
     }
 }
 
@@ -142,6 +160,8 @@ struct Walker<'a> {
     skipped_state: u64,
     skipped_family: u64,
     skipped_proto: u64,
+    /// Chain entries the walk may still follow ([`Limits::budget`]).
+    budget_left: u64,
 }
 
 enum Entry {
@@ -158,6 +178,8 @@ enum BucketEnd {
     Moving,
     /// Its head pointer could not be read.
     NoHead,
+    /// The walk's budget ran out in this bucket.
+    Spent,
 }
 
 /// How a chain ended.
@@ -168,6 +190,8 @@ enum ChainEnd {
     End(u64),
     /// Given up; the warning says why. The entries read so far are kept.
     Broken(String),
+    /// The walk's budget is spent: the whole walk stops here.
+    Spent,
 }
 
 /// Walks the listening table at `hashinfo` (the address of `tcp_hashinfo`).
@@ -188,9 +212,13 @@ pub fn walk(
         skipped_state: 0,
         skipped_family: 0,
         skipped_proto: 0,
+        budget_left: 0,
     };
     let (base, buckets) = w.table(hashinfo)?;
     w.stats.buckets = buckets;
+    let budget = limits.budget(buckets);
+    w.budget_left = budget;
+    let mut walked = buckets;
 
     let mut listeners = Vec::new();
     let mut seen: HashSet<u64> = HashSet::new();
@@ -206,17 +234,28 @@ pub fn walk(
             .get(usize::try_from(i % HEAD_CHUNK).unwrap_or(usize::MAX))
             .copied();
         let (found, end) = w.bucket(i, bucket, head);
-        match end {
-            BucketEnd::Settled => {}
-            BucketEnd::Moving => moving_buckets += 1,
-            BucketEnd::NoHead => dead_heads += 1,
-        }
         for l in found {
             // A socket that moved between chains while we read may show up twice: count it once.
             if seen.insert(l.sock) && listeners.len() < limits.max_listeners {
                 listeners.push(l);
             }
         }
+        match end {
+            BucketEnd::Settled => {}
+            BucketEnd::Moving => moving_buckets += 1,
+            BucketEnd::NoHead => dead_heads += 1,
+            BucketEnd::Spent => {
+                walked = i + 1;
+                break;
+            }
+        }
+    }
+    if walked < buckets || w.budget_left == 0 {
+        w.warn(format!(
+            "stopped after {budget} chain entries, the walk's budget for a table of {buckets} buckets \
+             ({walked} walked): the table is damaged, aliased or changing faster than it can be read; the \
+             listeners reported are a partial answer"
+        ));
     }
 
     if dead_heads == buckets {
@@ -357,6 +396,7 @@ impl Walker<'_> {
                     self.warn(msg);
                     return (found, BucketEnd::Settled);
                 }
+                ChainEnd::Spent => return (found, BucketEnd::Spent),
                 ChainEnd::End(marker) => {
                     if !l.nulls || marker == expected {
                         return (found, BucketEnd::Settled);
@@ -405,6 +445,10 @@ impl Walker<'_> {
             if !l.nulls && node == 0 {
                 return (out, ChainEnd::End(0));
             }
+            if self.budget_left == 0 {
+                return (out, ChainEnd::Spent);
+            }
+            self.budget_left -= 1;
             steps += 1;
             self.stats.entries += 1;
             if steps > self.limits.max_chain {
