@@ -9,6 +9,15 @@
 //! - [`walk`]: the listening-hash walk and queue sums.
 //! - [`report`] and [`app`]: output and the commands.
 
+// Panics in dependencies (btf-rs asserts some invariants with `expect`) are contained with `catch_unwind`
+// where untrusted input reaches them. A `panic = "abort"` profile would silently turn each of those into an
+// abort of the whole run: refuse to build that way.
+#[cfg(panic = "abort")]
+compile_error!(
+    "synq must be built with panic = \"unwind\": catch_unwind contains panics of dependencies on untrusted \
+     input (btf-rs), and panic = \"abort\" would make each of them abort the run"
+);
+
 pub mod app;
 pub mod arch;
 pub mod btf;

@@ -14,6 +14,15 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy --all-targets"
 cargo clippy --all-targets --quiet -- -D warnings
+step "guard: a panic = \"abort\" build must be refused (catch_unwind contains dependency panics)"
+if out=$(CARGO_TARGET_DIR=target/panic-abort-check RUSTFLAGS="-C panic=abort" cargo check --lib --quiet 2>&1); then
+  echo "a panic=abort build of synq succeeded: the compile-time guard in src/lib.rs is gone" >&2
+  exit 1
+elif ! grep -q 'must be built with panic = "unwind"' <<<"$out"; then
+  echo "$out" >&2
+  echo "the panic=abort build failed, but not on synq's guard" >&2
+  exit 1
+fi
 step "cargo build --release"
 cargo build --release --quiet
 step "cargo test (unit, layouts vs layouts.json, synthetic images, dumps and snapshots, errors)"
