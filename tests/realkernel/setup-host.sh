@@ -17,8 +17,9 @@ fi
 # iproute2:        `ss`, copied into the guest as the comparison baseline.
 # make:            LiME module builds (fetch-tools.sh); binutils (strip, readelf, objcopy) comes with gcc.
 # debootstrap:     the trixie chroot in which fetch-tools.sh builds LiME for 6.12 (gcc-14, glibc 2.38+).
+# time:            GNU /usr/bin/time, whose %M is the peak RSS of each synq run in mutate_dumps.py.
 # ca-certificates is not needed: the mirror is reached the way apt already does.
-packages=(qemu-system-x86 busybox-static cpio gcc libc6-dev xz-utils iproute2 make debootstrap)
+packages=(qemu-system-x86 busybox-static cpio gcc libc6-dev xz-utils iproute2 make debootstrap time)
 
 missing=()
 for p in "${packages[@]}"; do
