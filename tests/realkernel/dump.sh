@@ -28,6 +28,15 @@
 # exit 0 with JSON equal to the ground truth. One "damage: CASE: exit N, ..." line per case; a bad case fails
 # the kernel. Each copy is deleted after its run unless SYNQ_KEEP_DUMPS=1.
 #
+# Mutated dumps (issue 7, "Mutated real dumps end to end"), for the kernels in SYNQ_MUTATE_KERNELS (default
+# "6.12"), after the damaged copies: mutate_dumps.py makes SYNQ_MUTATIONS (default 100; the full count is
+# 1000+) deterministic mutations of the two dumps (seed SYNQ_MUTATE_SEED, default 1: header fields, bitmaps,
+# page descriptors, compressed page data, notes, VMCOREINFO text, flattened record headers, cuts), each a
+# copy next to the dumps, and runs synq --core --json on each: no panic, signal, run over 10 s or peak RSS
+# over 256 MiB; exit 0 only with the ground truth; exit 2 only with warnings; exit 1 only with a "synq: "
+# message. Failure classes in SYNQ_MUTATE_ALLOW (default "exit0-release", see below) are reported but do not
+# fail the kernel.
+#
 #   tests/realkernel/dump.sh 6.12          # one kernel (5.10, 6.1, 6.12)
 #   tests/realkernel/dump.sh 5.10 6.1      # several
 #   tests/realkernel/dump.sh all           # all three (also the default)
@@ -44,9 +53,14 @@
 # kdump-zlib dump is transcoded, default "6.12"; "" for none), SYNQ_DAMAGE_KERNELS (kernel ids whose
 # dumps get the damaged copies, default "6.12"; "" for none), SYNQ_NOVMCI_KERNELS (kernel ids that get one
 # more boot without -device vmcoreinfo, dumped as ELF only, checked as dump-<id>-novmcoreinfo: no VMCOREINFO
-# note in the dump, synq must find the kernel by scanning; default "6.1"; "" for none).
+# note in the dump, synq must find the kernel by scanning; default "6.1"; "" for none), SYNQ_MUTATE_KERNELS
+# (kernel ids whose dumps get the mutations, default "6.12"; "" for none), SYNQ_MUTATIONS (default 100),
+# SYNQ_MUTATE_SEED (default 1), SYNQ_MUTATE_ALLOW (failure classes reported but tolerated; default
+# "exit0-release": synq takes kernel.release from the dump's VMCOREINFO OSRELEASE line without checking it
+# against init_uts_ns, so a damaged line gives exit 0 with a wrong release (listeners right); "" to fail on it).
 # Outputs: target/realkernel/dump-<id>/{initramfs.cpio.gz,console.log,qemu.log,
-# qmp.log,results/,host.txt,core-<dump>/,check-<format>.txt,transcode-<variant>.txt,damage.txt}, and
+# qmp.log,results/,host.txt,core-<dump>/,check-<format>.txt,transcode-<variant>.txt,damage.txt,mutate.txt,
+# mutate/}, and
 # target/realkernel/dump-timings.txt. Never skips: a boot failure, a timeout, a
 # QMP error, a state that moved during the dumps or a failed check fails.
 set -euo pipefail
@@ -69,6 +83,7 @@ synq_bin=${SYNQ_BIN:-target/release/synq}
 transcode_kernels=" ${SYNQ_TRANSCODE_KERNELS-6.12} "
 damage_kernels=" ${SYNQ_DAMAGE_KERNELS-6.12} "
 novmci_kernels=" ${SYNQ_NOVMCI_KERNELS-6.1} "
+mutate_kernels=" ${SYNQ_MUTATE_KERNELS-6.12} "
 # variant name -> kdump_transcode arguments; the input is vmcore.kdump-zlib unless variant_src names another
 variants=(kdump-zlib-plain kdump-lzo kdump-snappy kdump-zstd kdump-lzo-flat)
 declare -A variant_args=(
@@ -172,7 +187,8 @@ dump_entry() {
   [[ $la57_kernels != *" $id "* ]] || cpu=max,+la57
   mkdir -p "$out" "$ddir"
   rm -rf "$out/results" "$out"/core-* "$out"/check-*.txt
-  rm -f "$out"/{console.log,results.b64,qemu.log,qmp.log,host.txt,damage.txt} "$out"/transcode-*.txt "$ddir"/vmcore.*
+  rm -f "$out"/{console.log,results.b64,qemu.log,qmp.log,host.txt,damage.txt,mutate.txt} "$out"/transcode-*.txt "$ddir"/vmcore.*
+  rm -rf "$out/mutate"
   mkdir -p "$out/results"
   local h=$out/host.txt
   {
@@ -295,6 +311,7 @@ dump_entry() {
   [[ -z $novmci ]] || return $ok
   [[ $transcode_kernels != *" $id "* ]] || check_variants "$id" || ok=1
   [[ $damage_kernels != *" $id "* ]] || check_damage "$id" || ok=1
+  [[ $mutate_kernels != *" $id "* ]] || check_mutations "$id" || ok=1
   [[ $id != "${SYNQ_VMLINUX_KERNEL:-6.1}" ]] || check_vmlinux "$id" || ok=1
   return $ok
 }
@@ -339,6 +356,25 @@ check_damage() {
     return 1
   fi
   rk_log "dump-$id: damaged dumps: OK in $(secs "$td" "$(now_ms)")s"
+}
+
+# check_mutations ID: synq --core --json on SYNQ_MUTATIONS mutated copies of the kernel's two dumps
+# (mutate_dumps.py; its summary in mutate.txt, one row per mutation in mutate/mutations.tsv).
+check_mutations() {
+  local id=$1 ddir=$dump_root/$1 c=$out/mutate.txt tm rc=0
+  tm=$(now_ms)
+  SYNQ_MUTATE_ALLOW=${SYNQ_MUTATE_ALLOW-exit0-release} python3 "$REALKERNEL_DIR/mutate_dumps.py" \
+    --count "${SYNQ_MUTATIONS:-100}" --seed "${SYNQ_MUTATE_SEED:-1}" \
+    "$out" "$ddir/vmcore.kdump-zlib" "$ddir/vmcore.elf" >"$c" 2>&1 || rc=$?
+  grep -v '^mutate:   ' "$c"
+  echo "mutate_s=$(secs "$tm" "$(now_ms)")" >>"$out/host.txt"
+  echo "mutate_ok=$(sed -n 's/^mutate: \([0-9]*\) run .*; failures \([0-9]*\) .*/\1-\2/p' "$c" |
+    awk -F- '{ print $1 - $2 "/" $1 }')" >>"$out/host.txt"
+  if [[ $rc -ne 0 ]]; then
+    rk_log "dump-$id: FAIL: mutated dumps: synq panicked, hung, was killed, used too much memory or answered wrongly on some mutation (see $c)"
+    return 1
+  fi
+  rk_log "dump-$id: mutated dumps: OK in $(secs "$tm" "$(now_ms)")s"
 }
 
 # check_variants ID: the transcoded copies of the kernel's kdump-zlib dump, each through check_dump.py.
@@ -399,9 +435,10 @@ for entry in "${entries[@]}"; do
   cleanup
   h=$REPO_ROOT/target/realkernel/$name/host.txt
   v() { sed -n "s/^$1=//p" "$h" 2>/dev/null | tail -n 1; }
-  timings+=("$(printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s %8s %7s' "$id${mode:+-nv}" "$(v cpu)" "$(v boot_s)" \
+  timings+=("$(printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s %8s %7s %9s' "$id${mode:+-nv}" "$(v cpu)" "$(v boot_s)" \
     "$(v dump_elf_s)" "$(v dump_elf_bytes)" "$(v dump_kdump-zlib_s)" "$(v dump_kdump-zlib_bytes)" \
-    "$(v check_elf_s)" "$(v check_kdump-zlib_s)" "$(v variants_ok || true)" "$(v damage_ok || true)")")
+    "$(v check_elf_s)" "$(v check_kdump-zlib_s)" "$(v variants_ok || true)" "$(v damage_ok || true)" \
+    "$(v mutate_ok || true)")")
   if [[ ${SYNQ_KEEP_DUMPS:-0} == 1 ]]; then
     rk_log "$name: dumps kept in $dump_root/${name#dump-} (SYNQ_KEEP_DUMPS=1)"
   else
@@ -411,8 +448,8 @@ for entry in "${entries[@]}"; do
 done
 
 {
-  printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s %8s %7s\n' id cpu boot_s elf_s elf_bytes kdump_s kdump_bytes \
-    chk_elf chk_kdump variants damage
+  printf '%-5s %-11s %7s %8s %11s %9s %11s %8s %8s %8s %7s %9s\n' id cpu boot_s elf_s elf_bytes kdump_s kdump_bytes \
+    chk_elf chk_kdump variants damage mutate
   printf '%s\n' "${timings[@]}"
 } | tee "$REPO_ROOT/target/realkernel/dump-timings.txt"
 rk_log "total $((SECONDS - t0))s"
