@@ -39,6 +39,7 @@ mod raw;
 mod vmcore;
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::ops::Range;
@@ -204,8 +205,11 @@ pub struct Image {
     path: PathBuf,
     /// Kept open (read-only) for the life of the mapping, unless the reader holds it.
     _file: Option<File>,
-    /// The file's mapping (address, length), owned by `reader`: for [`Image::release_pages`].
+    /// The file's mapping (address, length), owned by `reader`: for [`Image::release_pages`]; `(0, 0)`
+    /// for bytes in memory ([`open_bytes`]).
     mapping: (usize, usize),
+    /// The file's length (or that of the bytes in memory).
+    file_len: u64,
     reader: Box<dyn PhysSource>,
     /// For a flattened file: data records indexed, and whether the end marker was there.
     flattened: Option<(u64, bool)>,
@@ -250,15 +254,79 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
     // every check here tolerates, since each value is validated where it is used.
     let map = unsafe { Mmap::map(&file) }.map_err(|err| DumpError::Map { path: p(), err })?;
     let mapping = (map.as_ptr() as usize, map.len());
+    open_data(p(), Data::Mapped(map), Some(file), mapping, opts)
+}
 
-    let head = map.get(..32).unwrap_or_default().to_vec();
+/// [`open_with`] over bytes already in memory instead of a file: the same recognition by content and the
+/// same readers, with `name` standing for the path in errors and in [`Image::path`]. For the fuzz targets
+/// (`synq::fuzzing`) and for callers that hold a dump in memory. Nothing is mapped, so
+/// [`Image::release_pages`] does nothing, and every byte counts as stored (no holes).
+pub fn open_bytes(name: &Path, bytes: Vec<u8>, opts: OpenOptions) -> Result<Image, DumpError> {
+    if bytes.len() < 16 {
+        return Err(DumpError::TooShort {
+            path: name.to_path_buf(),
+            len: bytes.len() as u64,
+        });
+    }
+    open_data(name.to_path_buf(), Data::Bytes(bytes), None, (0, 0), opts)
+}
+
+/// The bytes an [`Image`] reads: a file's read-only mapping, or bytes in memory ([`open_bytes`]).
+enum Data {
+    Mapped(Mmap),
+    Bytes(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Data {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Data::Mapped(map) => map,
+            Data::Bytes(bytes) => bytes,
+        }
+    }
+}
+
+impl Data {
+    /// Lets go of a mapping's pages behind a front-to-back pass ([`Behind`]); bytes in memory stay.
+    fn release_behind(&self, behind: &mut Behind, pos: u64) {
+        if let Data::Mapped(map) = self {
+            behind.release(map, pos);
+        }
+    }
+}
+
+/// The logical file is the data itself; no holes are known, so all of it counts as stored.
+impl ByteSource for Data {
+    fn len(&self) -> u64 {
+        self.as_ref().len() as u64
+    }
+
+    fn bytes(&self, off: u64, len: usize) -> Result<Cow<'_, [u8]>, SourceError> {
+        bytes::slice_at(self.as_ref(), off, len).map(Cow::Borrowed)
+    }
+}
+
+/// [`open_with`] past opening the file: recognises the format of `data` and reads its headers. `file` is the
+/// file `data` maps (`None` for bytes in memory), `mapping` its address and length (`(0, 0)`: nothing to
+/// release).
+fn open_data(
+    path: PathBuf,
+    data: Data,
+    file: Option<File>,
+    mapping: (usize, usize),
+    opts: OpenOptions,
+) -> Result<Image, DumpError> {
+    let p = || path.clone();
+    let file_len = data.len();
+    let head = data.as_ref().get(..32).unwrap_or_default().to_vec();
     let mut warnings = Vec::new();
     if opts.raw {
-        let reader = Raw::new(map);
+        let reader = Raw::new(data);
         return Ok(Image {
             path: p(),
-            _file: Some(file),
+            _file: file,
             mapping,
+            file_len,
             reader: Box::new(reader),
             flattened: None,
             warnings,
@@ -270,18 +338,18 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
             _ => "LiME snapshot",
         };
         let mut behind = Behind::default();
-        let reader = Lime::parse_with(map, |m, pos| behind.release(m, pos)).map_err(|err| {
-            DumpError::Format {
+        let reader = Lime::parse_with(data, |d: &Data, pos| d.release_behind(&mut behind, pos))
+            .map_err(|err| DumpError::Format {
                 path: p(),
                 format: name,
                 err,
-            }
-        })?;
+            })?;
         warnings.extend(reader.warnings().iter().cloned());
         return Ok(Image {
             path: p(),
-            _file: Some(file),
+            _file: file,
             mapping,
+            file_len,
             reader: Box::new(reader),
             flattened: None,
             warnings,
@@ -290,13 +358,16 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
     let (source, flattened, keep): (Box<dyn ByteSource + Send + Sync>, _, _) = if head
         .starts_with(flattened::FLAT_SIGNATURE)
     {
-        let flat = index_flattened(map).map_err(|err| DumpError::Flattened { path: p(), err })?;
+        let flat = index_flattened(data).map_err(|err| DumpError::Flattened { path: p(), err })?;
         warnings.extend(flat.warnings().iter().cloned());
         let info = (flat.records(), flat.complete());
-        (Box::new(flat), Some(info), Some(file))
+        (Box::new(flat), Some(info), file)
     } else {
-        // The reader holds the file (for its holes); the image keeps no second descriptor.
-        (Box::new(MappedFile { map, file }), None, None)
+        match (data, file) {
+            // The reader holds the file (for its holes); the image keeps no second descriptor.
+            (Data::Mapped(map), Some(file)) => (Box::new(MappedFile { map, file }), None, None),
+            (data, file) => (Box::new(data), None, file),
+        }
     };
     let magic = source
         .bytes(0, 8)
@@ -332,6 +403,7 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
         path: p(),
         _file: keep,
         mapping,
+        file_len,
         reader,
         flattened,
         warnings,
@@ -339,9 +411,9 @@ pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Image, DumpError> {
 }
 
 /// Indexes a flattened stream, letting go of the mapped pages behind the indexing front ([`Behind`]).
-fn index_flattened(map: Mmap) -> Result<Flattened<Mmap>, FlatError> {
+fn index_flattened(data: Data) -> Result<Flattened<Data>, FlatError> {
     let mut behind = Behind::default();
-    Flattened::index_with(map, |m: &Mmap, pos| behind.release(m, pos))
+    Flattened::index_with(data, |d: &Data, pos| d.release_behind(&mut behind, pos))
 }
 
 /// Releases a mapping's pages behind a pass that walks the file front to back (indexing a flattened stream,
@@ -419,7 +491,7 @@ impl Image {
 
     /// The file's size on disk.
     pub fn file_len(&self) -> u64 {
-        self.mapping.1 as u64
+        self.file_len
     }
 
     /// See [`PhysSource::backed_ranges`].
