@@ -22,6 +22,8 @@ pub mod app;
 pub mod arch;
 pub mod btf;
 pub mod discover;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod input;
 pub mod memory;
 pub mod report;
