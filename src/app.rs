@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::arch::x86_64;
 use crate::discover::Discovery;
+use crate::privdrop;
 use crate::report::Report;
 use crate::session::{Error, Session, SideFiles};
 use crate::target::{Spec, Target, TargetError, VmcoreinfoOrigin};
@@ -70,21 +71,38 @@ struct Timer {
     on: bool,
     start: Instant,
     last: Instant,
+    /// `/proc/self/status`, opened once (before the privilege drop forbids opening it) and re-read.
+    status: Option<std::fs::File>,
 }
 
 impl Timer {
     fn new() -> Timer {
         let now = Instant::now();
+        let on = std::env::var_os("SYNQ_TIMING").is_some_and(|v| v != "0");
         Timer {
-            on: std::env::var_os("SYNQ_TIMING").is_some_and(|v| v != "0"),
+            on,
             start: now,
             last: now,
+            status: on
+                .then(|| std::fs::File::open("/proc/self/status").ok())
+                .flatten(),
         }
     }
+
+    /// The process's status now (procfs regenerates it on every read from the start).
+    fn status(&self) -> Option<String> {
+        use std::os::unix::fs::FileExt;
+        let f = self.status.as_ref()?;
+        let mut buf = vec![0u8; 16 << 10];
+        let n = f.read_at(&mut buf, 0).ok()?;
+        buf.truncate(n);
+        String::from_utf8(buf).ok()
+    }
+
     /// With SYNQ_TIMING, also the memory use so far (resident anonymous, file-backed and shared pages).
     fn memory(&self) {
         if self.on {
-            if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            if let Some(status) = self.status() {
                 let keep = ["VmHWM", "RssAnon", "RssFile", "RssShmem"];
                 let lines: Vec<String> = status
                     .lines()
@@ -105,8 +123,8 @@ impl Timer {
     fn phase(&mut self, name: &str) {
         if self.on {
             let now = Instant::now();
-            let hwm = std::fs::read_to_string("/proc/self/status")
-                .ok()
+            let hwm = self
+                .status()
                 .and_then(|s| {
                     s.lines()
                         .find(|l| l.starts_with("VmHWM"))
@@ -130,6 +148,29 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         Command::Info => info(opts, &mut session),
         Command::Report => report(opts, &mut session),
         Command::Vmcoreinfo => vmcoreinfo(&mut session),
+    }
+}
+
+/// Drops every capability and installs the seccomp filter ([`privdrop`]). A kernel that refuses (no
+/// seccomp) leaves the answer unchanged: a note on stderr, not a warning. `SYNQ_TEST_OPEN_AFTER_DROP=PATH`
+/// then tries to open PATH and says what happened (the real-kernel test's proof that opening is refused).
+fn drop_privileges(timer: &Timer) {
+    match privdrop::drop_privileges() {
+        Ok(d) => timer.note(&format!(
+            "privileges dropped (capabilities held before: {}, seccomp filter: {})",
+            d.capabilities, d.seccomp
+        )),
+        Err(e) => eprintln!("synq: note: could not drop privileges after opening the sources: {e}"),
+    }
+    if let Some(path) = std::env::var_os("SYNQ_TEST_OPEN_AFTER_DROP") {
+        let what = match std::fs::File::open(&path) {
+            Ok(_) => "succeeded".to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        eprintln!(
+            "synq: test: opening {} after the privilege drop {what}",
+            std::path::Path::new(&path).display()
+        );
     }
 }
 
@@ -201,6 +242,10 @@ fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
     timer.phase("btf-load");
     let era = session.layout()?.era();
     timer.phase("layout");
+    // Everything is open, read or mapped: from here synq needs no privilege and opens nothing.
+    let release = session.target()?.release();
+    drop_privileges(&timer);
+    timer.phase("drop");
     let result = session.walk()?;
     timer.phase("walk");
 
@@ -210,7 +255,7 @@ fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
     let mut warnings = target.warnings().to_vec();
     warnings.extend(result.warnings);
     let mut rep = Report {
-        release: target.release(),
+        release,
         symbols,
         source: target.source_label(),
         btf,

@@ -26,6 +26,7 @@ pub mod discover;
 pub mod fuzzing;
 pub mod input;
 pub mod memory;
+pub mod privdrop;
 pub mod report;
 pub mod session;
 pub mod source;

@@ -34,9 +34,13 @@ Refusals that must happen, each exit 1, empty stdout and the named message on st
   * kptr_restrict=2 (kallsyms shows 0 addresses), synq --json --kallsyms /proc/kallsyms:
     "kptr_restrict hides kallsyms addresses"; kptr_restrict restored afterwards;
   * synq --json as uid/gid 65534 with /proc/kcore 0400 root: "not root";
+  * privdrop/: synq blocked writing its output has CapEff/CapPrm/CapBnd 0, NoNewPrivs 1, Seccomp 2 in its
+    /proc/PID/status, cannot open a file (EPERM) and its answer equals the big scenario's;
   * lockdown=confidentiality boot, synq and synq --json: "lockdown=confidentiality forbids /proc/kcore".
 Exit status 0 only if everything matches.
 """
+import contextlib
+import io
 import ipaddress
 import json
 import os
@@ -558,6 +562,28 @@ def check_against_big(root, release, fails, name, label):
               f"listeners) with symbols from: {doc.get('kernel', {}).get('symbols')!r}")
 
 
+def _big_listeners(root, release, out_path):
+    """The number of listeners if the synq --json output at out_path equals the ground truth of 'big' per
+    key (and has no warnings), else None."""
+    f = Failures()
+    try:
+        doc = json.loads(read_text(out_path) or "")
+    except json.JSONDecodeError:
+        return None
+    if doc.get("warnings"):
+        return None
+    sdir = os.path.join(root, "big")
+    ns_dirs = sorted(os.path.join(sdir, d) for d in os.listdir(sdir)
+                     if d.startswith("ns") and os.path.isdir(os.path.join(sdir, d)))
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth, _ = ground_truth(ns_dirs, ".after", f, "privdrop")
+        got, _ = synq_groups(doc, f, "privdrop")
+        compare_groups("/proc (big, after)", truth, "synq", got, f, "privdrop")
+    if f.items:
+        return None
+    return sum(v[0] for v in truth.values())
+
+
 def check_kptr_default(root, release, fails):
     """kptr_restrict=2 with synq's default sources. Kernels >= 6.0 name their kallsyms tables in VMCOREINFO
     (in /proc/kcore), so synq must still give the ground truth of the 'big' scenario, which is still standing;
@@ -588,6 +614,40 @@ def check_unpriv(root, release, fails):
     r = check_refusal(os.path.join(d, "synq-json"), f"synq --json as uid {UNPRIV_ID}", MSG_NOT_ROOT, fails, where)
     if r:
         print(f"info: [{release}] as {ident}, /proc/kcore {mode}: synq --json: {r}")
+
+
+def check_privdrop(root, release, fails, big_truth_check):
+    """synq after opening its sources holds no capability, has no_new_privs and a seccomp filter (the
+    kernel's /proc/PID/status of the synq blocked writing its output), cannot open a file any more, and still
+    gives the big scenario's answer."""
+    where = f"[{release}] privilege drop"
+    d = os.path.join(root, "privdrop")
+    status = read_text(os.path.join(d, "status")) or ""
+    fields = {}
+    for line in status.splitlines():
+        k, _, v = line.partition(":")
+        fields[k.strip()] = v.strip()
+    if not fields:
+        fails.add(where, "no /proc/PID/status of the running synq was recorded")
+        return None
+    for k, want in (("CapEff", "0000000000000000"), ("CapPrm", "0000000000000000"),
+                    ("CapInh", "0000000000000000"), ("CapBnd", "0000000000000000"),
+                    ("CapAmb", "0000000000000000"), ("NoNewPrivs", "1"), ("Seccomp", "2")):
+        if fields.get(k) != want:
+            fails.add(where, f"{k} {fields.get(k)!r} while synq was writing its output, want {want!r}")
+    err = read_text(os.path.join(d, "synq.err")) or ""
+    probe = "synq: test: opening /proc/kallsyms after the privilege drop failed: Operation not permitted"
+    if probe not in err:
+        fails.add(where, f"opening a file after the drop did not fail with EPERM: stderr {err.strip()[-300:]!r}")
+    rc = (read_text(os.path.join(d, "synq.rc")) or "").strip()
+    if rc != "0":
+        fails.add(where, f"synq --json exit {rc!r}, want 0")
+    n = big_truth_check(os.path.join(d, "synq.out"))
+    if n is None:
+        fails.add(where, "its answer (written after the drop) is not the big scenario's")
+        return None
+    return f"CapEff {fields.get('CapEff')}, NoNewPrivs {fields.get('NoNewPrivs')}, Seccomp " \
+           f"{fields.get('Seccomp')}, open after the drop refused, {n} listeners as in /proc"
 
 
 def mptcp_state(root, release, fails):
@@ -645,6 +705,10 @@ def run_check(root):
         if s:
             summaries.append(s)
     check_kptr(root, release, fails)
+    pd = check_privdrop(root, release, fails, lambda path: _big_listeners(root, release, path))
+    if pd:
+        print(f"info: [{release}] privilege drop: {pd}")
+        summaries.append("privileges dropped after the open")
     check_unpriv(root, release, fails)
     integrity = check_integrity(root, release, fails)
     if mptcp is not None:
@@ -800,6 +864,14 @@ def _kallsyms_visible(path):
         f.write("ffffffff81000000 T _stext\n")
 
 
+def _set_status(key, value):
+    def plant(path):
+        lines = [l if not l.startswith(key + ":") else f"{key}:\t{value}" for l in (read_text(path) or "").splitlines()]
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return plant
+
+
 def selftest_cases(root):
     """name -> (file relative to RESULTS_DIR, planting function, text the failures must contain or None)."""
     mode = (read_text(os.path.join(root, "mode")) or "").strip()
@@ -842,6 +914,13 @@ def selftest_cases(root):
             ("unpriv/synq-json.err", _write(f"synq: /proc/kcore: {MSG_LOCKDOWN}\n"), "not root"),
         "not root: still root": ("unpriv/id", _write("uid=0(root) gid=0(root)\n"), "not root"),
         "not root: /proc/kcore readable by all": ("unpriv/kcore-mode", _write("444 0 0\n"), "not root"),
+        "privilege drop: CapEff kept": ("privdrop/status", _set_status("CapEff", "000001ffffffffff"), "privilege drop"),
+        "privilege drop: no seccomp": ("privdrop/status", _set_status("Seccomp", "0"), "privilege drop"),
+        "privilege drop: no NoNewPrivs": ("privdrop/status", _set_status("NoNewPrivs", "0"), "privilege drop"),
+        "privilege drop: open succeeded": ("privdrop/synq.err", _write(
+            "synq: test: opening /proc/kallsyms after the privilege drop succeeded\n"), "privilege drop"),
+        "privilege drop: wrong answer": ("privdrop/synq.out", lambda p: _perturb_json(p, _bump_syn),
+                                         "privilege drop"),
     }
     if (read_text(os.path.join(root, "mptcp", "sysctl")) or "").strip() == "absent":
         cases["MPTCP absence unproven (config =y)"] = ("mptcp/config", _write("CONFIG_MPTCP=y\n"), "mptcp")

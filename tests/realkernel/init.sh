@@ -235,6 +235,43 @@ check_not_root() {
   log "unprivileged: $(cat $U/id); /proc/kcore $(cat $U/kcore-mode)"
 }
 
+# synq holding no privilege after opening its sources (issue 7): with the "big" scenario's ~700 KB of JSON
+# going into a pipe nobody reads yet, synq blocks in write(2) after its walk, after dropping privileges; its
+# /proc/PID/status, read then, is the kernel's own account of what it still holds (CapEff, CapPrm, CapBnd,
+# NoNewPrivs, Seccomp). SYNQ_TEST_OPEN_AFTER_DROP makes it try to open a file after the drop and say how that
+# went (it must fail).
+check_privdrop() {
+  P=$R/privdrop
+  mkdir -p $P
+  mkfifo $P/pipe
+  rc=0
+  ( SYNQ_TEST_OPEN_AFTER_DROP=/proc/kallsyms timeout -s KILL $SYNQ_TIMEOUT synq --json >$P/pipe 2>$P/synq.err
+    echo $? >$P/synq.rc ) &
+  # The reader: opens the pipe at once (so synq's open does not block) but reads only after the sampling.
+  exec 7<$P/pipe
+  i=0
+  spid=
+  while [ $i -lt 600 ]; do
+    spid=$(pidof synq || true)
+    if [ -n "$spid" ] && grep -q '^Seccomp:[[:space:]]*2' /proc/"$spid"/status 2>/dev/null \
+        && grep -q '^State:[[:space:]]*S' /proc/"$spid"/status 2>/dev/null; then
+      break
+    fi
+    i=$((i + 1))
+    sleep 0.1
+  done
+  if [ -n "$spid" ]; then
+    cat /proc/"$spid"/status >$P/status 2>&1 || true
+    cat /proc/"$spid"/wchan >$P/wchan 2>/dev/null || true
+  fi
+  echo "$i" >$P/polls
+  cat <&7 >$P/synq.out
+  exec 7<&-
+  wait || true
+  rm -f $P/pipe
+  log "privdrop: synq pid ${spid:-none} sampled after $i polls; $(grep -E '^(CapEff|NoNewPrivs|Seccomp):' $P/status 2>/dev/null | tr '\n\t' '  ')"
+}
+
 # Both namespaces' listeners (plus the MPTCP one where the kernel has it), as the
 # "basic" scenario has them; sets F, pid1 and pid2.
 start_listeners() {
@@ -267,6 +304,7 @@ mode_test() {
   log "idle listeners ready (pid $pid3)"
   collect_scenario big "ns1:$pid1:$F/main.out,$F/idle.out" "ns2:$pid2:$F/ns2.out"
 
+  check_privdrop
   check_kptr_restrict
   check_not_root
 }
