@@ -247,17 +247,26 @@ pub fn validate(
     arch.verify(phys, uts)
         .map_err(|e| format!("its page tables do not map init_uts_ns ({uts:#x}): {e}"))?;
     let mem = Translated::new(phys, arch);
-    let mut uts_bytes = [0u8; 512];
-    mem.read(uts, &mut uts_bytes)
-        .map_err(|e| format!("init_uts_ns cannot be read: {e}"))?;
-    let found = uts_release(&uts_bytes, info.offset("uts_namespace.name"))
-        .ok_or("init_uts_ns holds no utsname")?;
+    let found = kernel_release(&mem, info)?;
     if found != release {
         return Err(format!(
             "init_uts_ns says release {found:?}, the note says {release:?}: another kernel's note"
         ));
     }
     Ok(())
+}
+
+/// The release the kernel itself holds, in `init_uts_ns` (located by VMCOREINFO's `SYMBOL(init_uts_ns)`), read
+/// through `mem`: what `uname -r` says, and what a dump's OSRELEASE line must agree with.
+pub fn kernel_release(mem: &dyn Memory, info: &VmcoreInfo) -> Result<String, String> {
+    let uts = info
+        .symbol("init_uts_ns")
+        .ok_or("no SYMBOL(init_uts_ns) to read it from")?;
+    let mut uts_bytes = [0u8; 512];
+    mem.read(uts, &mut uts_bytes)
+        .map_err(|e| format!("init_uts_ns cannot be read: {e}"))?;
+    uts_release(&uts_bytes, info.offset("uts_namespace.name"))
+        .ok_or_else(|| "init_uts_ns holds no utsname".to_string())
 }
 
 /// The release in a `struct uts_namespace`: its `new_utsname` (six 65-byte strings: sysname, nodename,

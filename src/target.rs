@@ -122,6 +122,8 @@ pub struct Target {
     vmcoreinfo_text: Option<String>,
     origin: Option<VmcoreinfoOrigin>,
     warnings: Vec<String>,
+    /// The release in the kernel's `init_uts_ns` (files only).
+    uts_release: Option<String>,
 }
 
 impl Target {
@@ -140,6 +142,7 @@ impl Target {
                     mem: Mem::Live(core),
                     vmcoreinfo,
                     warnings,
+                    uts_release: None,
                 })
             }
             Spec::Core {
@@ -191,14 +194,29 @@ impl Target {
                         err,
                     }
                 })?;
-                let warnings = image.warnings().to_vec();
+                let mut warnings = image.warnings().to_vec();
+                let mem = Translated::new(image, arch);
+                // The release the kernel holds in init_uts_ns is the authority; a note whose OSRELEASE line
+                // disagrees (or lacks one) is damaged: say so, and report the kernel's.
+                let uts_release = discover::kernel_release(&mem, &info).ok();
+                if let Some(r) = &uts_release {
+                    let note = info.osrelease().map(str::trim);
+                    if note != Some(r.as_str()) {
+                        warnings.push(format!(
+                            "VMCOREINFO says OSRELEASE {}, the kernel's init_uts_ns says {r:?}: the note is \
+                             damaged; the release reported is init_uts_ns's",
+                            note.map_or_else(|| "(missing)".to_string(), |n| format!("{n:?}"))
+                        ));
+                    }
+                }
                 Ok(Target {
                     spec: spec.clone(),
-                    mem: Mem::File(Translated::new(image, arch)),
+                    mem: Mem::File(mem),
                     vmcoreinfo: Some(info),
                     vmcoreinfo_text: Some(text),
                     origin: Some(origin),
                     warnings,
+                    uts_release,
                 })
             }
         }
@@ -268,8 +286,12 @@ impl Target {
         }
     }
 
-    /// The kernel release: VMCOREINFO's OSRELEASE; live without it, the running kernel's.
+    /// The kernel release: a file's `init_uts_ns` (checked against VMCOREINFO when opened); else VMCOREINFO's
+    /// OSRELEASE; live without it, the running kernel's.
     pub fn release(&self) -> String {
+        if let Some(r) = &self.uts_release {
+            return r.clone();
+        }
         if let Some(r) = self.vmcoreinfo.as_ref().and_then(VmcoreInfo::osrelease) {
             return r.trim().to_string();
         }

@@ -60,8 +60,6 @@ fn run(file: &Path, kallsyms: &Path) -> (i32, serde_json::Value, String) {
 /// A damaged OSRELEASE line in a dump's own VMCOREINFO: synq may refuse (exit 1), warn (exit 2), or take
 /// the release from `init_uts_ns`; it may not exit 0 naming a release the kernel's memory contradicts.
 #[test]
-#[ignore = "fails today: synq takes kernel.release from the dump's OSRELEASE line unchecked (found by \
-            mutate_dumps.py, see the module comment); run with --ignored once that is fixed, then drop this"]
 fn dump_release_is_checked_against_init_uts_ns() {
     let dir = scratch("mutated-release");
     let mut k = Kernel::new(BTF, 16);
