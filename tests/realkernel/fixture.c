@@ -22,6 +22,14 @@
  *   synq-fixture mptcp-probe
  *       Prints "ok" if socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP) works, else
  *       "errno N NAME" (always exit 0: the caller records, check.py judges).
+ *   synq-fixture churn MAX_SECONDS WINDOW RATE STATUS ADDR,PORT...
+ *       Listeners opened and closed RATE times a second (0: as fast as it can)
+ *       in the current netns (ephemeral ports; half of them in the lhash2
+ *       buckets of the given fixed listeners), WINDOW alive at any time;
+ *       the count in STATUS and the rate on exit.
+ *   synq-fixture soak RUNS OUTDIR LIMIT_S PID1 PID2 -- CMD [ARG...]
+ *       Runs CMD RUNS times (outputs, exit codes, wall times), each followed by
+ *       a copy of /proc/PID{1,2}/net/tcp{,6} as a reader gets it.
  *
  * The setup modes print one "EXPECT <family> <addr> <port> <listeners> <syn>
  * <accept>" line per listener key they created (and a "KIND <family> <addr>
@@ -641,6 +649,321 @@ static int mode_mptcp_probe(void)
 	return 0;
 }
 
+static long arg_long(const char *s);
+
+/* ---- churn soak (issue 7): listeners that come and go, and the soak loop ---- */
+
+static volatile sig_atomic_t churn_stop;
+
+static void on_churn_term(int sig)
+{
+	(void)sig;
+	churn_stop = 1;
+}
+
+struct churn_target {
+	int family;
+	char addr[INET6_ADDRSTRLEN];
+	unsigned port; /* a fixed listener's port: explicit churn ports share its low 8 bits */
+};
+
+/* The kernel's default ephemeral range (net.ipv4.ip_local_port_range): every churn port lies in it, so no
+ * churn listener can take a fixed listener's key (those ports are below 32768). */
+#define EPH_LO 32768
+#define EPH_HI 60999
+
+static void churn_status(const char *path, long cycles, long fails, long start_ms, int done)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fprintf(f, "cycles=%ld\nfails=%ld\nstart_ms=%ld\nnow_ms=%ld\ndone=%d\n", cycles, fails, start_ms, now_ms(),
+		done);
+	fclose(f);
+	rename(tmp, path); /* readers see the old or the new file, never half of one */
+}
+
+/*
+ * synq-fixture churn MAX_SECONDS WINDOW RATE STATUS ADDR,PORT...
+ * Opens and closes TCP listeners in the current network namespace, RATE cycles a second (0: as fast as it
+ * can; a paced churner leaves the other processes, synq among them, CPU time, as on a real server whose CPUs
+ * are not all spent on listeners), until SIGTERM or MAX_SECONDS: each cycle is socket(), bind(), listen(),
+ * then close() of the listener opened WINDOW cycles
+ * before (so WINDOW churn listeners exist at any time and the listening hash keeps changing under a
+ * reader). Cycles alternate between a port the kernel picks (bind to port 0: the ephemeral range, any
+ * bucket) and an explicit port of the ephemeral range on the address of one of the given fixed listeners
+ * whose low 8 bits equal that listener's port: the listening hash (lhash2) bucket of a socket is
+ * (jhash(address, netns) ^ port) & lhash2_mask, and these 512 MiB guests have 256 buckets (lhash2_mask 255,
+ * read from their dumps), so such a listener lands in the very bucket of the fixed one, ahead of it (IPv4
+ * listeners go to the head of a bucket): a reader of that bucket sees it change. A failed bind
+ * (the port taken by another churn listener) is counted, not fatal. STATUS is rewritten about 4 times a
+ * second (cycles, fails, CLOCK_MONOTONIC ms); at the end one "CHURN cycles=... rate=..." line on stdout.
+ */
+static int mode_churn(long max_s, long window, long rate, const char *status, int ntargets, char **targets)
+{
+	if (max_s < 1 || window < 1 || window > 4096 || rate < 0 || ntargets < 1)
+		fail("churn: bad arguments");
+	struct churn_target *t = calloc((size_t)ntargets, sizeof(*t));
+	int *ring = malloc((size_t)window * sizeof(int));
+	if (!t || !ring)
+		fail("out of memory");
+	for (int i = 0; i < ntargets; i++) {
+		char *comma = strrchr(targets[i], ',');
+		if (!comma || (size_t)(comma - targets[i]) >= sizeof(t[i].addr))
+			fail("churn: target %s is not ADDR,PORT", targets[i]);
+		memcpy(t[i].addr, targets[i], (size_t)(comma - targets[i]));
+		t[i].port = (unsigned)arg_long(comma + 1);
+		t[i].family = family_of(t[i].addr);
+	}
+	for (long i = 0; i < window; i++)
+		ring[i] = -1;
+	raise_nofile(window + 256);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_churn_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	long start = now_ms(), last = start, cycles = 0, fails = 0, slot = 0;
+	unsigned long rnd = (unsigned long)getpid() * 2654435761UL + (unsigned long)start;
+	churn_status(status, 0, 0, start, 0);
+	for (long n = 0; !churn_stop; n++) {
+		if ((n & 7) == 0) {
+			long now = now_ms();
+			if (now - start > max_s * 1000)
+				break;
+			if (now - last >= 250) {
+				churn_status(status, cycles, fails, start, 0);
+				last = now;
+			}
+			/* Paced: no cycle before its time (cycle c is due at start + c / RATE seconds). */
+			long due = rate ? start + cycles * 1000 / rate : 0;
+			if (due > now)
+				usleep((useconds_t)(due - now) * 1000);
+		}
+		struct churn_target *c = &t[n / 2 % ntargets];
+		unsigned port = 0;
+		if (n & 1) {
+			/* Same low 8 bits as the fixed listener's port, inside the ephemeral range. */
+			unsigned lo = c->port & 255, k0 = (EPH_LO + 255 - lo) / 256, k1 = (EPH_HI - lo) / 256;
+			rnd = rnd * 6364136223846793005UL + 1442695040888963407UL;
+			port = lo + 256 * (k0 + (unsigned)((rnd >> 33) % (k1 - k0 + 1)));
+		}
+		int fd = socket(c->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			fail("churn: socket");
+		int one = 1;
+		if (c->family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		struct sockaddr_storage ss;
+		socklen_t len;
+		fill_sa(c->family, c->addr, port, &ss, &len);
+		if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 16) < 0) {
+			close(fd);
+			fails++;
+			continue;
+		}
+		if (ring[slot] >= 0) {
+			close(ring[slot]);
+			cycles++; /* one listener opened and one closed */
+		}
+		ring[slot] = fd;
+		slot = (slot + 1) % window;
+	}
+	for (long i = 0; i < window; i++)
+		if (ring[i] >= 0)
+			close(ring[i]);
+	long end = now_ms();
+	churn_status(status, cycles, fails, start, 1);
+	printf("CHURN cycles=%ld fails=%ld seconds=%.1f rate=%.0f\n", cycles, fails, (end - start) / 1000.0,
+	       end > start ? cycles * 1000.0 / (double)(end - start) : 0.0);
+	free(t);
+	free(ring);
+	return 0;
+}
+
+/* Copies /proc/PID/net/FILE into OUT as a reader would take it (read() until EOF: the kernel serves it in
+ * pieces of at most a page), keeping the header, every st 0A line of a port below the ephemeral range (the
+ * fixed listeners; churn listeners are left out to keep the results small) and every st 03 line. Returns
+ * the number of read() calls; *listen_lines gets the number of st 0A lines and *dup_inodes the number of
+ * st 0A lines whose socket inode appeared on an earlier st 0A line of this copy (a row served twice). */
+static int proc_copy(long pid, const char *file, const char *out, int *listen_lines, int *dup_inodes)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/net/%s", pid, file);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail("open %s", path);
+	size_t cap = 1 << 16, used = 0;
+	char *buf = malloc(cap + 1);
+	if (!buf)
+		fail("out of memory");
+	int reads = 0;
+	for (;;) {
+		if (cap - used < 4096) {
+			cap *= 2;
+			buf = realloc(buf, cap + 1);
+			if (!buf)
+				fail("out of memory");
+		}
+		ssize_t r = read(fd, buf + used, 4096);
+		if (r < 0)
+			fail("read %s", path);
+		reads++;
+		if (r == 0)
+			break;
+		used += (size_t)r;
+	}
+	close(fd);
+	buf[used] = 0;
+	FILE *o = fopen(out, "w");
+	if (!o)
+		fail("create %s", out);
+	unsigned long inodes[4096];
+	int ninodes = 0;
+	*listen_lines = *dup_inodes = 0;
+	int first = 1;
+	for (char *line = buf, *nl; *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (!nl)
+			nl = line + strlen(line) - 1;
+		char saved = nl[1];
+		nl[1] = 0;
+		unsigned lport, st;
+		unsigned long inode;
+		char lhex[33];
+		if (first) {
+			fputs(line, o);
+			first = 0;
+		} else if (sscanf(line, " %*d: %32[0-9A-F]:%X %*32[0-9A-F]:%*X %X %*X:%*X %*X:%*X %*X %*u %*d %lu", lhex,
+				  &lport, &st, &inode) == 4) {
+			if (st == 0x0A) {
+				(*listen_lines)++;
+				for (int i = 0; i < ninodes; i++)
+					if (inodes[i] == inode) {
+						(*dup_inodes)++;
+						break;
+					}
+				if (ninodes < 4096)
+					inodes[ninodes++] = inode;
+				if (lport < EPH_LO)
+					fputs(line, o);
+			} else if (st == 0x03) {
+				fputs(line, o);
+			}
+		}
+		nl[1] = saved;
+		if (!saved)
+			break;
+	}
+	fclose(o);
+	free(buf);
+	return reads;
+}
+
+static void mkdir_p(const char *d)
+{
+	if (mkdir(d, 0755) < 0 && errno != EEXIST)
+		fail("mkdir %s", d);
+}
+
+/*
+ * synq-fixture soak RUNS OUTDIR LIMIT_S PID1 PID2 -- CMD [ARG...]
+ * RUNS times: CMD (stdout to OUTDIR/run/NNNNN.out, stderr to .err; killed after LIMIT_S seconds), timed from
+ * fork to exit (CLOCK_MONOTONIC), one "RUN i rc ms" line in OUTDIR/runs.txt (rc 128+N: signal N; "timeout"
+ * when killed); then, under the same churn, the kernel's own /proc/PID/net/tcp and tcp6 of both namespaces
+ * (PID1, PID2) the way a reader gets them (proc_copy) into OUTDIR/proc/NNNNN/ns1|ns2/, with one
+ * "PROC i ns file reads listen_lines dup_inodes ms" line each in OUTDIR/proc.txt. Progress every 50 runs on
+ * stdout. Exit 0 once all runs are done (the host judges them).
+ */
+static int mode_soak(long runs, const char *outdir, long limit_s, long pid1, long pid2, char **argv)
+{
+	if (runs < 1 || runs > 100000 || limit_s < 1)
+		fail("soak: bad arguments");
+	char path[4096];
+	mkdir_p(outdir);
+	snprintf(path, sizeof(path), "%s/run", outdir);
+	mkdir_p(path);
+	snprintf(path, sizeof(path), "%s/proc", outdir);
+	mkdir_p(path);
+	snprintf(path, sizeof(path), "%s/runs.txt", outdir);
+	FILE *rf = fopen(path, "w");
+	snprintf(path, sizeof(path), "%s/proc.txt", outdir);
+	FILE *pf = fopen(path, "w");
+	if (!rf || !pf)
+		fail("soak: cannot create %s/runs.txt or proc.txt", outdir);
+	setvbuf(rf, NULL, _IOLBF, 0);
+	setvbuf(pf, NULL, _IOLBF, 0);
+	long pids[2] = {pid1, pid2};
+	const char *files[2] = {"tcp", "tcp6"};
+	for (long i = 0; i < runs; i++) {
+		char out[4096], err[4096];
+		snprintf(out, sizeof(out), "%s/run/%05ld.out", outdir, i);
+		snprintf(err, sizeof(err), "%s/run/%05ld.err", outdir, i);
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		pid_t pid = fork();
+		if (pid < 0)
+			fail("fork");
+		if (pid == 0) {
+			int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			int n = open("/dev/null", O_RDONLY);
+			if (o < 0 || e < 0 || n < 0)
+				_exit(127);
+			dup2(n, 0);
+			dup2(o, 1);
+			dup2(e, 2);
+			execvp(argv[0], argv);
+			_exit(127);
+		}
+		int status = 0, timed_out = 0;
+		long start = now_ms();
+		for (;;) {
+			pid_t w = waitpid(pid, &status, WNOHANG);
+			if (w == pid)
+				break;
+			if (w < 0)
+				fail("waitpid");
+			if (now_ms() - start > limit_s * 1000) {
+				kill(pid, SIGKILL);
+				waitpid(pid, &status, 0);
+				timed_out = 1;
+				break;
+			}
+			usleep(2000);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double ms = (t1.tv_sec - t0.tv_sec) * 1000.0 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+		if (timed_out)
+			fprintf(rf, "RUN %ld timeout %.1f\n", i, ms);
+		else
+			fprintf(rf, "RUN %ld %d %.1f\n", i,
+				WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), ms);
+		snprintf(path, sizeof(path), "%s/proc/%05ld", outdir, i);
+		mkdir_p(path);
+		for (int n = 0; n < 2; n++) {
+			snprintf(path, sizeof(path), "%s/proc/%05ld/ns%d", outdir, i, n + 1);
+			mkdir_p(path);
+			for (int f = 0; f < 2; f++) {
+				snprintf(path, sizeof(path), "%s/proc/%05ld/ns%d/%s", outdir, i, n + 1, files[f]);
+				int ll, dups;
+				clock_gettime(CLOCK_MONOTONIC, &t0);
+				int reads = proc_copy(pids[n], files[f], path, &ll, &dups);
+				clock_gettime(CLOCK_MONOTONIC, &t1);
+				fprintf(pf, "PROC %ld ns%d %s %d %d %d %.1f\n", i, n + 1, files[f], reads, ll, dups,
+					(t1.tv_sec - t0.tv_sec) * 1000.0 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+			}
+		}
+		if ((i + 1) % 50 == 0 || i + 1 == runs)
+			printf("synq-fixture soak: %ld/%ld runs\n", i + 1, runs);
+	}
+	fclose(rf);
+	fclose(pf);
+	return 0;
+}
+
 static long arg_long(const char *s)
 {
 	char *end;
@@ -659,7 +982,9 @@ static void usage(void)
 		"       synq-fixture bench LISTENERS ESTABLISHED HALFOPEN\n"
 		"       synq-fixture time RUNS LABEL -- CMD [ARG...]\n"
 		"       synq-fixture as UID GID -- CMD [ARG...]\n"
-		"       synq-fixture mptcp-probe\n");
+		"       synq-fixture mptcp-probe\n"
+		"       synq-fixture churn MAX_SECONDS WINDOW RATE STATUS ADDR,PORT...\n"
+		"       synq-fixture soak RUNS OUTDIR LIMIT_S PID1 PID2 -- CMD [ARG...]\n");
 	exit(2);
 }
 
@@ -684,6 +1009,11 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(mode, "mptcp-probe") == 0 && argc == 2)
 		return mode_mptcp_probe();
+	if (strcmp(mode, "churn") == 0 && argc >= 7)
+		return mode_churn(arg_long(argv[2]), arg_long(argv[3]), arg_long(argv[4]), argv[5], argc - 6, argv + 6);
+	if (strcmp(mode, "soak") == 0 && argc >= 10 && strcmp(argv[7], "--") == 0)
+		return mode_soak(arg_long(argv[2]), argv[3], arg_long(argv[4]), arg_long(argv[5]), arg_long(argv[6]),
+				 argv + 8);
 	if (strcmp(mode, "scenario") == 0 && (argc == 3 || argc == 4)) {
 		int mptcp = argc == 4 && strcmp(argv[3], "mptcp") == 0;
 		if (argc == 4 && !mptcp)

@@ -18,6 +18,16 @@
 #                     its own virtio disk (serial = the snapshot's name), with
 #                     the exact length, the time, and the ground truth re-read
 #                     after each (snapshot.sh); then results and power off
+#   synq.mode=soak    the "basic" scenario's listeners and ground truth, then
+#                     listeners opened and closed in both namespaces (synq-fixture
+#                     churn) while synq --json runs
+#                     synq.soak_runs times (default 200), each run followed by a
+#                     copy of /proc/PID/net/tcp{,6} of both namespaces; then the
+#                     churn stops and the ground truth is re-read (soak.sh,
+#                     check_soak.py). synq.churn_window=W: churn listeners alive
+#                     at once per namespace (default 64); synq.churn_rate=R:
+#                     open/close cycles a second per namespace (default 1500;
+#                     0: as fast as the guest can)
 #   synq.runs=R       timed runs per command in bench mode (default 5)
 #   synq.half=H       half-open requests per bench configuration (default 5)
 #
@@ -551,6 +561,77 @@ finish_dump() {
   exit 1
 }
 
+# Soak mode (issue 7, "Churn soak, live"): while listeners come and go in both
+# namespaces, synq must report the fixed listeners of "basic" exactly on every
+# run; the kernel's own /proc/net/tcp is sampled as often under the same churn,
+# for comparison. Everything is judged on the host (check_soak.py).
+# Churners live at most this long (the host's timeout bounds the guest anyway).
+CHURN_MAX_S=7200
+# A synq run is killed after this; the rule (at most 5 s) is checked on the host.
+SOAK_RUN_LIMIT_S=60
+
+mode_soak() {
+  runs=$(cmdline_arg synq.soak_runs 200)
+  window=$(cmdline_arg synq.churn_window 64)
+  rate=$(cmdline_arg synq.churn_rate 1500)
+  [ -x /bin/synq ] || fail "synq binary missing from the initramfs (SYNQ_BIN not built?)"
+  load_modules
+  start_listeners
+  collect_truth basic "ns1:$pid1:$F/main.out" "ns2:$pid2:$F/ns2.out"
+  tcp_state "1tcp:$sc/ns1/tcp" "1tcp6:$sc/ns1/tcp6" "2tcp:$sc/ns2/tcp" "2tcp6:$sc/ns2/tcp6" >"$sc/state"
+  [ -s "$sc/state" ] || fail "empty canonical state of the basic scenario"
+  log "scenario basic collected ($(wc -l <"$sc/state") listener/request lines) before the churn"
+  S=$R/soak
+  mkdir -p $S
+  # synq's phase timings without churn, to compare with those under it (below).
+  SYNQ_TIMING=1 timeout -s KILL $SOAK_RUN_LIMIT_S synq --json >/dev/null 2>$S/timing-quiet || true
+  echo "$runs" >$S/runs-wanted
+  echo "$window" >$S/window
+  echo "$rate" >$S/rate
+  nproc >$S/cpus
+  # Churn targets: the fixed listeners of each namespace (their address and port, from the fixture's EXPECT
+  # lines), so that half of the churn lands in their listening-hash buckets.
+  t1=$(awk '$1 == "EXPECT" { print $3 "," $4 }' $F/main.out | tr '\n' ' ')
+  t2=$(awk '$1 == "EXPECT" { print $3 "," $4 }' $F/ns2.out | tr '\n' ' ')
+  # shellcheck disable=SC2086  # the targets are words
+  synq-fixture churn $CHURN_MAX_S "$window" "$rate" $S/churn-ns1.status $t1 >$S/churn-ns1.out 2>&1 &
+  c1=$!
+  # shellcheck disable=SC2086
+  nsenter -t "$pid2" -n synq-fixture churn $CHURN_MAX_S "$window" "$rate" $S/churn-ns2.status $t2 \
+    >$S/churn-ns2.out 2>&1 &
+  c2=$!
+  # Both churners running (a status file with cycles > 0) before the first synq run; bounded.
+  i=0
+  while [ $i -lt 200 ]; do
+    a=$(sed -n 's/^cycles=//p' $S/churn-ns1.status 2>/dev/null)
+    b=$(sed -n 's/^cycles=//p' $S/churn-ns2.status 2>/dev/null)
+    [ "${a:-0}" -gt 0 ] && [ "${b:-0}" -gt 0 ] && break
+    sleep 0.1
+    i=$((i + 1))
+  done
+  if [ "${a:-0}" -eq 0 ] || [ "${b:-0}" -eq 0 ]; then
+    fail "churners did not start: $(cat $S/churn-ns1.out $S/churn-ns2.out 2>/dev/null | tr '\n' ' ')"
+  fi
+  cp $S/churn-ns1.status $S/churn-ns1.before
+  cp $S/churn-ns2.status $S/churn-ns2.before
+  log "soak: churn running in both namespaces (window $window, rate $rate/s each); $runs synq runs"
+  synq-fixture soak "$runs" $S $SOAK_RUN_LIMIT_S "$pid1" "$pid2" -- synq --json 2>$S/soak.err \
+    || fail "synq-fixture soak failed: $(tail -n 3 $S/soak.err | tr '\n' ' ')"
+  cp $S/churn-ns1.status $S/churn-ns1.after
+  cp $S/churn-ns2.status $S/churn-ns2.after
+  SYNQ_TIMING=1 timeout -s KILL $SOAK_RUN_LIMIT_S synq --json >/dev/null 2>$S/timing-churn || true
+  # Stop the churn (the churners close their listeners on SIGTERM); a watchdog bounds the wait.
+  kill -TERM $c1 $c2 2>/dev/null
+  (sleep 20; kill -KILL $c1 $c2 2>/dev/null) &
+  wd=$!
+  wait $c1 $c2
+  kill $wd 2>/dev/null
+  # The fixed listeners must still be what they were before the churn (no request expired meanwhile).
+  state_now $S/state-after $S/verdict
+  log "soak: $(grep -c . $S/runs.txt) runs done; churn: $(cat $S/churn-ns1.out $S/churn-ns2.out | tr '\n' ' ');" \
+    "state after the churn: $(cat $S/verdict)"
+}
+
 # Booted with lockdown=confidentiality: synq must refuse /proc/kcore and say why.
 mode_lockdown() {
   L=$R/lockdown-run
@@ -637,6 +718,7 @@ case $mode in
   bench) mode_bench ;;
   dump) mode_dump; finish_dump ;;
   snapshot) mode_snapshot ;;
+  soak) mode_soak ;;
   *) fail "unknown synq.mode=$mode" ;;
 esac
 finish OK
