@@ -14,7 +14,8 @@
 # default; SYNQ_FUZZ_SANITIZER=none for speed). fuzz/corpus/<t> (git-ignored) keeps what a run learnt for
 # the next; fuzz/seeds/<t> (committed) are real and synthetic inputs. libFuzzer stops at a finding: the run
 # then resumes (at most SYNQ_FUZZ_RESTARTS times, default 5) until N executions are done. Every crash, OOM,
-# timeout or leak input is copied into fuzz/regressions/<t>/, where tests/fuzz_replay.rs replays it in
+# timeout or leak input that fails again when run alone is copied into fuzz/regressions/<t>/ (one that does
+# not is counted as "unconf": an OOM of the fuzzer's own corpus memory), where tests/fuzz_replay.rs replays it in
 # `cargo test`: rename it after the bug, fix the bug at its root, commit both.
 #
 # Installs cargo-fuzz (cargo install, builds with stable) when missing; needs the nightly toolchain
@@ -64,6 +65,9 @@ else
 fi
 
 mkdir -p fuzz/logs
+bin_dir=fuzz/target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
+# AddressSanitizer keeps freed memory in quarantine (256 MiB by default), which the RSS limit would count.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=32}
 # One target: runs until $runs executions are done or the restarts are spent; writes fuzz/logs/<t>.tsv.
 fuzz_one() {
   local t=$1 log=fuzz/logs/$1.log done_runs=0 turns=0 rc start end
@@ -98,23 +102,33 @@ fuzz_one() {
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
   corp=$(find "fuzz/corpus/$t" -type f | wc -l)
-  local crashes=0 ooms=0 timeouts=0 leaks=0 f base
+  # A finding counts when its input fails again alone, under the same limits: libFuzzer's RSS limit also
+  # counts the fuzzer's own corpus and AddressSanitizer's memory, so an OOM found mid-run may be neither.
+  local crashes=0 ooms=0 timeouts=0 leaks=0 unconfirmed=0 f base
   while read -r f; do
     [[ -n $f ]] || continue
     base=$(basename "$f")
+    case $base in
+      crash-* | oom-* | timeout-* | leak-*) ;;
+      *) continue ;;
+    esac
+    if "$bin_dir/$t" -rss_limit_mb=512 -malloc_limit_mb=512 -timeout=10 "$f" >>"$log" 2>&1; then
+      unconfirmed=$((unconfirmed + 1))
+      echo "fuzz.sh: $t: $base does not fail alone: not a finding" >>"$log"
+      continue
+    fi
     case $base in
       crash-*) crashes=$((crashes + 1)) ;;
       oom-*) ooms=$((ooms + 1)) ;;
       timeout-*) timeouts=$((timeouts + 1)) ;;
       leak-*) leaks=$((leaks + 1)) ;;
-      *) continue ;;
     esac
     cp -n "$f" "fuzz/regressions/$t/$base"
   done < <(comm -13 <(printf '%s\n' "$before") <(find "$art" -type f | sort))
   rmdir "fuzz/regressions/$t" 2>/dev/null || true
-  printf '%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$done_runs" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" \
-    "${cov:-?}" "${ft:-?}" "$corp" "$crashes" "$timeouts" "$ooms" "$leaks" "$turns" >"fuzz/logs/$t.tsv"
-  echo "fuzz.sh: $t: $done_runs executions, crashes $crashes, timeouts $timeouts, OOMs $ooms, leaks $leaks" >&2
+  printf '%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$done_runs" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" \
+    "${cov:-?}" "${ft:-?}" "$corp" "$crashes" "$timeouts" "$ooms" "$leaks" "$unconfirmed" "$turns" >"fuzz/logs/$t.tsv"
+  echo "fuzz.sh: $t: $done_runs executions, crashes $crashes, timeouts $timeouts, OOMs $ooms, leaks $leaks ($unconfirmed not reproduced alone)" >&2
 }
 
 pids=()
@@ -127,13 +141,13 @@ wait
 
 {
   printf 'fuzz.sh: %s executions per target asked, sanitizer %s, %s\n' "$runs" "$sanitizer" "$(date -u +%Y-%m-%dT%H:%MZ)"
-  printf '%-12s %12s %8s %10s %7s %7s %6s %8s %8s %5s %5s\n' target executions time_s exec_per_s cov ft corpus crashes timeouts ooms leaks
+  printf '%-12s %12s %8s %10s %7s %7s %6s %8s %8s %5s %5s %7s\n' target executions time_s exec_per_s cov ft corpus crashes timeouts ooms leaks unconf
   total=0
   for t in "${targets[@]}"; do
-    IFS=$'\t' read -r name n secs cov ft corp crashes timeouts ooms leaks _ <"fuzz/logs/$t.tsv"
+    IFS=$'\t' read -r name n secs cov ft corp crashes timeouts ooms leaks unconf _ <"fuzz/logs/$t.tsv"
     rate=$(( secs > 0 ? n / secs : n ))
-    printf '%-12s %12s %8s %10s %7s %7s %6s %8s %8s %5s %5s\n' "$name" "$n" "$secs" "$rate" "$cov" "$ft" "$corp" "$crashes" "$timeouts" "$ooms" "$leaks"
+    printf '%-12s %12s %8s %10s %7s %7s %6s %8s %8s %5s %5s %7s\n' "$name" "$n" "$secs" "$rate" "$cov" "$ft" "$corp" "$crashes" "$timeouts" "$ooms" "$leaks" "$unconf"
     total=$((total + crashes + timeouts + ooms + leaks))
   done
-  printf 'findings: %s (inputs copied into fuzz/regressions/<target>/)\n' "$total"
+  printf 'findings: %s (inputs copied into fuzz/regressions/<target>/; unconf: failed in the run, not alone)\n' "$total"
 } | tee fuzz/logs/report.txt

@@ -7,27 +7,26 @@
 //!
 //! `dump`: DIR holds a real guest's `vmcore.elf` and `vmcore.kdump-zlib` (QEMU's flattened stream), as
 //! `SYNQ_KEEP_DUMPS=1 tests/realkernel/dump.sh` leaves them, and `side/btf` (the guest's BTF, from
-//! `target/realkernel/dump-<id>/results/side/`). The kernel is read through synq's library while every read
+//! `target/realkernel/dump-<id>/results/side/`, trimmed first into `fuzz/seeds/btf/TAG-trimmed.btf`). The kernel is read through synq's library while every read
 //! is recorded; what was read becomes the seeds, named `TAG-*` under OUT/<target>/:
-//! - `elf`: the dump's first 64 KiB (real headers and notes, PT_LOADs cut short), and an excerpt: the same
+//! - `elf`: the dump's first 16 KiB (real headers and notes, PT_LOADs cut short), and an excerpt: the same
 //!   ELF header and notes with one PT_LOAD per run of the pages below kept;
-//! - `kdump`: the kdump file (de-flattened, as `makedumpfile -R` would) cut after its bitmaps and first block
-//!   of page descriptors, and an excerpt: its
-//!   header, sub-header, VMCOREINFO, notes and 1st bitmap unchanged, the 2nd bitmap and the page descriptors
-//!   reduced to the pages kept, their compressed data copied;
-//! - `flattened`: the real stream cut where it has written as much (no end marker), and both excerpts
-//!   flattened;
+//! - `kdump`: an excerpt of the kdump file (de-flattened, as `makedumpfile -R` would): its header, sub-header,
+//!   VMCOREINFO and notes unchanged but for `max_mapnr` and `bitmap_blocks` (the bitmaps end after the last
+//!   page kept), the 2nd bitmap and the page descriptors reduced to the pages kept, their compressed data
+//!   copied;
+//! - `flattened`: both excerpts, flattened;
 //! - `lime`, `avml`: the pages kept, as LiME records and as AVML Snappy frame streams;
 //! - `vmcoreinfo`: the note's text, and the dump's PT_NOTE segment (every note, for `find_in_notes`);
-//! - `kallsyms`: VMCOREINFO and the kernel virtual memory read while `KallsymsTables` located the tables and
-//!   looked up the names synq needs (the sorted-name search: markers, name order, names, offsets);
+//! - `kallsyms`: the real table cut down to a few hundred symbols (`kallsyms_subset`), with VMCOREINFO;
 //! - `x86_64_walk`: the MMU configuration of VMCOREINFO, eight real addresses (image, direct map, the lhash2
 //!   array, a socket...) and every page-table page their translation read;
 //! - `discover`: the kernel's own VMCOREINFO note (found by the scan) and every page its validation read;
-//! - `walk`: layout 3 (the guest's trimmed BTF, `fuzz/seeds/btf/debian-6.12-trimmed.btf`), then `tcp_hashinfo`
+//! - `walk`: the guest's layout (its trimmed BTF, `fuzz/seeds/btf/TAG-trimmed.btf`, one of the walk target's
+//!   layouts), then `tcp_hashinfo`
 //!   and every byte of kernel memory the listening-hash walk read (buckets, sockets, namespaces).
 //!
-//! The pages kept: the first 16 pages of physical memory, and every page read while translating and reading
+//! The pages kept: the first 4 pages of physical memory, and every page read while translating and reading
 //! `init_uts_ns`, `_stext` and `tcp_hashinfo` (page tables included), so that each excerpt still opens,
 //! translates and validates like the dump it comes from.
 //!
@@ -232,9 +231,8 @@ fn dump(dir: &Path, tag: &str, out: &Path) {
     let guest_btf = synq::btf::load_file(&dir.join("side/btf")).unwrap();
     let layout = synq::btf::resolve(&guest_btf.btf).unwrap();
 
-    // The in-memory kallsyms tables, recorded.
+    // The in-memory kallsyms tables: the names synq looks up, found by the sorted-name search.
     let mem = Translated::new(&img, X86_64::from_vmcoreinfo(&info).unwrap());
-    let rec_k = RecMem::new(&mem);
     let names = [
         "tcp_hashinfo",
         "__start_BTF",
@@ -243,20 +241,24 @@ fn dump(dir: &Path, tag: &str, out: &Path) {
         "_stext",
         "init_uts_ns",
     ];
-    let tables = KallsymsTables::new(&rec_k, &info).unwrap();
+    let tables = KallsymsTables::new(&mem, &info).unwrap();
     assert!(tables.has_sorted_names(), "{}", tables.sorted_note());
-    let syms = tables.lookup_many(&rec_k, &names).unwrap();
+    let syms = tables.lookup_many(&mem, &names).unwrap();
     assert_eq!(syms.len(), names.len(), "{syms:?}");
     assert_eq!(tables.stats().linear_passes, 0);
     let hashinfo = syms["tcp_hashinfo"];
-    let mut vmci_len = text.len().min(u16::MAX as usize);
-    while !text.is_char_boundary(vmci_len) {
-        vmci_len -= 1;
+    let seed = kallsyms_subset(&mem, &info, &text, &names);
+    {
+        // The subset keeps the sorted-name search.
+        let head = u16::from_le_bytes([seed[0], seed[1]]) as usize;
+        let sub = VmcoreInfo::parse(std::str::from_utf8(&seed[2..2 + head]).unwrap());
+        let regions = synq::fuzzing::Regions::parse(&seed[2 + head..]);
+        let t = KallsymsTables::new(&regions, &sub).unwrap();
+        assert!(t.has_sorted_names(), "subset: {}", t.sorted_note());
+        assert_eq!(t.lookup_many(&regions, &names).unwrap(), syms);
+        assert_eq!(t.stats().linear_passes, 0);
     }
-    let mut seed = (vmci_len as u16).to_le_bytes().to_vec();
-    seed.extend_from_slice(&text.as_bytes()[..vmci_len]);
-    seed.extend(regions_bytes(&rec_k.regions(&rec_k.ranges(PAGE))));
-    write(out, "kallsyms", &format!("{tag}-sorted"), &seed);
+    write(out, "kallsyms", &format!("{tag}-subset"), &seed);
     check(
         "kallsyms",
         synq::fuzzing::kallsyms(&seed),
@@ -277,7 +279,11 @@ fn dump(dir: &Path, tag: &str, out: &Path) {
     mem.read(hashinfo, &mut head).unwrap();
     let mut regions = vec![(hashinfo, head)];
     regions.extend(rec_w.regions(&rec_w.ranges(8)));
-    let mut seed = vec![3u8];
+    let pick = synq::fuzzing::WALK_LAYOUTS
+        .iter()
+        .position(|n| *n == format!("{tag}-trimmed.btf"))
+        .expect("the walk target has the guest's layout: add fuzz/seeds/btf/TAG-trimmed.btf to it");
+    let mut seed = vec![pick as u8];
     seed.extend(regions_bytes(&regions));
     write(out, "walk", tag, &seed);
     check(
@@ -357,7 +363,7 @@ fn dump(dir: &Path, tag: &str, out: &Path) {
     }
     let mut keep = rec_p.pages();
     let first = ranges.first().unwrap().start;
-    keep.extend((0..16).map(|i| first + i * PAGE));
+    keep.extend((0..4).map(|i| first + i * PAGE));
     let runs = page_runs(&img, &keep);
 
     // vmcoreinfo: the text, and the notes.
@@ -366,32 +372,19 @@ fn dump(dir: &Path, tag: &str, out: &Path) {
     write(out, "vmcoreinfo", &format!("{tag}-notes"), &notes);
 
     // elf.
-    write(out, "elf", &format!("{tag}-head64k"), &elf[..64 << 10]);
-    check("elf", synq::fuzzing::elf(&elf[..64 << 10]), 0);
+    write(out, "elf", &format!("{tag}-head16k"), &elf[..16 << 10]);
+    check("elf", synq::fuzzing::elf(&elf[..16 << 10]), 0);
     let excerpt = elf_excerpt(&elf, &notes, &phdrs, &runs);
     write(out, "elf", &format!("{tag}-excerpt"), &excerpt);
-    check("elf", synq::fuzzing::elf(&excerpt), 16);
+    check("elf", synq::fuzzing::elf(&excerpt), 8);
 
     // kdump (QEMU writes it flattened).
     let flat = std::fs::read(dir.join("vmcore.kdump-zlib")).unwrap();
     assert!(flat.starts_with(b"makedumpfile"));
     let plain = deflatten(&flat);
-    // The heads: through the bitmaps and the first block of page descriptors (a shorter cut is refused).
-    let bs = u32_at(&plain, 428) as usize;
-    let head = (1 + u32_at(&plain, 432) as usize + u32_at(&plain, 436) as usize) * bs + bs;
-    write(out, "kdump", &format!("{tag}-zlib-head"), &plain[..head]);
-    check("kdump", synq::fuzzing::kdump(&plain[..head]), 0);
-    let flat_head = flat_cut(&flat, head as u64);
-    write(
-        out,
-        "flattened",
-        &format!("{tag}-kdump-zlib-head"),
-        &flat[..flat_head],
-    );
-    check("flattened", synq::fuzzing::flattened(&flat[..flat_head]), 0);
     let kd = kdump_excerpt(&plain, &keep);
     write(out, "kdump", &format!("{tag}-zlib-excerpt"), &kd);
-    check("kdump", synq::fuzzing::kdump(&kd), 16);
+    check("kdump", synq::fuzzing::kdump(&kd), 8);
     let kd_flat = flatten(&kd);
     write(
         out,
@@ -399,10 +392,10 @@ fn dump(dir: &Path, tag: &str, out: &Path) {
         &format!("{tag}-kdump-zlib-excerpt"),
         &kd_flat,
     );
-    check("flattened", synq::fuzzing::flattened(&kd_flat), 16);
+    check("flattened", synq::fuzzing::flattened(&kd_flat), 8);
     let elf_flat = flatten(&excerpt);
     write(out, "flattened", &format!("{tag}-elf-excerpt"), &elf_flat);
-    check("flattened", synq::fuzzing::flattened(&elf_flat), 16);
+    check("flattened", synq::fuzzing::flattened(&elf_flat), 8);
 
     // Snapshots of the same pages.
     let lime = to_lime(&runs);
@@ -515,21 +508,6 @@ fn deflatten(flat: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Where the records of a flattened stream have covered the logical file up to `logical`: the stream cut
-/// there (its end marker missing).
-fn flat_cut(flat: &[u8], logical: u64) -> usize {
-    let mut pos = 4096usize;
-    let mut covered = 0u64;
-    while covered < logical {
-        let off = i64::from_be_bytes(flat[pos..pos + 8].try_into().unwrap());
-        let size = i64::from_be_bytes(flat[pos + 8..pos + 16].try_into().unwrap());
-        assert!(off >= 0, "the stream ends before {logical:#x}");
-        covered = covered.max((off + size) as u64);
-        pos += 16 + size as usize;
-    }
-    pos
-}
-
 /// makedumpfile's flattened form of `file`: records of at most 64 KiB, in order, and the end marker.
 fn flatten(file: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; 4096];
@@ -546,18 +524,33 @@ fn flatten(file: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A kdump file reduced to the dumped pages of `keep`: header blocks and the 1st bitmap as they are, the 2nd
-/// bitmap and the descriptors reduced, the kept pages' data copied (shared data blocks stay shared).
+/// A kdump file reduced to the dumped pages of `keep`: header blocks as they are but for `max_mapnr` and
+/// `bitmap_blocks` (the bitmaps end after the last page kept), the 1st bitmap's part that remains, the 2nd
+/// bitmap and the descriptors reduced to the pages kept, their compressed data copied (shared data blocks
+/// stay shared).
 fn kdump_excerpt(kd: &[u8], keep: &BTreeSet<u64>) -> Vec<u8> {
     let bs = u32_at(kd, 428) as usize;
+    let version = u32_at(kd, 8);
     let sub_hdr = u32_at(kd, 432) as usize;
     let bitmap_blocks = u32_at(kd, 436) as usize;
     let bitmap_off = (1 + sub_hdr) * bs;
     let half = bitmap_blocks * bs / 2;
     let desc_off = bitmap_off + bitmap_blocks * bs;
+    let bm1 = &kd[bitmap_off..bitmap_off + half];
     let bm2 = &kd[bitmap_off + half..bitmap_off + 2 * half];
-    let mut out = kd[..desc_off].to_vec();
-    out[bitmap_off + half..bitmap_off + 2 * half].fill(0);
+    // The new bitmaps: through the last page kept, in whole blocks.
+    let last_pfn = keep.iter().next_back().unwrap() / bs as u64;
+    let each = ((last_pfn + 1).div_ceil(8) as usize).div_ceil(bs) * bs;
+    let max_mapnr = (each * 8) as u64;
+    let mut out = kd[..bitmap_off].to_vec();
+    out[436..440].copy_from_slice(&((2 * each / bs) as u32).to_le_bytes());
+    out[440..444].copy_from_slice(&(max_mapnr as u32).to_le_bytes());
+    if version >= 6 {
+        out[bs + 96..bs + 104].copy_from_slice(&max_mapnr.to_le_bytes());
+    }
+    out.extend_from_slice(&bm1[..each]);
+    let new_bm2 = out.len();
+    out.resize(new_bm2 + each, 0);
     let mut descs = Vec::new();
     let mut rank = 0usize;
     for pfn in 0..(half * 8) as u64 {
@@ -567,11 +560,11 @@ fn kdump_excerpt(kd: &[u8], keep: &BTreeSet<u64>) -> Vec<u8> {
         let d = &kd[desc_off + rank * 24..desc_off + rank * 24 + 24];
         rank += 1;
         if keep.contains(&(pfn * bs as u64)) {
-            out[bitmap_off + half + (pfn / 8) as usize] |= 1 << (pfn % 8);
+            out[new_bm2 + (pfn / 8) as usize] |= 1 << (pfn % 8);
             descs.push(d.to_vec());
         }
     }
-    let data_start = desc_off + descs.len() * 24;
+    let data_start = out.len() + descs.len() * 24;
     let mut data = Vec::new();
     let mut placed: HashMap<u64, u64> = HashMap::new();
     for d in &mut descs {
@@ -589,6 +582,133 @@ fn kdump_excerpt(kd: &[u8], keep: &BTreeSet<u64>) -> Vec<u8> {
     }
     out.extend(data);
     out
+}
+
+/// Reads `len` bytes of kernel memory at `addr`.
+fn read_mem(mem: &dyn Memory, addr: u64, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    mem.read(addr, &mut b).unwrap();
+    b
+}
+
+/// A real kallsyms table cut down to a few hundred symbols, as a `kallsyms` seed: the first 300 symbols and
+/// the first of each of `wanted` and of the validators, with their real name bytes (token indices), the real
+/// token table and index, their real `kallsyms_offsets` entries and `kallsyms_relative_base`; the markers and
+/// the sorted name order (`kallsyms_seqs_of_names`) computed for the subset. Laid out in the 6.4+ order from
+/// `kallsyms_num_syms` on, and VMCOREINFO's `SYMBOL(kallsyms_*)` lines rewritten to match.
+fn kallsyms_subset(mem: &dyn Memory, info: &VmcoreInfo, text: &str, wanted: &[&str]) -> Vec<u8> {
+    let sym = |n: &str| info.symbol(n).unwrap_or_else(|| panic!("SYMBOL({n})"));
+    let (num_at, names_at) = (sym("kallsyms_num_syms"), sym("kallsyms_names"));
+    let (tt_at, ti_at) = (sym("kallsyms_token_table"), sym("kallsyms_token_index"));
+    let (offs_at, rb_at) = (sym("kallsyms_offsets"), sym("kallsyms_relative_base"));
+    let n = u32_at(&read_mem(mem, num_at, 4), 0) as usize;
+    let token_index = read_mem(mem, ti_at, 512);
+    let tt_len = (0..256).map(|i| u16_at(&token_index, 2 * i)).max().unwrap() as usize + 64;
+    let token_table = read_mem(mem, tt_at, tt_len);
+    let token = |t: u8| -> &[u8] {
+        let s = &token_table[u16_at(&token_index, 2 * t as usize) as usize..];
+        &s[..s.iter().position(|&b| b == 0).unwrap()]
+    };
+    let token_table = token_table[..(0..=255u8)
+        .map(|t| u16_at(&token_index, 2 * t as usize) as usize + token(t).len() + 1)
+        .max()
+        .unwrap()]
+        .to_vec();
+    // Every symbol: its encoded bytes and its name (type letter dropped).
+    let names_len = (tt_at - names_at) as usize;
+    let names = read_mem(mem, names_at, names_len);
+    let mut syms: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(n);
+    let mut p = 0usize;
+    for _ in 0..n {
+        let (hdr, len) = if names[p] & 0x80 != 0 {
+            (
+                2,
+                ((names[p] & 0x7f) as usize) | ((names[p + 1] as usize) << 7),
+            )
+        } else {
+            (1, names[p] as usize)
+        };
+        let toks = &names[p + hdr..p + hdr + len];
+        let decoded: Vec<u8> = toks.iter().flat_map(|&t| token(t).to_vec()).collect();
+        syms.push((names[p..p + hdr + len].to_vec(), decoded[1..].to_vec()));
+        p += hdr + len;
+    }
+    let mut pick: BTreeSet<usize> = (0..300).collect();
+    for w in wanted
+        .iter()
+        .chain(&["_stext", "init_top_pgt", "swapper_pg_dir", "init_uts_ns"])
+    {
+        if let Some(i) = syms.iter().position(|s| s.1 == w.as_bytes()) {
+            pick.insert(i);
+        }
+    }
+    let pick: Vec<usize> = pick.into_iter().collect();
+    let offsets = read_mem(mem, offs_at, 4 * n);
+    let relative_base = read_mem(mem, rb_at, 8);
+
+    let align = |v: &mut Vec<u8>| v.resize(v.len().div_ceil(8) * 8, 0);
+    let mut image = Vec::new();
+    image.extend_from_slice(&(pick.len() as u32).to_le_bytes());
+    align(&mut image);
+    let new_names = num_at + image.len() as u64;
+    let mut markers = Vec::new();
+    let start = image.len();
+    for (k, &i) in pick.iter().enumerate() {
+        if k % 256 == 0 {
+            markers.extend_from_slice(&((image.len() - start) as u32).to_le_bytes());
+        }
+        image.extend_from_slice(&syms[i].0);
+    }
+    align(&mut image);
+    image.extend(markers);
+    align(&mut image);
+    let new_tt = num_at + image.len() as u64;
+    image.extend_from_slice(&token_table);
+    align(&mut image);
+    let new_ti = num_at + image.len() as u64;
+    image.extend_from_slice(&token_index);
+    align(&mut image);
+    let new_offs = num_at + image.len() as u64;
+    for &i in &pick {
+        image.extend_from_slice(&offsets[4 * i..4 * i + 4]);
+    }
+    align(&mut image);
+    let new_rb = num_at + image.len() as u64;
+    image.extend_from_slice(&relative_base);
+    align(&mut image);
+    // The name order: by name, then by address (the original order).
+    let mut order: Vec<usize> = (0..pick.len()).collect();
+    order.sort_by(|&a, &b| syms[pick[a]].1.cmp(&syms[pick[b]].1).then(a.cmp(&b)));
+    for k in order {
+        image.extend_from_slice(&(k as u32).to_be_bytes()[1..]);
+    }
+    let moved: HashMap<&str, u64> = [
+        ("kallsyms_names", new_names),
+        ("kallsyms_token_table", new_tt),
+        ("kallsyms_token_index", new_ti),
+        ("kallsyms_offsets", new_offs),
+        ("kallsyms_relative_base", new_rb),
+    ]
+    .into_iter()
+    .collect();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            let key = l.split('=').next().unwrap_or("");
+            match key
+                .strip_prefix("SYMBOL(")
+                .and_then(|k| k.strip_suffix(')'))
+                .and_then(|k| moved.get(k))
+            {
+                Some(at) => format!("{key}={at:x}\n"),
+                None => format!("{l}\n"),
+            }
+        })
+        .collect();
+    let mut seed = (text.len() as u16).to_le_bytes().to_vec();
+    seed.extend_from_slice(text.as_bytes());
+    seed.extend(encode_regions(&[(num_at, &image)]));
+    seed
 }
 
 fn lime_header(magic: u32, version: u32, start: u64, end: u64) -> Vec<u8> {

@@ -437,21 +437,23 @@ pub fn x86_64_walk(data: &[u8]) -> Result<u64, String> {
 
 /// The BTF whose layouts [`walk`] chooses from (by the input's first byte): trimmed copies (the types
 /// `btf::resolve` reads, nothing else; `examples/fuzz_seeds.rs trim-btf`) of three `tests/fixtures` files, one
-/// per table and queue era and a 32-bit kernel, and of the Debian 6.12 test guest's BTF, whose real memory
-/// the `walk` seeds hold. They are also seeds of the `btf` target; `tests/fuzz_replay.rs` checks that each
+/// per table and queue era and a 32-bit kernel, and of the Debian 6.1 and 6.12 test guests' BTF, whose real
+/// memory the `walk` seeds hold. They are also seeds of the `btf` target; `tests/fuzz_replay.rs` checks that each
 /// resolves to the layout of the file it was cut from.
-pub const WALK_LAYOUTS: [&str; 4] = [
+pub const WALK_LAYOUTS: [&str; 5] = [
     "centos7-3.10.0-1160.el7-x86_64-trimmed.btf",
     "host-6.18.44-x86_64-trimmed.btf",
     "retis-btf-rs-6.15.1-tinyconfig-i386-trimmed.btf",
     "debian-6.12-trimmed.btf",
+    "debian-6.1-trimmed.btf",
 ];
 
-const WALK_BTF: [&[u8]; 4] = [
+const WALK_BTF: [&[u8]; 5] = [
     include_bytes!("../fuzz/seeds/btf/centos7-3.10.0-1160.el7-x86_64-trimmed.btf"),
     include_bytes!("../fuzz/seeds/btf/host-6.18.44-x86_64-trimmed.btf"),
     include_bytes!("../fuzz/seeds/btf/retis-btf-rs-6.15.1-tinyconfig-i386-trimmed.btf"),
     include_bytes!("../fuzz/seeds/btf/debian-6.12-trimmed.btf"),
+    include_bytes!("../fuzz/seeds/btf/debian-6.1-trimmed.btf"),
 ];
 
 /// The layouts of [`WALK_LAYOUTS`], resolved once (a layout that fails to resolve is `None`).
