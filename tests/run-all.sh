@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test synq has, in the order a failure is cheapest to find: format, lints, unit, layout-oracle,
 # synthetic-image and error tests, then the real kernels (5.10, 6.1, 6.12 under QEMU TCG): crash dumps of
-# them read on the host (also one made without VMCOREINFO), memory snapshots they take of themselves (AVML,
-# LiME) read on the host, and synq live inside them.
+# them read on the host (also one made without VMCOREINFO; 6.12's also damaged and mutated), memory snapshots
+# they take of themselves (AVML, LiME) read on the host, a churn soak of synq live in 6.12, and synq live
+# inside each of them.
 # Needs root on a Debian 12 machine (it installs QEMU and fetches Debian kernels). This is what .ci/run runs
 # and what the README gives as the test command.
 set -euo pipefail
@@ -31,6 +32,8 @@ step "crash dumps of real kernels (QMP, ELF and kdump-zlib; 6.1 also without VMC
 tests/realkernel/dump.sh all
 step "memory snapshots the real kernels take of themselves (AVML plain and compressed, LiME lime and padded): synq --core against the guest's ground truth"
 tests/realkernel/snapshot.sh all
+step "churn soak: synq --json 200 times live in 6.12 while listeners open and close 3,000 times a second in two namespaces"
+tests/realkernel/soak.sh 6.12 200
 step "real kernels under QEMU: ground truth from the guest's /proc/net/tcp{,6}"
 # Its last line, "realkernel: N passed, M failed", closes the run.
 tests/realkernel/run.sh all
