@@ -7,7 +7,8 @@
 //! all '0'), 620 (first character '-'), 851 (one character changed). Each time synq exits 0 with no warning,
 //! the listeners right, but `kernel.release` is whatever the damaged line says ("unknown" when the key is
 //! gone), although the same VMCOREINFO names `init_uts_ns`, which holds the real release (synq's own
-//! `discover::validate` compares the two for notes found by scanning, not for a dump's header note).
+//! `discover::validate` compared the two for notes found by scanning, not for a dump's header note).
+//! Fixed in cf93d4b: the release comes from `init_uts_ns`, and a note that disagrees is a warning.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
