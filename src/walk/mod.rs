@@ -536,6 +536,12 @@ impl Walker<'_> {
             }
         };
         let port = u16::try_from(get(l.num)).unwrap_or(0);
+        // A listener always has a port (listen() binds one); port 0 in TCP_LISTEN is a socket being closed,
+        // whose port the kernel released before its state changed: not a listener any more.
+        if port == 0 {
+            self.skipped_state += 1;
+            return Entry::Skip;
+        }
         let (syn_queue, syn_young) = match self.queues(buf) {
             Ok(q) => q,
             Err(e) => {
