@@ -18,6 +18,7 @@
 //! - [`walk`]: one byte choosing a layout (real BTF, [`WALK_LAYOUTS`]), then kernel
 //!   virtual memory as regions; `tcp_hashinfo` is at the first region's address.
 //! - [`discover`]: physical memory as regions.
+//! - [`symbols_text`]: the text of a `/proc/kallsyms` or System.map file.
 
 use std::ops::Range;
 use std::path::Path;
@@ -507,11 +508,18 @@ pub fn discover(data: &[u8]) -> Result<u64, String> {
     Ok(found.found())
 }
 
+/// `/proc/kallsyms` and System.map text (`symbols::text::scan_reader`), for the names synq looks up.
+/// `Ok(names found)`.
+pub fn symbols_text(data: &[u8]) -> Result<u64, String> {
+    let found = crate::symbols::text::scan_reader(data, &KALLSYMS_NAMES).map_err(err)?;
+    Ok(found.symbols.len() as u64)
+}
+
 /// A fuzz entry point.
 pub type Target = fn(&[u8]) -> Result<u64, String>;
 
 /// Every target, by name: what `fuzz/fuzz_targets/<name>.rs` calls, for the replay test.
-pub const TARGETS: [(&str, Target); 11] = [
+pub const TARGETS: [(&str, Target); 12] = [
     ("btf", btf),
     ("elf", elf),
     ("kdump", kdump),
@@ -523,4 +531,5 @@ pub const TARGETS: [(&str, Target); 11] = [
     ("x86_64_walk", x86_64_walk),
     ("walk", walk),
     ("discover", discover),
+    ("symbols_text", symbols_text),
 ];

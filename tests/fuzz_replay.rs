@@ -468,6 +468,32 @@ fn synthetic() -> Seeds {
         kallsyms_absolute(),
         Exactly(6),
     );
+    // symbols_text: a System.map with what the scan must skip (a module's symbol of a wanted name, a line
+    // past the length cap, garbage, CRLF) around the six names synq looks up.
+    let mut map = String::from(
+        "0000000000000000 A __per_cpu_start\nffffffffc0000000 b tcp_hashinfo\t[decoy]\n",
+    );
+    map.push_str(&format!("ffffffff81000100 t {}\n", "x".repeat(5000)));
+    map.push_str("not a symbol line\nffffffff81000000 T _stext\r\n");
+    for (i, name) in [
+        "tcp_hashinfo",
+        "__start_BTF",
+        "__stop_BTF",
+        "init_net",
+        "init_uts_ns",
+    ]
+    .iter()
+    .enumerate()
+    {
+        map.push_str(&format!("ffffffff8240{i:04x} D {name}\n"));
+    }
+    map.push_str("ffffffff82500000 D tcp_hashinfo\n");
+    add(
+        "symbols_text",
+        "synthetic-system-map".into(),
+        map.into_bytes(),
+        Exactly(6),
+    );
     out
 }
 
@@ -567,6 +593,7 @@ fn synthetic_seeds_reach_what_they_hold() {
             "kallsyms",
             "kdump",
             "lime",
+            "symbols_text",
             "vmcoreinfo",
             "walk",
             "x86_64_walk"
