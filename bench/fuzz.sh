@@ -21,7 +21,8 @@
 # Installs cargo-fuzz (cargo install, builds with stable) when missing; needs the nightly toolchain
 # (rustup toolchain install nightly). Env: SYNQ_FUZZ_JOBS (targets run at once, default 1; one core each),
 # SYNQ_FUZZ_SANITIZER (address | none, default address), SYNQ_FUZZ_RESTARTS (5), SYNQ_FUZZ_MAX_LEN (libFuzzer
-# -max_len, default: libFuzzer's guess from the corpus).
+# -max_len, default: libFuzzer's guess from the corpus), SYNQ_FUZZ_SECONDS (a time cap per target: it stops at
+# EXECUTIONS or after this many seconds, whichever comes first; the table gives what was reached).
 # Outputs: fuzz/logs/<t>.log (libFuzzer's output, each restart appended), fuzz/logs/report.txt (the table).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,8 +35,9 @@ jobs=${SYNQ_FUZZ_JOBS:-1}
 sanitizer=${SYNQ_FUZZ_SANITIZER:-address}
 restarts=${SYNQ_FUZZ_RESTARTS:-5}
 max_len=${SYNQ_FUZZ_MAX_LEN:-}
-[[ $jobs =~ ^[1-9][0-9]*$ && $restarts =~ ^[0-9]+$ && $max_len =~ ^[0-9]*$ ]] || {
-  echo "fuzz.sh: bad SYNQ_FUZZ_JOBS, SYNQ_FUZZ_RESTARTS or SYNQ_FUZZ_MAX_LEN" >&2; exit 2; }
+max_secs=${SYNQ_FUZZ_SECONDS:-}
+[[ $jobs =~ ^[1-9][0-9]*$ && $restarts =~ ^[0-9]+$ && $max_len =~ ^[0-9]*$ && $max_secs =~ ^[0-9]*$ ]] || {
+  echo "fuzz.sh: bad SYNQ_FUZZ_JOBS, SYNQ_FUZZ_RESTARTS, SYNQ_FUZZ_MAX_LEN or SYNQ_FUZZ_SECONDS" >&2; exit 2; }
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "fuzz.sh: cargo-fuzz needs the nightly toolchain: rustup toolchain install nightly" >&2
@@ -83,8 +85,15 @@ fuzz_one() {
   start=$(date +%s.%N)
   while ((done_runs < runs && turns <= restarts)); do
     rc=0
+    local limit=()
+    if [[ -n $max_secs ]]; then
+      local left
+      left=$(awk -v a="$start" -v b="$(date +%s.%N)" -v m="$max_secs" 'BEGIN { printf "%d", m - (b - a) }')
+      ((left > 0)) || break
+      limit=(-max_total_time="$left")
+    fi
     cargo +nightly fuzz run "${build[@]}" "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
-      -runs=$((runs - done_runs)) "${flags[@]}" >>"$log" 2>&1 || rc=$?
+      -runs=$((runs - done_runs)) "${limit[@]}" "${flags[@]}" >>"$log" 2>&1 || rc=$?
     local n
     n=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
     # Without the final stats (a crash before libFuzzer printed them): the last status line's count.
@@ -140,7 +149,7 @@ done
 wait
 
 {
-  printf 'fuzz.sh: %s executions per target asked, sanitizer %s, %s\n' "$runs" "$sanitizer" "$(date -u +%Y-%m-%dT%H:%MZ)"
+  printf 'fuzz.sh: %s executions per target asked%s, sanitizer %s, %s\n' "$runs" "${max_secs:+ (at most $max_secs s each)}" "$sanitizer" "$(date -u +%Y-%m-%dT%H:%MZ)"
   printf '%-12s %12s %8s %10s %7s %7s %6s %8s %8s %5s %5s %7s\n' target executions time_s exec_per_s cov ft corpus crashes timeouts ooms leaks unconf
   total=0
   for t in "${targets[@]}"; do
