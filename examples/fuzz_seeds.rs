@@ -757,7 +757,7 @@ fn to_avml(runs: &[(u64, Vec<u8>)]) -> Vec<u8> {
 // BTF trimming.
 
 /// The structs `btf::resolve` looks up by name (directly, or when a member's pointer leads nowhere).
-const BTF_ROOTS: [&str; 14] = [
+const BTF_ROOTS: [&str; 20] = [
     "tcp_sock",
     "inet_hashinfo",
     "inet_listen_hashbucket",
@@ -772,6 +772,13 @@ const BTF_ROOTS: [&str; 14] = [
     "net",
     "ns_common",
     "possible_net_t",
+    // The per-listener details (btf/details.rs).
+    "fastopen_queue",
+    "sock_reuseport",
+    "numa_drop_counters",
+    "socket_alloc",
+    "socket",
+    "inode",
 ];
 
 struct BtfType {

@@ -68,7 +68,7 @@ impl Report {
     }
 
     pub fn to_table(&self) -> String {
-        let mut rows: Vec<[String; 8]> = vec![[
+        let mut rows: Vec<[String; 9]> = vec![[
             "NETNS".into(),
             "FAMILY".into(),
             "LOCAL ADDRESS:PORT".into(),
@@ -76,6 +76,7 @@ impl Report {
             "YOUNG".into(),
             "ACCEPT-Q".into(),
             "BACKLOG".into(),
+            "DROPS".into(),
             "NOTE".into(),
         ]];
         for l in &self.listeners {
@@ -84,11 +85,17 @@ impl Report {
                 std::net::IpAddr::V6(a) => format!("[{a}]:{}", l.port),
             };
             let mut note = l.kind.label().unwrap_or("").to_string();
-            if l.bound_dev_if != 0 {
+            let add = |note: &mut String, text: std::fmt::Arguments| {
                 if !note.is_empty() {
                     note.push(' ');
                 }
-                let _ = write!(note, "ifindex={}", l.bound_dev_if);
+                let _ = note.write_fmt(text);
+            };
+            if l.bound_dev_if != 0 {
+                add(&mut note, format_args!("ifindex={}", l.bound_dev_if));
+            }
+            if l.synflood_warned == Some(true) {
+                add(&mut note, format_args!("synflood"));
             }
             rows.push([
                 l.netns.to_string(),
@@ -98,10 +105,11 @@ impl Report {
                 l.syn_young.to_string(),
                 l.accept_queue.to_string(),
                 l.max_backlog.to_string(),
+                l.drops.map_or_else(|| "-".into(), |d| d.to_string()),
                 note,
             ]);
         }
-        let mut width = [0usize; 8];
+        let mut width = [0usize; 9];
         for r in &rows {
             for (w, c) in width.iter_mut().zip(r.iter()) {
                 *w = (*w).max(c.chars().count());
@@ -112,7 +120,7 @@ impl Report {
             let mut line = String::new();
             for (i, (c, w)) in r.iter().zip(width.iter()).enumerate() {
                 // Text columns left-aligned, numbers right-aligned.
-                if (3..=6).contains(&i) {
+                if (3..=7).contains(&i) {
                     let _ = write!(line, "{c:>w$}  ");
                 } else {
                     let _ = write!(line, "{c:<w$}  ");
@@ -159,7 +167,7 @@ impl Serialize for JsonListeners<'_> {
         impl Serialize for One<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let l = self.0;
-                let mut st = s.serialize_struct("Listener", 11)?;
+                let mut st = s.serialize_struct("Listener", 17)?;
                 st.serialize_field("netns", &l.netns)?;
                 st.serialize_field("family", l.family.name())?;
                 st.serialize_field("addr", &Display(&l.addr))?;
@@ -171,6 +179,24 @@ impl Serialize for JsonListeners<'_> {
                 st.serialize_field("bound_dev_if", &l.bound_dev_if)?;
                 st.serialize_field("kind", &l.kind.label())?;
                 st.serialize_field("sock", &Display(&format_args!("{:#x}", l.sock)))?;
+                st.serialize_field("drops", &l.drops)?;
+                st.serialize_field("synflood_warned", &l.synflood_warned)?;
+                st.serialize_field("defer_accept", &l.defer_accept)?;
+                st.serialize_field(
+                    "fastopen",
+                    &l.fastopen.map(|f| JsonFastOpen {
+                        qlen: f.qlen,
+                        max_qlen: f.max_qlen,
+                    }),
+                )?;
+                st.serialize_field(
+                    "reuseport",
+                    &l.reuseport.map(|r| JsonReuseport {
+                        group: format!("{:#x}", r.id),
+                        size: r.size,
+                    }),
+                )?;
+                st.serialize_field("inode", &l.inode)?;
                 st.end()
             }
         }
@@ -180,6 +206,18 @@ impl Serialize for JsonListeners<'_> {
         }
         seq.end()
     }
+}
+
+#[derive(Serialize)]
+struct JsonFastOpen {
+    qlen: u64,
+    max_qlen: u64,
+}
+
+#[derive(Serialize)]
+struct JsonReuseport {
+    group: String,
+    size: u64,
 }
 
 /// Any `Display` as a JSON string, formatted directly into the output.

@@ -5,8 +5,11 @@
 //! backport freely (RHEL 7's 3.10 carries 4.x fields, 5.15.140+ dropped `listening_hash`). Every branch names
 //! the upstream change it follows.
 
+mod details;
 pub mod providers;
 mod types;
+
+pub use details::{Details, Drops, FastOpen, Inode, Reuseport};
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -498,6 +501,9 @@ pub struct Layout {
     /// per-socket read to about half the size.
     pub ulp_ops: Option<Field>,
     pub queue: Queue,
+    /// Drops, SYN-flood state, Fast Open, TCP_DEFER_ACCEPT, reuseport group, inode: each `None` where the
+    /// kernel lacks it.
+    pub details: Details,
     /// The byte range of `struct sock` that holds every field above, read in one go per socket.
     pub sock_span: u64,
 }
@@ -579,6 +585,7 @@ impl Layout {
             "mptcp_label": self.is_mptcp.is_some(),
             "sock_read_bytes": self.sock_span,
             "kernel_sock_label": self.kern_sock.is_some(),
+            "details": self.details.to_json(),
         })
     }
 }
@@ -852,6 +859,8 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
         .into_iter()
         .flatten(),
     );
+    let details = details::resolve(btf, &sock, &rsq, aq_off, pointer_size);
+    fields.extend(details.sock_fields());
     match queue {
         Queue::Atomic { qlen, young } => fields.extend([qlen, young]),
         Queue::ListenSock { listen_opt, .. } | Queue::ListenSockInc { listen_opt, .. } => {
@@ -890,6 +899,7 @@ pub fn resolve(btf: &Btf) -> Result<Layout, LayoutError> {
         is_mptcp,
         ulp_ops,
         queue,
+        details,
         sock_span,
     })
 }

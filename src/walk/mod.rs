@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::btf::{
-    AF_INET, AF_INET6, Field, IPPROTO_TCP, LISTENING_NULLS_BASE, Layout, Queue, TCP_LISTEN, Table,
+    AF_INET, AF_INET6, FastOpen, Field, IPPROTO_TCP, Inode, LISTENING_NULLS_BASE, Layout, Queue,
+    TCP_LISTEN, Table,
 };
 use crate::memory::{Memory, ReadError, read_ptr};
 
@@ -110,6 +111,35 @@ pub struct Listener {
     /// The backlog limit (listen(2)'s backlog, capped by somaxconn).
     pub max_backlog: u64,
     pub kind: Kind,
+    /// Packets dropped by this listener (`sk_drops`: full accept queue, full SYN queue, no memory...).
+    /// `None` where the kernel lacks it or it could not be read (each detail below alike).
+    pub drops: Option<u64>,
+    /// The listener has hit a full SYN queue (`synflood_warned`: the kernel logged "Possible SYN flooding").
+    pub synflood_warned: Option<bool>,
+    /// TCP_DEFER_ACCEPT, as the kernel keeps it: SYN-ACK retransmits a request may wait for data (0: off).
+    pub defer_accept: Option<u64>,
+    /// The Fast Open queue: `Some` once TCP_FASTOPEN is set on a kernel that keeps it per listener.
+    pub fastopen: Option<FastOpenQueue>,
+    /// The SO_REUSEPORT group, for its members.
+    pub reuseport: Option<ReuseportGroup>,
+    /// The socket inode (as in `/proc/net/tcp`); `None` for a socket without one (kernel listeners).
+    pub inode: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastOpenQueue {
+    /// Fast Open requests outstanding (their children sit in the accept queue and are not counted here).
+    pub qlen: u64,
+    /// The limit set with TCP_FASTOPEN (the last column of `/proc/net/tcp` for a listener).
+    pub max_qlen: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReuseportGroup {
+    /// The kernel address of the group (`struct sock_reuseport`): the same for every member.
+    pub id: u64,
+    /// Listeners in the group (`num_socks`).
+    pub size: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -579,6 +609,7 @@ impl Walker<'_> {
         } else {
             Kind::User
         };
+        let d = self.details(sk, port, buf);
         Entry::Listener(Listener {
             sock: sk,
             netns,
@@ -591,7 +622,98 @@ impl Walker<'_> {
             accept_queue: get(l.ack_backlog),
             max_backlog: get(l.max_ack_backlog),
             kind,
+            drops: d.drops,
+            synflood_warned: d.synflood_warned,
+            defer_accept: d.defer_accept,
+            fastopen: d.fastopen,
+            reuseport: d.reuseport,
+            inode: d.inode,
         })
+    }
+
+    /// The optional details of a listener. A detail whose own read fails is `None`, with a warning; the
+    /// listener and its queues stay.
+    fn details(&mut self, sk: u64, port: u16, buf: &[u8]) -> Details {
+        let d = &self.layout.details;
+        let get = |f: Field| f.read(buf, 0);
+        let mut out = Details::default();
+        let mut lost: Vec<String> = Vec::new();
+        if let Some(dr) = &d.drops {
+            let numa = dr.numa.as_ref().and_then(|(p, c)| Some((get(*p)?, c)));
+            out.drops = match numa {
+                // 6.18: sk_drops_read() sums the per-NUMA counters when the socket has them.
+                Some((ptr, counters)) if ptr != 0 => match self.read_struct(ptr, counters) {
+                    Ok(b) => Some(counters.iter().fold(0u64, |acc, f| {
+                        acc.saturating_add(counter(f.read(&b, 0).unwrap_or(0), f.bits))
+                    })),
+                    Err(e) => {
+                        lost.push(format!("drop counters unreadable: {e}"));
+                        None
+                    }
+                },
+                _ => get(dr.sk_drops).map(|v| counter(v, dr.sk_drops.bits)),
+            };
+        }
+        out.synflood_warned = d.synflood_warned.and_then(get).map(|v| v != 0);
+        out.defer_accept = d.defer_accept.and_then(get);
+        out.fastopen = match d.fastopen {
+            None => None,
+            Some(FastOpen::Embedded { qlen, max_qlen }) => match (get(qlen), get(max_qlen)) {
+                (Some(q), Some(m)) => Some(FastOpenQueue {
+                    qlen: counter(q, qlen.bits),
+                    max_qlen: counter(m, max_qlen.bits),
+                }),
+                _ => None,
+            },
+            // 3.7 – 4.3: allocated when TCP_FASTOPEN is set; NULL means Fast Open is off here.
+            Some(FastOpen::Pointer {
+                ptr,
+                qlen,
+                max_qlen,
+            }) => match get(ptr) {
+                None | Some(0) => None,
+                Some(p) => match self.read_struct(p, &[qlen, max_qlen]) {
+                    Ok(b) => Some(FastOpenQueue {
+                        qlen: counter(qlen.read(&b, 0).unwrap_or(0), qlen.bits),
+                        max_qlen: counter(max_qlen.read(&b, 0).unwrap_or(0), max_qlen.bits),
+                    }),
+                    Err(e) => {
+                        lost.push(format!("Fast Open queue unreadable: {e}"));
+                        None
+                    }
+                },
+            },
+        };
+        if let Some(r) = d.reuseport {
+            out.reuseport = match get(r.cb) {
+                None | Some(0) => None,
+                Some(cb) => match self.read_field(cb, r.num_socks) {
+                    Ok(n) => Some(ReuseportGroup { id: cb, size: n }),
+                    Err(e) => {
+                        lost.push(format!("reuseport group unreadable: {e}"));
+                        None
+                    }
+                },
+            };
+        }
+        out.inode = match d.inode {
+            None => None,
+            Some(Inode::Cached(f)) => get(f).filter(|&i| i != 0),
+            Some(Inode::Socket { socket, ino }) => match get(socket) {
+                None | Some(0) => None,
+                Some(s) => match self.read_field(s, ino) {
+                    Ok(i) => Some(i).filter(|&i| i != 0),
+                    Err(e) => {
+                        lost.push(format!("socket inode unreadable: {e}"));
+                        None
+                    }
+                },
+            },
+        };
+        for msg in lost {
+            self.warn(format!("socket {sk:#x} (port {port}): {msg}"));
+        }
+        out
     }
 
     /// SYN queue and young counts.
@@ -669,6 +791,17 @@ impl Walker<'_> {
         self.netns_cache.insert(net, r.clone());
         r
     }
+}
+
+/// The optional details of one listener, as [`Walker::details`] reads them.
+#[derive(Default)]
+struct Details {
+    drops: Option<u64>,
+    synflood_warned: Option<bool>,
+    defer_accept: Option<u64>,
+    fastopen: Option<FastOpenQueue>,
+    reuseport: Option<ReuseportGroup>,
+    inode: Option<u64>,
 }
 
 /// A kernel counter (int / atomic_t) as a count: negative values are transient races and read as 0.
