@@ -47,6 +47,8 @@ import os
 import re
 import sys
 
+import check_details
+
 FAMILIES = ("inet", "inet6")
 WILDCARD = {"inet": "0.0.0.0", "inet6": "::"}
 
@@ -421,6 +423,7 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
     print(f"truth {where}: {summary}")
     summary = f"{scenario}: {summary}"
     kinds_note = None
+    details_note = None
 
     # synq --json
     base = os.path.join(sdir, "synq-json")
@@ -451,6 +454,7 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
                               f"{n_null} null")
                 compare_groups("/proc", truth, "synq", got, fails, where + " (synq --json per key)")
                 check_young(doc, young_before, young_after, fails, where)
+                details_note = check_details.check(doc, sdir, ns_dirs, fails, where)
                 t = doc["totals"]
                 want = {"listeners": n_truth, "syn_queue": syn_truth, "accept_queue": acc_truth}
                 for f, v in want.items():
@@ -476,6 +480,8 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
 
     if kinds_note:
         print(f"info: [{release}] {scenario}: {kinds_note}")
+    if details_note:
+        print(f"info: [{release}] {scenario}: {details_note}")
     return summary if len(fails.items) == nfail else None
 
 
@@ -872,6 +878,30 @@ def _set_status(key, value):
     return plant
 
 
+def _detail(field, fn):
+    """Changes `field` of the first listener whose value fn can change (issue 8's details)."""
+    def plant(doc):
+        for li in doc["listeners"]:
+            try:
+                new = fn(li.get(field))
+            except (TypeError, KeyError):
+                continue
+            if new != li.get(field):
+                li[field] = new
+                return
+        raise ValueError(f"no listener's {field} could be changed")
+    return plant
+
+
+def _edit_text(fn):
+    def plant(path):
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(fn(text))
+    return plant
+
+
 def selftest_cases(root):
     """name -> (file relative to RESULTS_DIR, planting function, text the failures must contain or None)."""
     mode = (read_text(os.path.join(root, "mode")) or "").strip()
@@ -921,6 +951,23 @@ def selftest_cases(root):
             "synq: test: opening /proc/kallsyms after the privilege drop succeeded\n"), "privilege drop"),
         "privilege drop: wrong answer": ("privdrop/synq.out", lambda p: _perturb_json(p, _bump_syn),
                                          "privilege drop"),
+        "details: drops +1 on one listener": ("basic/synq-json.out", lambda p: _perturb_json(p, _detail(
+            "drops", lambda v: v + 1)), "drops of"),
+        "details: drops null": ("big/synq-json.out", lambda p: _perturb_json(p, _detail(
+            "drops", lambda v: None)), "drops of"),
+        "details: synflood_warned flipped": ("basic/synq-json.out", lambda p: _perturb_json(p, _detail(
+            "synflood_warned", lambda v: not v)), "synflood_warned"),
+        "details: inode of another listener": ("basic/synq-json.out", lambda p: _perturb_json(p, _detail(
+            "inode", lambda v: (v or 0) + 1)), "inode of"),
+        "details: Fast Open limit changed": ("basic/synq-json.out", lambda p: _perturb_json(p, _detail(
+            "fastopen", lambda v: dict(v, max_qlen=v["max_qlen"] + 1))), "fastopen.max_qlen"),
+        "details: TCP_DEFER_ACCEPT set where it is not": ("basic/synq-json.out", lambda p: _perturb_json(
+            p, _detail("defer_accept", lambda v: v + 1)), "defer_accept"),
+        "details: reuseport group on a plain listener": ("basic/synq-json.out", lambda p: _perturb_json(
+            p, _detail("reuseport", lambda v: {"group": "0x1", "size": 1})), "reuseport"),
+        "details: no SYN flood in dmesg": ("basic/dmesg", _write(""), "SYN flooding"),
+        "details: no ss -ltm drops": ("basic/ns1/ss-ltm", _edit_text(lambda t: re.sub(r",d\d+\)", ",d0)", t)),
+                                      "drops"),
     }
     if (read_text(os.path.join(root, "mptcp", "sysctl")) or "").strip() == "absent":
         cases["MPTCP absence unproven (config =y)"] = ("mptcp/config", _write("CONFIG_MPTCP=y\n"), "mptcp")

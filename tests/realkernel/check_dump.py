@@ -55,6 +55,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import check  # noqa: E402  (check.py: the ground-truth rules of the live test)
+import check_details  # noqa: E402  (the per-listener details, shared with check.py)
 
 START_KERNEL_MAP_TEXT = 0xFFFFFFFF81000000  # x86_64 link address of _stext (__START_KERNEL)
 SIDE_FILE_OPTIONS = ("--btf", "--kallsyms", "--system-map", "--vmlinux")
@@ -729,8 +730,13 @@ def check_synq(results, rd, truth_info, young, release, fails, where, usage_note
                     if bad:
                         fails.add(w, f"max_backlog differs from ss -ltn Send-Q on {len(bad)} keys, e.g. " + "; ".join(
                             f"{check.fmt_key(k)}: ss {ss.get(k)} synq {got_bl.get(k)}" for k in bad[:5]))
+                # Drops are stable by then (the fixture closed the clients it had dropped): the dump must show
+                # the ground truth recorded before it.
+                details = check_details.check(doc, os.path.join(results, "basic"), ns_dirs, fails, w,
+                                              after_suffix=".none")
                 print(f"info: {where}: kinds: {n_label} {check.MPTCP_KIND}, {n_null} null; symbols from "
                       f"{doc['kernel'].get('symbols')!r}")
+                print(f"info: {where}: {details}")
     w = where + " synq --core --total"
     base = os.path.join(rd, "synq-total")
     if check_rc(base, "synq", fails, w, usage_note):

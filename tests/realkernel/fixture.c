@@ -85,6 +85,7 @@
 #define SETTLE_TIMEOUT_MS 30000
 
 static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static long now_ms(void);
 static void fail(const char *fmt, ...)
 {
 	va_list ap;
@@ -108,11 +109,39 @@ struct key {
 	unsigned port;
 	long listeners, syn, acc;          /* expected */
 	const char *kind;                  /* label synq must print, NULL = none */
+	long reuseport;                    /* listeners made with SO_REUSEPORT */
+	int defer_secs;                    /* TCP_DEFER_ACCEPT as getsockopt reads it back, -1 = not set */
 	long o_listeners, o_syn, o_acc;    /* observed */
 };
 
 static struct key *keys;
 static size_t nkeys, capkeys;
+
+/* The clients of half-open requests. They are closed once the queues have
+ * settled (closing a SYN_SENT socket sends nothing; the requests stay in the
+ * listeners' SYN queues): otherwise each retransmitted SYN, which the listener
+ * answers and discards, adds to the listener's drop count (sk_drops), and the
+ * drops would keep moving under the ground truth. */
+static int *clients;
+static size_t nclients, capclients;
+
+static void keep_client(int fd)
+{
+	if (nclients == capclients) {
+		capclients = capclients ? capclients * 2 : 256;
+		clients = realloc(clients, capclients * sizeof(*clients));
+		if (!clients)
+			fail("out of memory");
+	}
+	clients[nclients++] = fd;
+}
+
+static void close_clients(void)
+{
+	for (size_t i = 0; i < nclients; i++)
+		close(clients[i]);
+	nclients = 0;
+}
 
 /* /proc/net/tcp prints the IPv4 address as the u32 s_addr in host order
  * ("%08X"); tcp6 prints the four u32 words of s6_addr32 the same way. */
@@ -154,6 +183,7 @@ static struct key *get_key(int family, const char *text, unsigned port)
 	}
 	k = &keys[nkeys++];
 	memset(k, 0, sizeof(*k));
+	k->defer_secs = -1;
 	k->family = family;
 	k->port = port;
 	strcpy(k->hex, hex);
@@ -220,6 +250,10 @@ static void set_linger0(int fd)
 
 #define F_REUSEPORT 1
 #define F_MPTCP 2
+#define F_FASTOPEN 4   /* TCP_FASTOPEN with a queue of FASTOPEN_QLEN */
+#define F_DEFER 8      /* TCP_DEFER_ACCEPT of DEFER_SECS */
+#define FASTOPEN_QLEN 5
+#define DEFER_SECS 10
 
 static int listen_on(const char *addr, unsigned port, int backlog, int flags)
 {
@@ -230,6 +264,8 @@ static int listen_on(const char *addr, unsigned port, int backlog, int flags)
 	set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
 	if (flags & F_REUSEPORT)
 		set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
+	if (flags & F_FASTOPEN)
+		set_int(fd, IPPROTO_TCP, TCP_FASTOPEN, FASTOPEN_QLEN, "TCP_FASTOPEN");
 	/* Every v6 listener is V6ONLY: no IPv4 request may hang off it. */
 	if (family == AF_INET6)
 		set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
@@ -244,6 +280,17 @@ static int listen_on(const char *addr, unsigned port, int backlog, int flags)
 	k->listeners++;
 	if (flags & F_MPTCP)
 		k->kind = "mptcp-subflow";
+	if (flags & F_REUSEPORT)
+		k->reuseport++;
+	if (flags & F_DEFER) {
+		/* The kernel keeps SYN-ACK retransmits; getsockopt gives them back as seconds. */
+		set_int(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, DEFER_SECS, "TCP_DEFER_ACCEPT");
+		int v = -1;
+		socklen_t vl = sizeof(v);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &vl) < 0 || v <= 0)
+			fail("getsockopt TCP_DEFER_ACCEPT gave %d", v);
+		k->defer_secs = v;
+	}
 	return fd;
 }
 
@@ -270,6 +317,7 @@ static void half_open(const char *dst, unsigned port, int n)
 		if (connect(fd, (struct sockaddr *)&ss, len) == 0 || errno != EINPROGRESS)
 			fail("half-open connect to %s port %u did not stay in progress", dst, port);
 		errno = 0;
+		keep_client(fd);
 	}
 	k->syn += n;
 }
@@ -296,6 +344,130 @@ static void unaccepted(const char *dst, unsigned port, int n)
 	for (int i = 0; i < n; i++)
 		connect_to(dst, port);
 	k->acc += n;
+}
+
+/* A TcpExt counter of the current network namespace (/proc/self/net/netstat), -1 if absent. */
+static long tcpext(const char *name)
+{
+	FILE *f = fopen("/proc/self/net/netstat", "r");
+	if (!f)
+		fail("open /proc/self/net/netstat");
+	static char names[8192], values[8192];
+	long found = -1;
+	while (fgets(names, sizeof(names), f) && fgets(values, sizeof(values), f)) {
+		if (strncmp(names, "TcpExt:", 7) != 0)
+			continue;
+		char *sn, *sv;
+		char *n = strtok_r(names + 7, " \n", &sn);
+		char *v = strtok_r(values + 7, " \n", &sv);
+		for (; n && v; n = strtok_r(NULL, " \n", &sn), v = strtok_r(NULL, " \n", &sv))
+			if (strcmp(n, name) == 0)
+				found = atol(v);
+	}
+	fclose(f);
+	return found;
+}
+
+static int observe_matches(int report);
+
+/* Connection attempts to the listener of (dst, port), one at a time, until
+ * it drops one because its SYN queue (transparent: from the non-local client,
+ * like half_open) or its accept queue (plain loopback clients, which complete)
+ * is full. Where "full" starts differs between kernels (">=" or ">" the
+ * backlog), so each attempt is watched: one that joins the queue (/proc shows
+ * one more request or completed connection for the key) is counted there and
+ * kept; the first the listener drops (the namespace's ListenDrops moves) is
+ * closed at once, so that no retransmitted SYN adds drops and the listener's
+ * drop count (sk_drops, ss -ltm's skmem "d") stays what the ground truth
+ * reads. At most max attempts. */
+static void fill_until_drop(const char *dst, unsigned port, int transparent, int max)
+{
+	int family = family_of(dst);
+	struct key *k = attribute(family, dst, port);
+	for (int i = 0; i < max; i++) {
+		long drops = tcpext("ListenDrops");
+		if (drops < 0)
+			fail("no TcpExt ListenDrops in /proc/self/net/netstat");
+		observe_matches(0);
+		long syn = k->o_syn, acc = k->o_acc;
+		int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			fail("socket");
+		set_linger0(fd);
+		struct sockaddr_storage ss;
+		socklen_t len;
+		if (transparent) {
+			set_int(fd, family == AF_INET ? SOL_IP : SOL_IPV6,
+				family == AF_INET ? IP_TRANSPARENT : IPV6_TRANSPARENT, 1, "IP(V6)_TRANSPARENT");
+			fill_sa(family, family == AF_INET ? V4_CLIENT : V6_CLIENT, 0, &ss, &len);
+			if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+				fail("bind transparent client");
+		}
+		fill_sa(family, dst, port, &ss, &len);
+		if (connect(fd, (struct sockaddr *)&ss, len) == 0 || errno != EINPROGRESS)
+			fail("connect to %s port %u did not stay in progress", dst, port);
+		errno = 0;
+		long start = now_ms();
+		for (;;) {
+			if (tcpext("ListenDrops") > drops) {
+				close(fd);
+				return;
+			}
+			observe_matches(0);
+			if (transparent && k->o_syn > syn) {
+				k->syn++;
+				keep_client(fd);
+				break;
+			}
+			if (!transparent && k->o_acc > acc) {
+				k->acc++;
+				break;
+			}
+			if (now_ms() - start > SETTLE_TIMEOUT_MS)
+				fail("%s port %u: attempt %d neither joined a queue nor was dropped", dst, port, i + 1);
+			usleep(20 * 1000);
+		}
+	}
+	fail("%s port %u: no drop after %d attempts", dst, port, max);
+}
+
+#ifndef TCPI_OPT_SYN_DATA
+#define TCPI_OPT_SYN_DATA 32
+#endif
+
+/* One connection made with TCP Fast Open (data in the SYN, accepted by the
+ * listener's Fast Open queue) that the listener never accept()s. Fails unless
+ * the kernel says the SYN's data was acknowledged (TCPI_OPT_SYN_DATA). */
+static void fastopen_unaccepted(const char *dst, unsigned port)
+{
+	int family = family_of(dst);
+	struct key *k = attribute(family, dst, port);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		fail("socket");
+	set_linger0(fd);
+	struct sockaddr_storage ss;
+	socklen_t len;
+	fill_sa(family, dst, port, &ss, &len);
+	if (sendto(fd, "synq", 4, MSG_FASTOPEN, (struct sockaddr *)&ss, len) != 4)
+		fail("sendto MSG_FASTOPEN %s port %u", dst, port);
+	struct tcp_info ti;
+	socklen_t tl = sizeof(ti);
+	long start = now_ms();
+	for (;;) {
+		memset(&ti, 0, sizeof(ti));
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0)
+			fail("getsockopt TCP_INFO");
+		if (ti.tcpi_state == 1 /* TCP_ESTABLISHED */)
+			break;
+		if (now_ms() - start > SETTLE_TIMEOUT_MS)
+			fail("Fast Open connection to %s port %u not established (state %u)", dst, port, ti.tcpi_state);
+		usleep(20 * 1000);
+	}
+	if (!(ti.tcpi_options & TCPI_OPT_SYN_DATA))
+		fail("connection to %s port %u did not use Fast Open (tcpi_options %#x; net.ipv4.tcp_fastopen?)",
+		     dst, port, ti.tcpi_options);
+	k->acc += 1;
 }
 
 /* ---- ground truth, as the fixture's own netns shows it ---- */
@@ -406,9 +578,14 @@ static void print_expect(void)
 			continue;
 		printf("EXPECT %s %s %u %ld %ld %ld\n", k->family == AF_INET ? "inet" : "inet6",
 		       k->text, k->port, k->listeners, k->syn, k->acc);
+		const char *fam = k->family == AF_INET ? "inet" : "inet6";
 		if (k->kind)
-			printf("KIND %s %s %u %s\n", k->family == AF_INET ? "inet" : "inet6", k->text, k->port,
-			       k->kind);
+			printf("KIND %s %s %u %s\n", fam, k->text, k->port, k->kind);
+		/* Per-listener details (issue 8): what the fixture set, for check_details.py. */
+		if (k->reuseport)
+			printf("REUSEPORT %s %s %u %ld\n", fam, k->text, k->port, k->reuseport);
+		if (k->defer_secs >= 0)
+			printf("DEFER %s %s %u %d\n", fam, k->text, k->port, k->defer_secs);
 	}
 }
 
@@ -474,9 +651,20 @@ static void scenario_main(int mptcp)
 	 * 192.0.2.2 hang off the specific one, those to 192.0.2.1 off 0.0.0.0. */
 	listen_on(V4_LISTEN2, 8010, 128, F_REUSEPORT);
 	listen_on("0.0.0.0", 8010, 128, F_REUSEPORT);
-	/* Idle loopback listeners. */
-	listen_on("127.0.0.1", 8007, 128, 0);
-	listen_on("::1", 8007, 128, 0);
+	/* Loopback listeners: one with TCP_DEFER_ACCEPT (idle), one with a Fast
+	 * Open queue holding one unaccepted Fast Open connection. */
+	listen_on("127.0.0.1", 8007, 128, F_DEFER);
+	listen_on("::1", 8007, 128, F_FASTOPEN);
+	/* Full queues, and the drops they cause: a SYN queue filled to its limit
+	 * (backlog 3; the next SYN is dropped and the listener marked
+	 * synflood_warned, tcp_syncookies being 0), and an accept queue filled to
+	 * its limit (backlog 1; the next SYN is dropped, a ListenOverflow).
+	 * Backlog 3, not more: once qlen * 2 > max(8, backlog), reqsk_timer_handler
+	 * prunes requests after 2 SYN-ACK retransmits, and the queue would shrink
+	 * under the ground truth (a full queue holds 3 requests where "full" is
+	 * ">= backlog", 4 where it is "> backlog"). */
+	listen_on(V4_LISTEN, 8030, 3, 0);
+	listen_on(V4_LISTEN, 8031, 1, 0);
 
 	/* MPTCP listener (kernel with MPTCP only): the kernel hashes its TCP
 	 * subflow listener, which synq labels "mptcp-subflow". The clients are
@@ -497,6 +685,9 @@ static void scenario_main(int mptcp)
 	half_open(V4_LISTEN2, 8010, 3);   /* -> 192.0.2.2:8010 */
 	half_open(V4_LISTEN, 8010, 2);    /* -> 0.0.0.0:8010 */
 	unaccepted(V4_LISTEN, 8010, 1);   /* -> 0.0.0.0:8010 */
+	fastopen_unaccepted("::1", 8007);
+	fill_until_drop(V4_LISTEN, 8030, 1, 16);
+	fill_until_drop(V4_LISTEN, 8031, 0, 16);
 	if (mptcp) {
 		half_open(V4_LISTEN, 8020, 2);
 		unaccepted(V4_LISTEN, 8020, 1);
@@ -1033,6 +1224,7 @@ int main(int argc, char **argv)
 	}
 	errno = 0;
 	settle();
+	close_clients();
 	print_expect();
 	daemonize_ready();
 	return 0;

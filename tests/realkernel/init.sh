@@ -128,6 +128,8 @@ snapshot_ns() {
     # ss (sock_diag) as a second, independent view: Send-Q is max_backlog.
     nsenter -t "$2" -n ss -Hltn >"$1/ss-ltn" 2>&1 || fail "ss -ltn in netns of $2: $(cat "$1/ss-ltn")"
   fi
+  # Each listener's drops (skmem "d", sk_drops), before and after synq (issue 8).
+  nsenter -t "$2" -n ss -Hltnm >"$1/ss-ltm$3" 2>&1 || fail "ss -ltm in netns of $2: $(cat "$1/ss-ltm$3")"
 }
 
 # Runs command $2... (which runs synq) into $1.{out,err,rc}; never stops the
@@ -170,8 +172,12 @@ collect_truth() {
       grep '^EXPECT ' "$f" >>"$sc/$d/expect" || fail "no EXPECT lines in $f"
       # Labelled listeners (MPTCP subflow); none is fine here, check.py decides.
       grep '^KIND ' "$f" >>"$sc/$d/kinds" || true
+      # What the fixture set per listener (SO_REUSEPORT, TCP_DEFER_ACCEPT); check_details.py decides.
+      grep -E '^(REUSEPORT|DEFER) ' "$f" >>"$sc/$d/details" || true
     done
   done
+  # "Possible SYN flooding on port ..." lines: the listeners the kernel marked synflood_warned.
+  dmesg >"$sc/dmesg" 2>&1 || fail "dmesg"
 }
 
 # One scenario: ground truth per netns before, synq, ground truth after.

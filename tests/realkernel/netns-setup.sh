@@ -7,10 +7,13 @@ set -e
 
 w() { echo "$2" >"/proc/sys/$1"; }
 
-# Per-netns sysctls (all four are per network namespace on 5.10+).
+# Per-netns sysctls (all are per network namespace on 5.10+).
 w net/ipv4/tcp_syncookies 0
 w net/ipv4/tcp_synack_retries 255
 w net/ipv4/tcp_syn_retries 127
+# TCP Fast Open, client and server, without cookies (1 | 2 | 4 TFO_CLIENT_NO_COOKIE | 0x200
+# TFO_SERVER_COOKIE_NOT_REQD): the fixture's Fast Open connection over loopback (issue 8).
+w net/ipv4/tcp_fastopen 519
 # Before dummy0 exists, so it inherits "default": no tentative addresses, the
 # listeners can bind 2001:db8::1 at once.
 w net/ipv6/conf/all/accept_dad 0

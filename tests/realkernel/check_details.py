@@ -1,0 +1,258 @@
+"""Per-listener details of synq --json (issue 8) against what the guest's own tools show.
+
+Used by check.py (live) and check_dump.py (dumps); stdlib only. Each field is compared per listener key
+(netns, family, addr, port) with a ground truth synq's code has no part in:
+  * inode: the inode column of the key's st 0A lines in /proc/net/tcp{,6} (0 there = null in synq);
+  * drops: skmem "d" of `ss -ltm` (sock_diag's sk_drops_read()), per key, read before and after synq
+    (live) or before the dump: synq's value must lie between them, and equal them when they agree;
+  * fastopen.max_qlen: the last column of the key's st 0A lines in /proc/net/tcp (the kernel prints
+    fastopenq.max_qlen there for listeners); fastopen.qlen: 0 (every Fast Open connection the fixture made
+    has completed its handshake, so none is outstanding);
+  * synflood_warned: true exactly for the ports named by the kernel's "Possible SYN flooding on port"
+    lines in dmesg;
+  * defer_accept: the seconds getsockopt(TCP_DEFER_ACCEPT) gave the fixture (DEFER lines), from synq's
+    retransmit count by the kernel's own retrans_to_secs(); 0 for every other listener;
+  * reuseport: the fixture's SO_REUSEPORT listeners (REUSEPORT lines: key and count) share one group per
+    key of that size; every other listener has null.
+Floors make sure the scenario holds every case (a flood, an overflow, Fast Open, TCP_DEFER_ACCEPT, a
+reuseport pair) so that nothing passes vacuously.
+"""
+import ipaddress
+import os
+import re
+
+# include/net/tcp.h: TCP_TIMEOUT_INIT (1 s since 3.1) and TCP_RTO_MAX (120 s), in seconds, as
+# do_tcp_getsockopt() passes them to retrans_to_secs().
+TIMEOUT_INIT_S = 1
+RTO_MAX_S = 120
+
+
+def retrans_to_secs(retrans, timeout=TIMEOUT_INIT_S, rto_max=RTO_MAX_S):
+    """net/ipv4/tcp.c retrans_to_secs()."""
+    period = 0
+    if retrans > 0:
+        period = timeout
+        while retrans > 1:
+            retrans -= 1
+            timeout = min(timeout << 1, rto_max)
+            period += timeout
+    return period
+
+
+def _ns(d):
+    text = open(os.path.join(d, "netns")).read().strip()
+    m = re.fullmatch(r"net:\[(\d+)\]", text)
+    if not m:
+        raise ValueError(f"{d}/netns: {text!r}")
+    return int(m.group(1))
+
+
+def _addr_of(local):
+    host, port = local.rsplit(":", 1)
+    if host.startswith("["):
+        host, family = host[1:-1], "inet6"
+    else:
+        family = "inet6" if ":" in host else "inet"
+    return family, str(ipaddress.ip_address(host.split("%")[0])), int(port)
+
+
+def ss_drops(ns_dirs, suffix):
+    """Key -> sorted skmem d values from ss-ltm{suffix}; None when a file is missing."""
+    out = {}
+    for d in ns_dirs:
+        path = os.path.join(d, "ss-ltm" + suffix)
+        if not os.path.exists(path):
+            return None
+        ns = _ns(d)
+        key = None
+        for line in open(path):
+            f = line.split()
+            if len(f) >= 4 and f[0] == "LISTEN":
+                fam, addr, port = _addr_of(f[3])
+                key = (ns, fam, addr, port)
+                rest = " ".join(f[5:])
+            else:
+                rest = line
+            m = re.search(r"skmem:\(([^)]*)\)", rest)
+            if m and key is not None:
+                d_vals = [int(x[1:]) for x in m.group(1).split(",") if re.fullmatch(r"d\d+", x)]
+                if len(d_vals) != 1:
+                    raise ValueError(f"{path}: skmem without one d field: {line.strip()}")
+                out.setdefault(key, []).append(d_vals[0])
+                key = None
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def proc_columns(ns_dirs):
+    """Key -> sorted inodes and sorted last-column values of the key's st 0A lines in /proc/net/tcp{,6}."""
+    inodes, last = {}, {}
+    for d in ns_dirs:
+        ns = _ns(d)
+        for name, fam in (("tcp", "inet"), ("tcp6", "inet6")):
+            with open(os.path.join(d, name)) as f:
+                lines = f.read().splitlines()
+            for line in lines[1:]:
+                fields = line.split()
+                if len(fields) < 10 or fields[3] != "0A":
+                    continue
+                hexaddr, hexport = fields[1].split(":")
+                raw = bytes.fromhex(hexaddr)
+                if fam == "inet":
+                    addr = str(ipaddress.IPv4Address(raw[::-1]))
+                else:
+                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                    addr = ipaddress.IPv6Address(words).compressed
+                key = (ns, fam, addr, int(hexport, 16))
+                inodes.setdefault(key, []).append(int(fields[9]))
+                last.setdefault(key, []).append(int(fields[-1]))
+    return {k: sorted(v) for k, v in inodes.items()}, {k: sorted(v) for k, v in last.items()}
+
+
+def flood_ports(scenario_dir):
+    """Ports the kernel logged "Possible SYN flooding on port [ADDR:]PORT." for."""
+    path = os.path.join(scenario_dir, "dmesg")
+    if not os.path.exists(path):
+        return None
+    ports = set()
+    for line in open(path, errors="replace"):
+        m = re.search(r"Possible SYN flooding on port (?:\S*:)?(\d+)\.", line)
+        if m:
+            ports.add(int(m.group(1)))
+    return ports
+
+
+def fixture_details(ns_dirs):
+    """(reuseport key -> listener count, defer key -> seconds) from the fixture's REUSEPORT/DEFER lines."""
+    reuse, defer = {}, {}
+    for d in ns_dirs:
+        ns = _ns(d)
+        path = os.path.join(d, "details")
+        if not os.path.exists(path):
+            continue
+        for line in open(path):
+            f = line.split()
+            if len(f) != 5:
+                continue
+            key = (ns, f[1], str(ipaddress.ip_address(f[2])), int(f[3]))
+            if f[0] == "REUSEPORT":
+                reuse[key] = int(f[4])
+            elif f[0] == "DEFER":
+                defer[key] = int(f[4])
+    return reuse, defer
+
+
+def _key(li):
+    return (li.get("netns"), li.get("family"), li.get("addr"), li.get("port"))
+
+
+def _fmt(k):
+    return f"netns {k[0]} {k[1]} {k[2]} port {k[3]}"
+
+
+def check(doc, scenario_dir, ns_dirs, fails, where, after_suffix=".after"):
+    """Compares synq's per-listener details in `doc` with the ground truth; returns a one-line summary."""
+    listeners = [li for li in doc.get("listeners", []) if isinstance(li, dict)]
+    by_key = {}
+    for li in listeners:
+        by_key.setdefault(_key(li), []).append(li)
+    w = where + " (details)"
+
+    # inode
+    inodes, last_col = proc_columns(ns_dirs)
+    for k in sorted(set(inodes) | set(by_key), key=str):
+        want = inodes.get(k, [])
+        got = sorted(0 if li.get("inode") is None else li["inode"] for li in by_key.get(k, []))
+        if got != want:
+            fails.add(w, f"inode of {_fmt(k)}: synq {got}, /proc/net/tcp {want}")
+    if any(li.get("inode") == 0 for li in listeners):
+        fails.add(w, "synq reports inode 0; a listener without an inode must have null")
+
+    # drops
+    before, after = ss_drops(ns_dirs, ""), ss_drops(ns_dirs, after_suffix)
+    n_drops = 0
+    if before is None:
+        fails.add(w, "no ss -ltm ground truth (ss-ltm) recorded")
+    else:
+        after = after if after is not None else before
+        for k in sorted(set(before) | set(by_key), key=str):
+            got = [li.get("drops") for li in by_key.get(k, [])]
+            if any(not isinstance(v, int) for v in got):
+                fails.add(w, f"drops of {_fmt(k)}: {got}, want integers (the kernel has sk_drops)")
+                continue
+            lo, hi, v = sum(before.get(k, [])), sum(after.get(k, [])), sum(got)
+            n_drops += v
+            if not min(lo, hi) <= v <= max(lo, hi):
+                fails.add(w, f"drops of {_fmt(k)}: synq {sorted(got)}, ss -ltm skmem d {before.get(k)} "
+                          f"before and {after.get(k)} after")
+        if not any(sum(v) > 0 for v in before.values()):
+            fails.add(w, "scenario too weak: no listener has drops in ss -ltm")
+
+    # fastopen
+    n_tfo = 0
+    for k in sorted(set(last_col) | set(by_key), key=str):
+        got = by_key.get(k, [])
+        if any(not isinstance(li.get("fastopen"), dict) for li in got):
+            fails.add(w, f"fastopen of {_fmt(k)}: {[li.get('fastopen') for li in got]}, want objects "
+                      "(the kernel keeps fastopenq in every listener)")
+            continue
+        want = last_col.get(k, [])
+        gotm = sorted(li["fastopen"].get("max_qlen") for li in got)
+        if gotm != want:
+            fails.add(w, f"fastopen.max_qlen of {_fmt(k)}: synq {gotm}, /proc/net/tcp last column {want}")
+        if any(li["fastopen"].get("qlen") != 0 for li in got):
+            fails.add(w, f"fastopen.qlen of {_fmt(k)}: {[li['fastopen'].get('qlen') for li in got]}, want 0 "
+                      "(no Fast Open request outstanding)")
+        n_tfo += sum(1 for v in want if v > 0)
+    if n_tfo == 0:
+        fails.add(w, "scenario too weak: no listener with a Fast Open queue in /proc/net/tcp")
+
+    # synflood_warned
+    flood = flood_ports(scenario_dir)
+    n_flood = 0
+    if flood is None:
+        fails.add(w, "no dmesg recorded")
+    else:
+        if not flood:
+            fails.add(w, "scenario too weak: no 'Possible SYN flooding' line in dmesg")
+        for li in listeners:
+            want = li.get("port") in flood
+            if li.get("synflood_warned") is not want:
+                fails.add(w, f"synflood_warned of {_fmt(_key(li))}: synq {li.get('synflood_warned')!r}, "
+                          f"dmesg says {want} (flooded ports {sorted(flood)})")
+            n_flood += want
+
+    # defer_accept and reuseport
+    reuse, defer = fixture_details(ns_dirs)
+    if not defer:
+        fails.add(w, "scenario too weak: the fixture set TCP_DEFER_ACCEPT nowhere (no DEFER line)")
+    if not any(n >= 2 for n in reuse.values()):
+        fails.add(w, "scenario too weak: no SO_REUSEPORT group of >= 2 (no REUSEPORT line)")
+    for k, group in sorted(by_key.items(), key=lambda kv: str(kv[0])):
+        for li in group:
+            da = li.get("defer_accept")
+            if not isinstance(da, int):
+                fails.add(w, f"defer_accept of {_fmt(k)}: {da!r}, want an integer")
+            elif retrans_to_secs(da) != defer.get(k, 0):
+                fails.add(w, f"defer_accept of {_fmt(k)}: synq {da} retransmits = {retrans_to_secs(da)} s, "
+                          f"getsockopt(TCP_DEFER_ACCEPT) {defer.get(k, 0)} s")
+        rp = [li.get("reuseport") for li in group]
+        if k in reuse:
+            if not all(isinstance(r, dict) for r in rp):
+                fails.add(w, f"reuseport of {_fmt(k)}: {rp}, want a group")
+                continue
+            groups = {r.get("group") for r in rp}
+            sizes = {r.get("size") for r in rp}
+            if len(groups) != 1 or sizes != {reuse[k]} or len(group) != reuse[k]:
+                fails.add(w, f"reuseport of {_fmt(k)}: synq {rp}, the fixture made one group of {reuse[k]}")
+        elif any(r is not None for r in rp):
+            fails.add(w, f"reuseport of {_fmt(k)}: {rp}, but the fixture set no SO_REUSEPORT there")
+    all_groups = [li["reuseport"]["group"] for li in listeners if isinstance(li.get("reuseport"), dict)]
+    per_key = {}
+    for li in listeners:
+        if isinstance(li.get("reuseport"), dict):
+            per_key.setdefault(li["reuseport"]["group"], set()).add(_key(li))
+    if any(len(v) > 1 for v in per_key.values()):
+        fails.add(w, f"a reuseport group spans several keys: {per_key}")
+
+    return (f"details: drops {n_drops}, {n_flood} synflood_warned, {n_tfo} Fast Open queue(s), "
+            f"{len(defer)} TCP_DEFER_ACCEPT, {len(set(all_groups))} reuseport group(s)")
