@@ -42,6 +42,8 @@ pub struct Options {
     pub output: Output,
     pub target: Spec,
     pub side: SideFiles,
+    /// The table also shows each network namespace (sysctls, counters, verdicts).
+    pub wide: bool,
 }
 
 /// What `run` leaves for `main`: text for stdout, warnings for stderr, and the exit status.
@@ -197,7 +199,11 @@ fn target_warnings(session: &mut Session, opened: bool) -> Vec<String> {
 }
 
 fn layout(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
-    let layout = session.layout()?.to_json();
+    let mut layout = session.layout()?.to_json();
+    let netns = session.netns_layout()?.map(|n| n.to_json());
+    if let Some(o) = layout.as_object_mut() {
+        o.insert("netns".into(), netns.unwrap_or_default());
+    }
     let from = session.btf_source().unwrap_or_default().to_string();
     // Live, the layout needs only the BTF: the target is opened only for a dump (whose BTF it holds).
     let opened = matches!(opts.target, Spec::Core { .. });
@@ -241,6 +247,16 @@ fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
     session.btf()?;
     timer.phase("btf-load");
     let era = session.layout()?.era();
+    // The namespaces are read for JSON and the wide table only (their BTF lookup scans the types once).
+    let want_ns = opts.output == Output::Json || (opts.output == Output::Table && opts.wide);
+    if want_ns {
+        session.netns_layout()?;
+    }
+    // Owners for the table and JSON (O(open files): not for --total).
+    let want_owners = opts.output != Output::Total;
+    if want_owners {
+        session.owners_layout()?;
+    }
     timer.phase("layout");
     // Everything is open, read or mapped: from here synq needs no privilege and opens nothing.
     let release = session.target()?.release();
@@ -248,12 +264,46 @@ fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
     timer.phase("drop");
     let result = session.walk()?;
     timer.phase("walk");
+    let ns = if want_ns { session.namespaces()? } else { None };
+    timer.phase("namespaces");
+    let mut result = result;
+    let mut owner_warnings = Vec::new();
+    if want_owners {
+        let wanted = result
+            .listeners
+            .iter()
+            .flat_map(|l| [l.sock, l.socket])
+            .filter(|&a| a != 0)
+            .collect();
+        if let Some(found) = session.owners(&wanted)? {
+            for l in &mut result.listeners {
+                // A file points at the socket; its sk is the listener, or (MPTCP) the socket's own sock.
+                let mut v: Vec<_> = [l.sock, l.socket]
+                    .iter()
+                    .filter(|&&a| a != 0)
+                    .filter_map(|a| found.owners.get(a))
+                    .flatten()
+                    .cloned()
+                    .collect();
+                v.sort();
+                v.dedup_by_key(|o| o.pid);
+                l.owners = Some(v);
+            }
+            owner_warnings = found.warnings;
+        }
+    }
+    timer.phase("owners");
 
     let symbols = session.symbols()?.source.clone();
     let btf = session.btf_source().unwrap_or_default().to_string();
     let target = session.target()?;
     let mut warnings = target.warnings().to_vec();
     warnings.extend(result.warnings);
+    warnings.extend(owner_warnings);
+    let namespaces = ns.map(|n| {
+        warnings.extend(n.warnings);
+        n.namespaces
+    });
     let mut rep = Report {
         release,
         symbols,
@@ -261,6 +311,7 @@ fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
         btf,
         era,
         listeners: result.listeners,
+        namespaces,
         warnings,
     };
     rep.sort();
@@ -271,7 +322,7 @@ fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
             j.push('\n');
             j
         }
-        Output::Table => rep.to_table(),
+        Output::Table => rep.to_table_wide(opts.wide),
     };
     timer.phase("output");
     timer.memory();

@@ -25,8 +25,11 @@ layout from the kernel's BTF (/sys/kernel/btf/vmlinux) and walks the listening h
 
 Columns: SYN-Q = half-open requests (SYN received, SYN-ACK sent, no final ACK yet); YOUNG = those whose \
 SYN-ACK was not retransmitted yet; ACCEPT-Q = completed connections waiting for accept(); BACKLOG = the \
-accept-queue limit (listen(2)'s backlog, capped by net.core.somaxconn). With SYN cookies in use, requests \
-beyond a full SYN queue leave no trace in memory.
+accept-queue limit (listen(2)'s backlog, capped by net.core.somaxconn); DROPS = packets the listener dropped \
+(sk_drops, as ss -ltm shows it: SYNs refused by a full queue); NOTE synflood = the listener has hit a full SYN \
+queue. With SYN cookies in use, requests beyond a full SYN queue leave no trace in memory. --wide adds each \
+network namespace's listen sysctls and TcpExt counters (ListenOverflows, ListenDrops, TCPReqQFull*, \
+Syncookies*); --json has them all, and per listener Fast Open, TCP_DEFER_ACCEPT, SO_REUSEPORT group and inode.
 
 Needs root (CAP_SYS_RAWIO for /proc/kcore). Exit status: 0 ok, 1 error, 2 result printed with warnings \
 (the kernel changed while synq read it, or a page was unreadable).";
@@ -34,6 +37,7 @@ Needs root (CAP_SYS_RAWIO for /proc/kcore). Exit status: 0 ok, 1 error, 2 result
 const EXAMPLES: &str = "Examples:
   synq                         table of all listeners, then a totals line
   synq --total                 the number of half-open connections, nothing else
+  synq --wide                  ... and per network namespace: sysctls, drop counters, verdicts
   synq --json | jq '.listeners[] | select(.syn_queue > 0)'
   synq --btf vmlinux.btf.xz    kernel without /sys/kernel/btf/vmlinux (BTFHub file)
   synq --system-map System.map kallsyms lacks tcp_hashinfo (CONFIG_KALLSYMS_ALL=n)
@@ -54,6 +58,13 @@ pub struct Cli {
     /// Print one JSON object (listeners, totals, kernel, warnings) instead of the table.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Under the table, each network namespace: its somaxconn, tcp_max_syn_backlog, tcp_syncookies and
+    /// tcp_synack_retries, its TcpExt listen counters (ListenOverflows, ListenDrops, Syncookies*,
+    /// TCPReqQFull*) summed over all CPUs, and verdicts ("SYN cookies in use", "queue at limit"). JSON
+    /// always has them, under "namespaces".
+    #[arg(long, conflicts_with_all = ["json", "total"])]
+    pub wide: bool,
 
     /// Print only the total number of half-open connections (the SYN-queue sum), then exit.
     #[arg(long, conflicts_with = "json")]
@@ -152,6 +163,7 @@ impl Cli {
                 system_map: self.system_map,
                 vmlinux: self.vmlinux,
             },
+            wide: self.wide,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::walk::Listener;
+use crate::walk::netns::Namespace;
 
 /// What a run found, ready to print.
 pub struct Report {
@@ -15,6 +16,8 @@ pub struct Report {
     pub btf: String,
     pub era: String,
     pub listeners: Vec<Listener>,
+    /// The network namespaces (JSON, and the table with `--wide`); `None` when not read.
+    pub namespaces: Option<Vec<Namespace>>,
     pub warnings: Vec<String>,
 }
 
@@ -32,6 +35,33 @@ impl Report {
         self.listeners.sort_by(|a, b| {
             (a.netns, a.addr, a.port, a.sock).cmp(&(b.netns, b.addr, b.port, b.sock))
         });
+    }
+
+    /// Plain words for what a namespace's figures say, as the kernel would put them.
+    pub fn verdicts(&self, ns: &Namespace) -> Vec<String> {
+        let mut v = Vec::new();
+        let counter = |name: &str| {
+            ns.counters
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|c| c.1)
+        };
+        if ns.syncookies == Some(2) || counter("SyncookiesSent").is_some_and(|c| c > 0) {
+            v.push("SYN cookies in use".to_string());
+        }
+        for l in self.listeners.iter().filter(|l| l.netns == ns.inum) {
+            let full_syn = l.max_backlog > 0 && l.syn_queue >= l.max_backlog;
+            let full_acc = l.max_backlog > 0 && l.accept_queue >= l.max_backlog;
+            if full_syn || full_acc {
+                let which = match (full_syn, full_acc) {
+                    (true, true) => "SYN and accept queues",
+                    (true, false) => "SYN queue",
+                    _ => "accept queue",
+                };
+                v.push(format!("queue at limit: {} {which}", addr_port(l)));
+            }
+        }
+        v
     }
 
     pub fn totals(&self) -> Totals {
@@ -58,6 +88,19 @@ impl Report {
                 layout: &self.era,
             },
             listeners: JsonListeners(&self.listeners),
+            namespaces: self.namespaces.as_ref().map(|ns| {
+                ns.iter()
+                    .map(|n| JsonNamespace {
+                        netns: n.inum,
+                        somaxconn: n.somaxconn,
+                        tcp_max_syn_backlog: n.max_syn_backlog,
+                        tcp_syncookies: n.syncookies,
+                        tcp_synack_retries: n.synack_retries,
+                        counters: n.counters.iter().map(|(k, v)| (*k, *v)).collect(),
+                        verdicts: self.verdicts(n),
+                    })
+                    .collect()
+            }),
             totals: t,
             warnings: &self.warnings,
         };
@@ -67,8 +110,45 @@ impl Report {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// The table; with `wide`, each namespace's sysctls, counters and verdicts under it.
+    pub fn to_table_wide(&self, wide: bool) -> String {
+        let mut out = self.to_table();
+        if !wide {
+            return out;
+        }
+        match &self.namespaces {
+            None => {
+                out.push_str("namespaces: not read (the BTF or the symbols do not describe them)\n")
+            }
+            Some(list) => {
+                for ns in list {
+                    let o = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+                    let _ = writeln!(
+                        out,
+                        "netns {}: somaxconn {}, tcp_max_syn_backlog {}, tcp_syncookies {}, tcp_synack_retries {}",
+                        ns.inum,
+                        o(ns.somaxconn),
+                        o(ns.max_syn_backlog),
+                        o(ns.syncookies),
+                        o(ns.synack_retries)
+                    );
+                    let counters: Vec<String> = ns
+                        .counters
+                        .iter()
+                        .map(|(n, v)| format!("{n} {}", o(*v)))
+                        .collect();
+                    let _ = writeln!(out, "  {}", counters.join(", "));
+                    for v in self.verdicts(ns) {
+                        let _ = writeln!(out, "  {v}");
+                    }
+                }
+            }
+        }
+        out
+    }
+
     pub fn to_table(&self) -> String {
-        let mut rows: Vec<[String; 9]> = vec![[
+        let mut rows: Vec<[String; 10]> = vec![[
             "NETNS".into(),
             "FAMILY".into(),
             "LOCAL ADDRESS:PORT".into(),
@@ -77,13 +157,11 @@ impl Report {
             "ACCEPT-Q".into(),
             "BACKLOG".into(),
             "DROPS".into(),
+            "PROCESS".into(),
             "NOTE".into(),
         ]];
         for l in &self.listeners {
-            let addr = match l.addr {
-                std::net::IpAddr::V4(a) => format!("{a}:{}", l.port),
-                std::net::IpAddr::V6(a) => format!("[{a}]:{}", l.port),
-            };
+            let addr = addr_port(l);
             let mut note = l.kind.label().unwrap_or("").to_string();
             let add = |note: &mut String, text: std::fmt::Arguments| {
                 if !note.is_empty() {
@@ -106,10 +184,11 @@ impl Report {
                 l.accept_queue.to_string(),
                 l.max_backlog.to_string(),
                 l.drops.map_or_else(|| "-".into(), |d| d.to_string()),
+                process(l),
                 note,
             ]);
         }
-        let mut width = [0usize; 9];
+        let mut width = [0usize; 10];
         for r in &rows {
             for (w, c) in width.iter_mut().zip(r.iter()) {
                 *w = (*w).max(c.chars().count());
@@ -139,10 +218,45 @@ impl Report {
     }
 }
 
+/// The PROCESS column: the first owner as `comm[pid]`, plus how many others; `-` when not looked for.
+fn process(l: &Listener) -> String {
+    match l.owners.as_deref() {
+        None => "-".into(),
+        Some([]) => String::new(),
+        Some([first]) => format!("{}[{}]", first.comm, first.pid),
+        Some([first, rest @ ..]) => format!("{}[{}] +{}", first.comm, first.pid, rest.len()),
+    }
+}
+
+#[derive(Serialize)]
+struct JsonOwner<'a> {
+    pid: u64,
+    comm: &'a str,
+}
+
+fn addr_port(l: &Listener) -> String {
+    match l.addr {
+        std::net::IpAddr::V4(a) => format!("{a}:{}", l.port),
+        std::net::IpAddr::V6(a) => format!("[{a}]:{}", l.port),
+    }
+}
+
+#[derive(Serialize)]
+struct JsonNamespace {
+    netns: u64,
+    somaxconn: Option<u64>,
+    tcp_max_syn_backlog: Option<u64>,
+    tcp_syncookies: Option<u64>,
+    tcp_synack_retries: Option<u64>,
+    counters: std::collections::BTreeMap<&'static str, Option<u64>>,
+    verdicts: Vec<String>,
+}
+
 #[derive(Serialize)]
 struct JsonDoc<'a> {
     kernel: JsonKernel<'a>,
     listeners: JsonListeners<'a>,
+    namespaces: Option<Vec<JsonNamespace>>,
     totals: Totals,
     warnings: &'a [String],
 }
@@ -167,7 +281,7 @@ impl Serialize for JsonListeners<'_> {
         impl Serialize for One<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let l = self.0;
-                let mut st = s.serialize_struct("Listener", 17)?;
+                let mut st = s.serialize_struct("Listener", 18)?;
                 st.serialize_field("netns", &l.netns)?;
                 st.serialize_field("family", l.family.name())?;
                 st.serialize_field("addr", &Display(&l.addr))?;
@@ -197,6 +311,17 @@ impl Serialize for JsonListeners<'_> {
                     }),
                 )?;
                 st.serialize_field("inode", &l.inode)?;
+                st.serialize_field(
+                    "owners",
+                    &l.owners.as_ref().map(|v| {
+                        v.iter()
+                            .map(|o| JsonOwner {
+                                pid: o.pid,
+                                comm: &o.comm,
+                            })
+                            .collect::<Vec<_>>()
+                    }),
+                )?;
                 st.end()
             }
         }

@@ -6,14 +6,30 @@ use std::path::{Path, PathBuf};
 
 use btf_rs::Btf;
 
+use crate::btf::netns::NetnsLayout;
+use crate::btf::owners::OwnersLayout;
 use crate::btf::providers::{self, BTF_BOUNDS, BtfChain, BtfError, FoundBtf, MemoryBtf};
 use crate::btf::{self, Layout, LayoutError};
 use crate::symbols::{self, Chain, Query, Symbols, SymbolsError};
 use crate::target::{Spec, Target, TargetError};
+use crate::walk::netns::{NetnsResult, NetnsSymbols};
+use crate::walk::owners::{OwnersResult, OwnersSymbols};
 use crate::walk::{self, Limits, WalkError, WalkResult};
 
 /// The symbol synq starts from.
 pub const HASHINFO: &str = "tcp_hashinfo";
+
+/// The symbols of the namespace walk (issue 8): the list of namespaces, and the per-CPU machinery their
+/// counters are summed over. Looked up with `tcp_hashinfo`; a kernel that lacks one reports no counters.
+pub const NETNS_SYMBOLS: [&str; 4] = [
+    "net_namespace_list",
+    "__per_cpu_offset",
+    "nr_cpu_ids",
+    "__cpu_possible_mask",
+];
+
+/// The symbols of the owners walk (issue 8): the first task, and the file operations of a socket's file.
+pub const OWNERS_SYMBOLS: [&str; 2] = ["init_task", "socket_file_ops"];
 
 /// Side files the user gave.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -67,6 +83,9 @@ pub struct Session {
     symbols: Option<Symbols>,
     btf: Option<FoundBtf>,
     layout: Option<Layout>,
+    /// `Some(None)`: resolved, and the BTF cannot describe namespaces.
+    netns_layout: Option<Option<NetnsLayout>>,
+    owners_layout: Option<Option<OwnersLayout>>,
 }
 
 impl Session {
@@ -78,6 +97,8 @@ impl Session {
             symbols: None,
             btf: None,
             layout: None,
+            netns_layout: None,
+            owners_layout: None,
         }
     }
 
@@ -116,6 +137,8 @@ impl Session {
             self.target()?;
             let chain = self.symbol_chain();
             let mut names = vec![HASHINFO];
+            names.extend(NETNS_SYMBOLS);
+            names.extend(OWNERS_SYMBOLS);
             if self.btf_chain().reads_memory() {
                 names.extend(BTF_BOUNDS);
             }
@@ -179,6 +202,90 @@ impl Session {
             self.layout = Some(layout);
         }
         self.layout.as_ref().ok_or_else(unreachable_state)
+    }
+
+    /// The namespace layout (issue 8), resolved once; `None` when the BTF cannot describe it.
+    pub fn netns_layout(&mut self) -> Result<Option<&NetnsLayout>, Error> {
+        if self.netns_layout.is_none() {
+            let ptr = self.layout()?.pointer_size;
+            let (btf, _) = self.btf()?;
+            self.netns_layout = Some(btf::netns::resolve(btf, ptr));
+        }
+        Ok(self.netns_layout.as_ref().and_then(Option::as_ref))
+    }
+
+    /// The network namespaces, their listen sysctls and TcpExt counters. `None` when the BTF or the symbols
+    /// do not allow it (the report then says so).
+    pub fn namespaces(&mut self) -> Result<Option<NetnsResult>, Error> {
+        self.netns_layout()?;
+        self.symbols()?;
+        let ptr = self.layout()?.pointer_size;
+        let (Some(target), Some(syms), Some(Some(layout))) = (
+            self.target.as_ref(),
+            self.symbols.as_ref(),
+            self.netns_layout.as_ref(),
+        ) else {
+            return Ok(None);
+        };
+        let Some(list) = syms.get("net_namespace_list") else {
+            return Ok(None);
+        };
+        let per_cpu = match (
+            syms.get("__per_cpu_offset"),
+            syms.get("nr_cpu_ids"),
+            syms.get("__cpu_possible_mask"),
+        ) {
+            (Some(o), Some(n), Some(m)) => Some((o, n, m)),
+            _ => None,
+        };
+        Ok(Some(walk::netns::walk(
+            target,
+            layout,
+            NetnsSymbols { list, per_cpu },
+            ptr,
+        )))
+    }
+
+    /// The owners layout (issue 8), resolved once; `None` when the BTF cannot describe it.
+    pub fn owners_layout(&mut self) -> Result<Option<&OwnersLayout>, Error> {
+        if self.owners_layout.is_none() {
+            let ptr = self.layout()?.pointer_size;
+            let (btf, _) = self.btf()?;
+            self.owners_layout = Some(btf::owners::resolve(btf, ptr));
+        }
+        Ok(self.owners_layout.as_ref().and_then(Option::as_ref))
+    }
+
+    /// The processes holding the socks in `wanted`. `None` when the BTF or the symbols do not allow it.
+    pub fn owners(
+        &mut self,
+        wanted: &std::collections::HashSet<u64>,
+    ) -> Result<Option<OwnersResult>, Error> {
+        self.owners_layout()?;
+        self.symbols()?;
+        let ptr = self.layout()?.pointer_size;
+        let (Some(target), Some(syms), Some(Some(layout))) = (
+            self.target.as_ref(),
+            self.symbols.as_ref(),
+            self.owners_layout.as_ref(),
+        ) else {
+            return Ok(None);
+        };
+        let (Some(init_task), Some(socket_file_ops)) =
+            (syms.get("init_task"), syms.get("socket_file_ops"))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(walk::owners::walk(
+            target,
+            layout,
+            OwnersSymbols {
+                init_task,
+                socket_file_ops,
+            },
+            ptr,
+            wanted,
+        )))
     }
 
     /// Where the BTF came from, once loaded.

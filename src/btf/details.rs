@@ -67,6 +67,9 @@ pub struct Details {
     pub fastopen: Option<FastOpen>,
     pub reuseport: Option<Reuseport>,
     pub inode: Option<Inode>,
+    /// `sk_socket`: the `struct socket` an open file points to, which is how the owners walk recognises a
+    /// listener (an MPTCP subflow listener is grafted onto its MPTCP socket's, whose `sk` is not the subflow).
+    pub socket: Option<Field>,
 }
 
 impl Details {
@@ -106,6 +109,7 @@ impl Details {
             }
         }
         v.extend(self.synflood_warned);
+        v.extend(self.socket);
         v.extend(self.defer_accept);
         match self.fastopen {
             Some(FastOpen::Embedded { qlen, max_qlen }) => v.extend([qlen, max_qlen]),
@@ -199,7 +203,9 @@ pub(super) fn resolve(
         }),
     };
 
+    let socket = sk_member("sk_socket").map(ptr);
     Details {
+        socket,
         drops,
         synflood_warned: in_queue("synflood_warned"),
         defer_accept: in_queue("rskq_defer_accept"),

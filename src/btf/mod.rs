@@ -6,6 +6,8 @@
 //! the upstream change it follows.
 
 mod details;
+pub mod netns;
+pub mod owners;
 pub mod providers;
 mod types;
 

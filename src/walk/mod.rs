@@ -6,6 +6,9 @@
 //! and the bucket is read again, a bounded number of times. A read fault costs the listener (or the rest of
 //! its chain), with a warning, never the run.
 
+pub mod netns;
+pub mod owners;
+
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -124,6 +127,11 @@ pub struct Listener {
     pub reuseport: Option<ReuseportGroup>,
     /// The socket inode (as in `/proc/net/tcp`); `None` for a socket without one (kernel listeners).
     pub inode: Option<u64>,
+    /// The processes holding the listener, each once (`None`: not looked for; empty: none, a kernel
+    /// listener). Filled by the owners walk ([`owners`]), not by the listening-hash walk.
+    pub owners: Option<Vec<owners::Owner>>,
+    /// The socket's `struct socket` (`sk_socket`), 0 when it has none or the kernel lacks the member.
+    pub socket: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -628,6 +636,8 @@ impl Walker<'_> {
             fastopen: d.fastopen,
             reuseport: d.reuseport,
             inode: d.inode,
+            owners: None,
+            socket: l.details.socket.and_then(|f| f.read(buf, 0)).unwrap_or(0),
         })
     }
 

@@ -82,7 +82,7 @@ else
   echo "build-initramfs: WARNING: no synq binary at $synq_bin; the guest will record it as missing" >&2
 fi
 
-for m in dummy qemu_fw_cfg inet_diag tcp_diag; do
+for m in dummy qemu_fw_cfg inet_diag tcp_diag rds rds_tcp; do
   [[ -s $kdir/$m.ko ]] || die "$kdir/$m.ko missing (rerun fetch-kernels.sh $id)"
   cp "$kdir/$m.ko" "$stage/lib/modules/$m.ko"
 done

@@ -230,7 +230,7 @@ def ss_backlogs(ns_dirs):
             if host.startswith("["):
                 host, family = host[1:-1], "inet6"
             elif host == "*":
-                continue  # dual-stack v6 socket: the fixture never makes one
+                host, family = "::", "inet6"  # a dual-stack v6 socket (RDS over TCP's kernel listener)
             else:
                 family = "inet6" if ":" in host else "inet"
             host = host.split("%")[0]
@@ -394,8 +394,8 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
         # (subflow) listener in /proc under its key.
         if not mptcp_keys:
             fails.add(where, "kernel has MPTCP but the scenario declares no MPTCP listener (no KIND line)")
-    elif mptcp is False and kinds:
-        fails.add(where, f"kernel without MPTCP, yet the fixture declared labelled listeners: {kinds}")
+    elif mptcp is False and mptcp_keys:
+        fails.add(where, f"kernel without MPTCP, yet the fixture declared MPTCP listeners: {mptcp_keys}")
     compare_groups("fixture", expected, "/proc", truth, fails, where + " (scenario as built)")
     compare_groups("/proc before", truth, "/proc after", after, fails, where + " (stability)")
     if total_req != total_after:
@@ -449,8 +449,8 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
                     fails.add(where, f"synq kernel.release {rel!r} != guest uname -r {release!r}")
                 got, got_bl = synq_groups(doc, fails, where)
                 n_label, n_null = check_kinds(doc, kinds, fails, where)
-                kinds_note = (f"kinds: {n_label} {MPTCP_KIND} "
-                              f"({', '.join(fmt_key(k) + ' ' + fmt_row(truth.get(k)) for k in mptcp_keys) or '-'}), "
+                kinds_note = (f"kinds: {n_label} labelled ({MPTCP_KIND}: "
+                              f"{', '.join(fmt_key(k) + ' ' + fmt_row(truth.get(k)) for k in mptcp_keys) or '-'}), "
                               f"{n_null} null")
                 compare_groups("/proc", truth, "synq", got, fails, where + " (synq --json per key)")
                 check_young(doc, young_before, young_after, fails, where)
@@ -893,6 +893,13 @@ def _detail(field, fn):
     return plant
 
 
+def _ns_edit(fn, last=False):
+    """Applies fn to the first (or last) namespace object of synq's JSON."""
+    def plant(doc):
+        fn(doc["namespaces"][-1 if last else 0])
+    return plant
+
+
 def _edit_text(fn):
     def plant(path):
         with open(path) as f:
@@ -966,6 +973,17 @@ def selftest_cases(root):
         "details: reuseport group on a plain listener": ("basic/synq-json.out", lambda p: _perturb_json(
             p, _detail("reuseport", lambda v: {"group": "0x1", "size": 1})), "reuseport"),
         "details: no SYN flood in dmesg": ("basic/dmesg", _write(""), "SYN flooding"),
+        "owners: the forked worker missing": ("basic/synq-json.out", lambda p: _perturb_json(p, _detail(
+            "owners", lambda v: v[:1] if len(v) >= 2 else v)), "owners of"),
+        "owners: a process on the kernel listener": ("basic/synq-json.out", lambda p: _perturb_json(p, _detail(
+            "owners", lambda v: [{"pid": 1, "comm": "init"}] if v == [] else v)), "owners of"),
+        "namespaces: somaxconn of another namespace": ("basic/synq-json.out", lambda p: _perturb_json(
+            p, _ns_edit(lambda n: n.update(somaxconn=n["somaxconn"] + 1))), "somaxconn"),
+        "namespaces: ListenDrops above /proc's after": ("basic/synq-json.out", lambda p: _perturb_json(
+            p, _ns_edit(lambda n: n["counters"].update(ListenDrops=n["counters"]["ListenDrops"] + 1000))),
+            "ListenDrops"),
+        "namespaces: SYN cookies verdict missing": ("basic/synq-json.out", lambda p: _perturb_json(
+            p, _ns_edit(lambda n: n.update(verdicts=[]), last=True)), "SYN cookies in use"),
         "details: no ss -ltm drops": ("basic/ns1/ss-ltm", _edit_text(lambda t: re.sub(r",d\d+\)", ",d0)", t)),
                                       "drops"),
     }

@@ -49,6 +49,8 @@ def _ns(d):
 
 def _addr_of(local):
     host, port = local.rsplit(":", 1)
+    if host == "*":
+        return "inet6", "::", int(port)  # a dual-stack v6 socket (RDS over TCP's kernel listener)
     if host.startswith("["):
         host, family = host[1:-1], "inet6"
     else:
@@ -254,5 +256,131 @@ def check(doc, scenario_dir, ns_dirs, fails, where, after_suffix=".after"):
     if any(len(v) > 1 for v in per_key.values()):
         fails.add(w, f"a reuseport group spans several keys: {per_key}")
 
+    owners_note = check_owners(listeners, scenario_dir, fails, w)
+    ns_note = check_namespaces(doc, ns_dirs, fails, where, after_suffix)
     return (f"details: drops {n_drops}, {n_flood} synflood_warned, {n_tfo} Fast Open queue(s), "
-            f"{len(defer)} TCP_DEFER_ACCEPT, {len(set(all_groups))} reuseport group(s)")
+            f"{len(defer)} TCP_DEFER_ACCEPT, {len(set(all_groups))} reuseport group(s); {owners_note}; {ns_note}")
+
+
+# The TcpExt counters synq reports per namespace, as /proc/net/netstat names them.
+COUNTERS = ("ListenOverflows", "ListenDrops", "SyncookiesSent", "SyncookiesRecv", "SyncookiesFailed",
+            "TCPReqQFullDrop", "TCPReqQFullDoCookies")
+SYSCTLS = {"core/somaxconn": "somaxconn", "ipv4/tcp_max_syn_backlog": "tcp_max_syn_backlog",
+           "ipv4/tcp_syncookies": "tcp_syncookies", "ipv4/tcp_synack_retries": "tcp_synack_retries"}
+
+
+def netstat(path):
+    """TcpExt name -> value from a /proc/net/netstat copy; None when missing."""
+    if not os.path.exists(path):
+        return None
+    lines = open(path).read().splitlines()
+    out = {}
+    for names, values in zip(lines[::2], lines[1::2]):
+        n, v = names.split(), values.split()
+        if n and n[0] == "TcpExt:" and v and v[0] == "TcpExt:":
+            out.update({a: int(b) for a, b in zip(n[1:], v[1:])})
+    return out
+
+
+def sysctls(path):
+    """Name -> value from the guest's sysctl file; None when it was not recorded."""
+    if not os.path.exists(path):
+        return None
+    out = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) == 2 and f[0] in SYSCTLS:
+            out[SYSCTLS[f[0]]] = int(f[1])
+    return out
+
+
+def check_namespaces(doc, ns_dirs, fails, where, after_suffix=".after"):
+    """synq's "namespaces" against each namespace's /proc/sys and /proc/net/netstat (before and after)."""
+    w = where + " (namespaces)"
+    got = doc.get("namespaces")
+    if not isinstance(got, list):
+        fails.add(w, f"synq --json has no namespaces list: {type(got).__name__}")
+        return None
+    by_ns = {n.get("netns"): n for n in got if isinstance(n, dict)}
+    if len(by_ns) != len(got):
+        fails.add(w, "a namespace is listed twice, or one is not an object")
+    seen_sysctls, nonzero = [], set()
+    for d in ns_dirs:
+        ns = _ns(d)
+        n = by_ns.get(ns)
+        if n is None:
+            fails.add(w, f"netns {ns} (a fixture's namespace) is not in synq's namespaces {sorted(by_ns)}")
+            continue
+        want = sysctls(os.path.join(d, "sysctl"))
+        if want is None:
+            fails.add(w, f"netns {ns}: no sysctl ground truth recorded ({d}/sysctl)")
+            want = {}
+        seen_sysctls.append(tuple(sorted(want.items())))
+        for k, v in want.items():
+            if n.get(k) != v:
+                fails.add(w, f"netns {ns} {k}: synq {n.get(k)!r}, /proc/sys {v}")
+        before = netstat(os.path.join(d, "netstat"))
+        after = netstat(os.path.join(d, "netstat" + after_suffix)) or before
+        counters = n.get("counters") or {}
+        for c in COUNTERS:
+            lo, hi, v = (before or {}).get(c), (after or {}).get(c), counters.get(c)
+            if lo is None:
+                fails.add(w, f"netns {ns}: /proc/net/netstat has no TcpExt {c}")
+            elif not isinstance(v, int) or not lo <= v <= hi:
+                fails.add(w, f"netns {ns} {c}: synq {v!r}, /proc/net/netstat {lo} before and {hi} after")
+            elif v > 0:
+                nonzero.add(c)
+        verdicts = n.get("verdicts")
+        cookies = want.get("tcp_syncookies") == 2 or (before or {}).get("SyncookiesSent", 0) > 0
+        if not isinstance(verdicts, list) or ("SYN cookies in use" in verdicts) != cookies:
+            fails.add(w, f"netns {ns} verdicts {verdicts!r}: 'SYN cookies in use' must appear exactly when "
+                      f"cookies were sent or tcp_syncookies=2 (SyncookiesSent {(before or {}).get('SyncookiesSent')})")
+    if len(set(seen_sysctls)) < 2:
+        fails.add(w, "scenario too weak: the namespaces' sysctls do not differ")
+    for c in ("ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "TCPReqQFullDoCookies", "SyncookiesSent"):
+        if c not in nonzero:
+            fails.add(w, f"scenario too weak: {c} is 0 in every namespace")
+    return f"namespaces: {len(got)} in synq, counters non-zero: {', '.join(sorted(nonzero))}"
+
+
+def fd_sockets(scenario_dir):
+    """Socket inode -> {(pid, comm)} from the guest's /proc/*/fd listing; None when not recorded."""
+    path = os.path.join(scenario_dir, "fd-sockets")
+    if not os.path.exists(path):
+        return None
+    out = {}
+    for line in open(path, errors="replace"):
+        f = line.rstrip("\n").split(" ", 2)
+        if len(f) == 3 and f[0].isdigit() and f[1].isdigit():
+            out.setdefault(int(f[0]), set()).add((int(f[1]), f[2]))
+    return out
+
+
+def check_owners(listeners, scenario_dir, fails, w):
+    """Each listener's owners equal the processes whose /proc/PID/fd holds its socket inode; a listener
+    without an inode (a kernel socket) has none."""
+    truth = fd_sockets(scenario_dir)
+    if truth is None:
+        fails.add(w, "no /proc/*/fd ground truth recorded (fd-sockets)")
+        return "owners: not checked"
+    shared = kernel = 0
+    for li in listeners:
+        got = li.get("owners")
+        if not isinstance(got, list) or not all(isinstance(o, dict) for o in got):
+            fails.add(w, f"owners of {_fmt(_key(li))}: {got!r}, want a list of {{pid, comm}}")
+            continue
+        got_set = {(o.get("pid"), o.get("comm")) for o in got}
+        if len(got_set) != len(got):
+            fails.add(w, f"owners of {_fmt(_key(li))}: a process listed twice: {got}")
+        ino = li.get("inode")
+        want = truth.get(ino, set()) if ino is not None else set()
+        if got_set != want:
+            fails.add(w, f"owners of {_fmt(_key(li))} (inode {ino}): synq {sorted(got_set)}, "
+                      f"/proc/*/fd {sorted(want)}")
+        shared += len(want) >= 2
+        kernel += li.get("kind") == "kernel" and not got_set
+    if shared == 0:
+        fails.add(w, "scenario too weak: no listener held by two processes (the fixture's forked worker)")
+    if kernel == 0:
+        fails.add(w, "scenario too weak: no kernel listener without owners (RDS over TCP's)")
+    return f"owners: {shared} listener(s) held by >= 2 processes, {kernel} kernel listener(s) with none"

@@ -6,7 +6,7 @@
 #
 # ids: 5.10 (bullseye), 6.1 (bookworm), 6.12 (trixie). Usage: fetch-kernels.sh [ID...] (default: all).
 #
-# Modules: dummy.ko, qemu_fw_cfg.ko, inet_diag.ko, tcp_diag.ko (decompressed).
+# Modules: dummy.ko, qemu_fw_cfg.ko, inet_diag.ko, tcp_diag.ko, rds.ko, rds_tcp.ko (decompressed).
 #
 # The machine's own apt setup is left untouched: a private sources list and a
 # private state/cache directory are passed with -o. The mirror URI is read at
@@ -23,7 +23,9 @@ ALL_IDS=(5.10 6.1 6.12)
 # qemu_fw_cfg: puts VMCOREINFO where QEMU's -device vmcoreinfo expects it.
 # inet_diag, tcp_diag: let the guest's `ss` use sock_diag netlink like on a real
 # host (without them ss falls back to /proc/net/tcp and the benchmark is unfair).
-MODULES=(dummy qemu_fw_cfg inet_diag tcp_diag)
+# rds, rds_tcp: RDS over TCP listens on port 16385 in every network namespace with a kernel socket
+# (sock_create_kern: no file, no process): the real kernel listener the tests need (kind "kernel", no owners).
+MODULES=(dummy qemu_fw_cfg inet_diag tcp_diag rds rds_tcp)
 
 die() { echo "fetch-kernels: ERROR: $*" >&2; exit 1; }
 log() { echo "fetch-kernels: $*" >&2; }
@@ -100,6 +102,7 @@ for id in "${need[@]}"; do
     './boot/vmlinuz-*' './boot/config-*' \
     '*/kernel/drivers/net/dummy.ko*' '*/kernel/drivers/firmware/qemu_fw_cfg.ko*' \
     '*/kernel/net/ipv4/inet_diag.ko*' '*/kernel/net/ipv4/tcp_diag.ko*' \
+    '*/kernel/net/rds/rds.ko*' '*/kernel/net/rds/rds_tcp.ko*' \
     || die "$id: extracting $deb failed"
   vmlinuz=$(ls "$ex"/boot/vmlinuz-*)
   release=${vmlinuz##*/vmlinuz-}

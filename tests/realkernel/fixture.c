@@ -60,6 +60,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <grp.h>
 #include <time.h>
@@ -124,6 +125,9 @@ static size_t nkeys, capkeys;
  * drops would keep moving under the ground truth. */
 static int *clients;
 static size_t nclients, capclients;
+
+/* The scenario modes leave a forked worker holding the listeners too. */
+static int fork_worker;
 
 static void keep_client(int fd)
 {
@@ -379,15 +383,18 @@ static int observe_matches(int report);
  * kept; the first the listener drops (the namespace's ListenDrops moves) is
  * closed at once, so that no retransmitted SYN adds drops and the listener's
  * drop count (sk_drops, ss -ltm's skmem "d") stays what the ground truth
- * reads. At most max attempts. */
-static void fill_until_drop(const char *dst, unsigned port, int transparent, int max)
+ * reads. At most max attempts. With tcp_syncookies=1 the SYN beyond a full
+ * SYN queue is answered with a cookie instead: counter names the TcpExt
+ * counter that marks the attempt the queue refused (ListenDrops, or
+ * TCPReqQFullDoCookies). */
+static void fill_until(const char *dst, unsigned port, int transparent, int max, const char *counter)
 {
 	int family = family_of(dst);
 	struct key *k = attribute(family, dst, port);
 	for (int i = 0; i < max; i++) {
-		long drops = tcpext("ListenDrops");
+		long drops = tcpext(counter);
 		if (drops < 0)
-			fail("no TcpExt ListenDrops in /proc/self/net/netstat");
+			fail("no TcpExt %s in /proc/self/net/netstat", counter);
 		observe_matches(0);
 		long syn = k->o_syn, acc = k->o_acc;
 		int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -409,7 +416,7 @@ static void fill_until_drop(const char *dst, unsigned port, int transparent, int
 		errno = 0;
 		long start = now_ms();
 		for (;;) {
-			if (tcpext("ListenDrops") > drops) {
+			if (tcpext(counter) > drops) {
 				close(fd);
 				return;
 			}
@@ -611,6 +618,18 @@ static void daemonize_ready(void)
 		dup2(nul, 2);
 	}
 	signal(SIGHUP, SIG_IGN);
+	/* A forked worker holding the same sockets, as pre-forking servers have
+	 * (issue 8: each listener's owners are both processes, each once). It
+	 * dies with the daemon. */
+	if (fork_worker) {
+		pid_t w = fork();
+		if (w == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			prctl(PR_SET_NAME, "synq-worker");
+			for (;;)
+				pause();
+		}
+	}
 	for (;;)
 		pause();
 }
@@ -686,8 +705,8 @@ static void scenario_main(int mptcp)
 	half_open(V4_LISTEN, 8010, 2);    /* -> 0.0.0.0:8010 */
 	unaccepted(V4_LISTEN, 8010, 1);   /* -> 0.0.0.0:8010 */
 	fastopen_unaccepted("::1", 8007);
-	fill_until_drop(V4_LISTEN, 8030, 1, 16);
-	fill_until_drop(V4_LISTEN, 8031, 0, 16);
+	fill_until(V4_LISTEN, 8030, 1, 16, "ListenDrops");
+	fill_until(V4_LISTEN, 8031, 0, 16, "ListenDrops");
 	if (mptcp) {
 		half_open(V4_LISTEN, 8020, 2);
 		unaccepted(V4_LISTEN, 8020, 1);
@@ -705,6 +724,11 @@ static void scenario_ns2(void)
 	unaccepted(V4_LISTEN, 8001, 1);
 	half_open(V6_LISTEN, 8002, 1);
 	unaccepted(V6_LISTEN, 8002, 2);
+	/* /init sets tcp_syncookies=1 here: a SYN queue filled to its limit
+	 * (backlog 3, see scenario_main) answers the next SYN with a cookie
+	 * (SyncookiesSent, TCPReqQFullDoCookies) instead of dropping it. */
+	listen_on(V4_LISTEN, 9030, 3, 0);
+	fill_until(V4_LISTEN, 9030, 1, 16, "TCPReqQFullDoCookies");
 }
 
 static void mode_idle(long count, long base)
@@ -1206,6 +1230,7 @@ int main(int argc, char **argv)
 		return mode_soak(arg_long(argv[2]), argv[3], arg_long(argv[4]), arg_long(argv[5]), arg_long(argv[6]),
 				 argv + 8);
 	if (strcmp(mode, "scenario") == 0 && (argc == 3 || argc == 4)) {
+		fork_worker = 1;
 		int mptcp = argc == 4 && strcmp(argv[3], "mptcp") == 0;
 		if (argc == 4 && !mptcp)
 			usage();

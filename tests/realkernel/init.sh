@@ -130,6 +130,11 @@ snapshot_ns() {
   fi
   # Each listener's drops (skmem "d", sk_drops), before and after synq (issue 8).
   nsenter -t "$2" -n ss -Hltnm >"$1/ss-ltm$3" 2>&1 || fail "ss -ltm in netns of $2: $(cat "$1/ss-ltm$3")"
+  # The namespace's TcpExt counters and listen sysctls, before and after synq (issue 8).
+  cat "/proc/$2/net/netstat" >"$1/netstat$3" || fail "read /proc/$2/net/netstat"
+  nsenter -t "$2" -n sh -c 'for s in core/somaxconn ipv4/tcp_max_syn_backlog ipv4/tcp_syncookies \
+    ipv4/tcp_synack_retries; do echo "$s $(cat /proc/sys/net/$s)"; done' >"$1/sysctl$3" 2>&1 \
+    || fail "read the sysctls of netns of $2: $(cat "$1/sysctl$3")"
 }
 
 # Runs command $2... (which runs synq) into $1.{out,err,rc}; never stops the
@@ -175,9 +180,31 @@ collect_truth() {
       # What the fixture set per listener (SO_REUSEPORT, TCP_DEFER_ACCEPT); check_details.py decides.
       grep -E '^(REUSEPORT|DEFER) ' "$f" >>"$sc/$d/details" || true
     done
+    # RDS over TCP's kernel listener (rds_tcp, loaded by load_modules) in this namespace: a kernel socket,
+    # which synq must label "kernel" and give no owners. Declared as the kernel shows it (v4 or v6 wildcard).
+    if [ -d /sys/module/rds_tcp ]; then
+      for fam in tcp:inet tcp6:inet6; do
+        awk -v fam="${fam#*:}" 'NR > 1 && $4 == "0A" && $2 ~ /:4001$/ {
+            print "EXPECT " fam " " (fam == "inet" ? "0.0.0.0" : "::") " 16385 1 0 0"
+            print "KIND " fam " " (fam == "inet" ? "0.0.0.0" : "::") " 16385 kernel" }' \
+          "/proc/$pid/net/${fam%%:*}" >>"$sc/$d/rds"
+      done
+      grep -q . "$sc/$d/rds" || fail "rds_tcp is loaded but netns of $pid has no listener on port 16385"
+      grep '^EXPECT ' "$sc/$d/rds" >>"$sc/$d/expect"
+      grep '^KIND ' "$sc/$d/rds" >>"$sc/$d/kinds"
+    fi
   done
   # "Possible SYN flooding on port ..." lines: the listeners the kernel marked synflood_warned.
   dmesg >"$sc/dmesg" 2>&1 || fail "dmesg"
+  # Which processes hold which sockets (issue 8: synq's owners), as /proc/PID/fd shows them: one
+  # "INODE PID COMM" line per socket descriptor (one ls per process).
+  for p in /proc/[0-9]*; do
+    pid=${p#/proc/}
+    comm=$(cat "$p/comm" 2>/dev/null) || continue
+    ls -l "$p/fd" 2>/dev/null | awk -v p="$pid" -v c="$comm" \
+      '$NF ~ /^socket:\[[0-9]+\]$/ { print substr($NF, 9, length($NF) - 9), p, c }'
+  done >"$sc/fd-sockets"
+  [ -s "$sc/fd-sockets" ] || fail "no socket descriptors found under /proc/*/fd"
 }
 
 # One scenario: ground truth per netns before, synq, ground truth after.
@@ -302,7 +329,10 @@ start_listeners() {
   log "scenario main ready (pid $pid1, $(grep -c '^EXPECT' $F/main.out) keys)"
   # The second namespace lives as long as its daemon: unshare and sh exit once
   # the fixture has daemonized.
-  start_fixture $F/ns2 unshare -n sh -c 'netns-setup && exec synq-fixture scenario ns2'
+  # Sysctls that differ from the first namespace's (issue 8: synq reads them per namespace), SYN cookies on.
+  start_fixture $F/ns2 unshare -n sh -c 'netns-setup && echo 1000 >/proc/sys/net/core/somaxconn &&
+    echo 2048 >/proc/sys/net/ipv4/tcp_max_syn_backlog && echo 1 >/proc/sys/net/ipv4/tcp_syncookies &&
+    exec synq-fixture scenario ns2'
   pid2=$FIXTURE_PID
   log "scenario ns2 ready (pid $pid2, $(readlink /proc/"$pid2"/ns/net))"
   [ "$(readlink /proc/"$pid1"/ns/net)" != "$(readlink /proc/"$pid2"/ns/net)" ] \
@@ -709,7 +739,7 @@ log "lockdown: $(cat $R/lockdown); cpu la57: $(cat $R/cpu-la57)"
 # (numdummies=0: dummy0 is created per namespace); the diag modules let ss use
 # sock_diag like on a real host.
 load_modules() {
-  for m in qemu_fw_cfg dummy inet_diag tcp_diag; do
+  for m in qemu_fw_cfg dummy inet_diag tcp_diag rds rds_tcp; do
     if [ "$m" = dummy ]; then
       step "insmod $m" insmod /lib/modules/$m.ko numdummies=0
     else
