@@ -44,6 +44,8 @@ pub struct Options {
     pub side: SideFiles,
     /// The table also shows each network namespace (sysctls, counters, verdicts).
     pub wide: bool,
+    /// List the half-open requests themselves (O(connections)).
+    pub requests: bool,
 }
 
 /// What `run` leaves for `main`: text for stdout, warnings for stderr, and the exit status.
@@ -257,6 +259,11 @@ fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
     if want_owners {
         session.owners_layout()?;
     }
+    let want_requests = opts.requests && opts.output != Output::Total;
+    if want_requests {
+        session.requests_layout()?;
+        session.netns_layout()?;
+    }
     timer.phase("layout");
     // Everything is open, read or mapped: from here synq needs no privilege and opens nothing.
     let release = session.target()?.release();
@@ -264,8 +271,23 @@ fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
     timer.phase("drop");
     let result = session.walk()?;
     timer.phase("walk");
-    let ns = if want_ns { session.namespaces()? } else { None };
+    let ns = if want_ns || want_requests {
+        session.namespaces()?
+    } else {
+        None
+    };
     timer.phase("namespaces");
+    let requests = if want_requests {
+        let extra: Vec<u64> = ns
+            .iter()
+            .flat_map(|n| n.namespaces.iter().filter_map(|x| x.hashinfo))
+            .collect();
+        session.requests(&extra)?
+    } else {
+        None
+    };
+    timer.phase("requests");
+    let ns = if want_ns { ns } else { None };
     let mut result = result;
     let mut owner_warnings = Vec::new();
     if want_owners {
@@ -304,6 +326,24 @@ fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
         warnings.extend(n.warnings);
         n.namespaces
     });
+    let requests = if want_requests {
+        match requests {
+            Some(r) => {
+                warnings.extend(r.warnings);
+                Some(r.requests)
+            }
+            None => {
+                warnings.push(
+                    "--requests: this kernel's BTF does not describe its request socks (before 4.4?); no \
+                     request listed"
+                        .into(),
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut rep = Report {
         release,
         symbols,
@@ -312,6 +352,7 @@ fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
         era,
         listeners: result.listeners,
         namespaces,
+        requests,
         warnings,
     };
     rep.sort();

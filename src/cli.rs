@@ -38,6 +38,7 @@ const EXAMPLES: &str = "Examples:
   synq                         table of all listeners, then a totals line
   synq --total                 the number of half-open connections, nothing else
   synq --wide                  ... and per network namespace: sysctls, drop counters, verdicts
+  synq --requests              ... and the half-open requests: who is sending the SYNs
   synq --json | jq '.listeners[] | select(.syn_queue > 0)'
   synq --btf vmlinux.btf.xz    kernel without /sys/kernel/btf/vmlinux (BTFHub file)
   synq --system-map System.map kallsyms lacks tcp_hashinfo (CONFIG_KALLSYMS_ALL=n)
@@ -65,6 +66,12 @@ pub struct Cli {
     /// always has them, under "namespaces".
     #[arg(long, conflicts_with_all = ["json", "total"])]
     pub wide: bool,
+
+    /// List the half-open requests themselves: for each, its listener, remote address and port, SYN-ACK
+    /// timeouts so far and its timer; per listener the remote prefixes (/24, /48) sending the most ("who is
+    /// flooding me"). Walks the established tables: O(connections), so only when asked.
+    #[arg(long, conflicts_with = "total")]
+    pub requests: bool,
 
     /// Print only the total number of half-open connections (the SYN-queue sum), then exit.
     #[arg(long, conflicts_with = "json")]
@@ -164,6 +171,7 @@ impl Cli {
                 vmlinux: self.vmlinux,
             },
             wide: self.wide,
+            requests: self.requests,
         }
     }
 }

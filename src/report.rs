@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::walk::Listener;
 use crate::walk::netns::Namespace;
+use crate::walk::requests::{Request, prefix};
 
 /// What a run found, ready to print.
 pub struct Report {
@@ -18,8 +19,13 @@ pub struct Report {
     pub listeners: Vec<Listener>,
     /// The network namespaces (JSON, and the table with `--wide`); `None` when not read.
     pub namespaces: Option<Vec<Namespace>>,
+    /// The half-open requests (`--requests`); `None` when not asked or not readable.
+    pub requests: Option<Vec<Request>>,
     pub warnings: Vec<String>,
 }
+
+/// How many prefixes the per-listener summary names.
+const TOP_SOURCES: usize = 5;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -64,6 +70,34 @@ impl Report {
         v
     }
 
+    /// Per listener (by sock), its requests' remote prefixes by count, most first; and how many requests
+    /// have no listener among those reported.
+    pub fn sources(&self) -> (std::collections::HashMap<u64, Vec<(String, u64)>>, u64) {
+        let mut per: std::collections::HashMap<u64, std::collections::BTreeMap<String, u64>> =
+            std::collections::HashMap::new();
+        let known: std::collections::HashSet<u64> = self.listeners.iter().map(|l| l.sock).collect();
+        let mut orphans = 0;
+        for r in self.requests.iter().flatten() {
+            if !known.contains(&r.listener) {
+                orphans += 1;
+                continue;
+            }
+            *per.entry(r.listener)
+                .or_default()
+                .entry(prefix(r.remote))
+                .or_default() += 1;
+        }
+        let out = per
+            .into_iter()
+            .map(|(sk, m)| {
+                let mut v: Vec<(String, u64)> = m.into_iter().collect();
+                v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                (sk, v)
+            })
+            .collect();
+        (out, orphans)
+    }
+
     pub fn totals(&self) -> Totals {
         let mut t = Totals::default();
         for l in &self.listeners {
@@ -101,6 +135,45 @@ impl Report {
                     })
                     .collect()
             }),
+            requests: self.requests.as_ref().map(|list| {
+                let (sources, orphans) = self.sources();
+                JsonRequests {
+                    count: list.len() as u64,
+                    orphans,
+                    top_sources: self
+                        .listeners
+                        .iter()
+                        .filter_map(|l| {
+                            sources.get(&l.sock).map(|v| JsonSources {
+                                listener: format!("{:#x}", l.sock),
+                                netns: l.netns,
+                                addr: l.addr.to_string(),
+                                port: l.port,
+                                top: v
+                                    .iter()
+                                    .take(TOP_SOURCES)
+                                    .map(|(p, c)| JsonPrefix {
+                                        prefix: p.clone(),
+                                        count: *c,
+                                    })
+                                    .collect(),
+                            })
+                        })
+                        .collect(),
+                    list: list
+                        .iter()
+                        .map(|r| JsonRequest {
+                            listener: format!("{:#x}", r.listener),
+                            family: r.family.name(),
+                            remote_addr: r.remote.to_string(),
+                            remote_port: r.remote_port,
+                            local_port: r.local_port,
+                            retransmits: r.retransmits,
+                            expires_in_jiffies: r.expires_in,
+                        })
+                        .collect(),
+                }
+            }),
             totals: t,
             warnings: &self.warnings,
         };
@@ -110,9 +183,35 @@ impl Report {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// The table; with `wide`, each namespace's sysctls, counters and verdicts under it.
+    /// The table; with `wide`, each namespace's sysctls, counters and verdicts under it; with requests,
+    /// their count and each listener's top remote prefixes.
     pub fn to_table_wide(&self, wide: bool) -> String {
         let mut out = self.to_table();
+        if let Some(list) = &self.requests {
+            let (sources, orphans) = self.sources();
+            let _ = writeln!(
+                out,
+                "half-open requests: {} listed ({orphans} whose listener was not found)",
+                list.len()
+            );
+            for l in &self.listeners {
+                if let Some(v) = sources.get(&l.sock) {
+                    let n: u64 = v.iter().map(|x| x.1).sum();
+                    let top: Vec<String> = v
+                        .iter()
+                        .take(TOP_SOURCES)
+                        .map(|(p, c)| format!("{p} ({c})"))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "  {} {}: {n} from {}",
+                        l.netns,
+                        addr_port(l),
+                        top.join(", ")
+                    );
+                }
+            }
+        }
         if !wide {
             return out;
         }
@@ -242,6 +341,40 @@ fn addr_port(l: &Listener) -> String {
 }
 
 #[derive(Serialize)]
+struct JsonRequests {
+    count: u64,
+    orphans: u64,
+    top_sources: Vec<JsonSources>,
+    list: Vec<JsonRequest>,
+}
+
+#[derive(Serialize)]
+struct JsonSources {
+    listener: String,
+    netns: u64,
+    addr: String,
+    port: u16,
+    top: Vec<JsonPrefix>,
+}
+
+#[derive(Serialize)]
+struct JsonPrefix {
+    prefix: String,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct JsonRequest {
+    listener: String,
+    family: &'static str,
+    remote_addr: String,
+    remote_port: u16,
+    local_port: u16,
+    retransmits: u64,
+    expires_in_jiffies: Option<i64>,
+}
+
+#[derive(Serialize)]
 struct JsonNamespace {
     netns: u64,
     somaxconn: Option<u64>,
@@ -257,6 +390,8 @@ struct JsonDoc<'a> {
     kernel: JsonKernel<'a>,
     listeners: JsonListeners<'a>,
     namespaces: Option<Vec<JsonNamespace>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requests: Option<JsonRequests>,
     totals: Totals,
     warnings: &'a [String],
 }

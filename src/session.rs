@@ -9,11 +9,13 @@ use btf_rs::Btf;
 use crate::btf::netns::NetnsLayout;
 use crate::btf::owners::OwnersLayout;
 use crate::btf::providers::{self, BTF_BOUNDS, BtfChain, BtfError, FoundBtf, MemoryBtf};
+use crate::btf::requests::RequestsLayout;
 use crate::btf::{self, Layout, LayoutError};
 use crate::symbols::{self, Chain, Query, Symbols, SymbolsError};
 use crate::target::{Spec, Target, TargetError};
 use crate::walk::netns::{NetnsResult, NetnsSymbols};
 use crate::walk::owners::{OwnersResult, OwnersSymbols};
+use crate::walk::requests::RequestsResult;
 use crate::walk::{self, Limits, WalkError, WalkResult};
 
 /// The symbol synq starts from.
@@ -30,6 +32,9 @@ pub const NETNS_SYMBOLS: [&str; 4] = [
 
 /// The symbols of the owners walk (issue 8): the first task, and the file operations of a socket's file.
 pub const OWNERS_SYMBOLS: [&str; 2] = ["init_task", "socket_file_ops"];
+
+/// The clock the request timers count in (`--requests`).
+pub const JIFFIES: &str = "jiffies";
 
 /// Side files the user gave.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -86,6 +91,7 @@ pub struct Session {
     /// `Some(None)`: resolved, and the BTF cannot describe namespaces.
     netns_layout: Option<Option<NetnsLayout>>,
     owners_layout: Option<Option<OwnersLayout>>,
+    requests_layout: Option<Option<RequestsLayout>>,
 }
 
 impl Session {
@@ -99,6 +105,7 @@ impl Session {
             layout: None,
             netns_layout: None,
             owners_layout: None,
+            requests_layout: None,
         }
     }
 
@@ -139,6 +146,7 @@ impl Session {
             let mut names = vec![HASHINFO];
             names.extend(NETNS_SYMBOLS);
             names.extend(OWNERS_SYMBOLS);
+            names.push(JIFFIES);
             if self.btf_chain().reads_memory() {
                 names.extend(BTF_BOUNDS);
             }
@@ -285,6 +293,39 @@ impl Session {
             },
             ptr,
             wanted,
+        )))
+    }
+
+    /// The requests layout (`--requests`), resolved once; `None` before 4.4 or when the BTF lacks a member.
+    pub fn requests_layout(&mut self) -> Result<Option<&RequestsLayout>, Error> {
+        if self.requests_layout.is_none() {
+            let ptr = self.layout()?.pointer_size;
+            let (btf, _) = self.btf()?;
+            self.requests_layout = Some(btf::requests::resolve(btf, ptr));
+        }
+        Ok(self.requests_layout.as_ref().and_then(Option::as_ref))
+    }
+
+    /// The half-open requests in `tcp_hashinfo`'s established table and in every namespace's own
+    /// (`extra`: the namespaces' `inet_hashinfo`s). `None` when the BTF cannot describe them.
+    pub fn requests(&mut self, extra: &[u64]) -> Result<Option<RequestsResult>, Error> {
+        let hashinfo = self.hashinfo()?;
+        self.requests_layout()?;
+        let ptr = self.layout()?.pointer_size;
+        let (Some(target), Some(syms), Some(Some(layout))) = (
+            self.target.as_ref(),
+            self.symbols.as_ref(),
+            self.requests_layout.as_ref(),
+        ) else {
+            return Ok(None);
+        };
+        let jiffies = syms
+            .get(JIFFIES)
+            .and_then(|a| crate::memory::read_ptr(target, a, 8).ok());
+        let mut tables = vec![hashinfo];
+        tables.extend(extra.iter().copied().filter(|&h| h != hashinfo));
+        Ok(Some(walk::requests::walk(
+            target, layout, &tables, jiffies, ptr,
         )))
     }
 

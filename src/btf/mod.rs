@@ -9,6 +9,7 @@ mod details;
 pub mod netns;
 pub mod owners;
 pub mod providers;
+pub mod requests;
 mod types;
 
 pub use details::{Details, Drops, FastOpen, Inode, Reuseport};

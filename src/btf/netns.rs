@@ -44,6 +44,9 @@ pub struct NetnsLayout {
     pub mib_len: u64,
     /// Index in `mibs[]` of each of [`COUNTERS`], `None` where the enum lacks it.
     pub counters: Vec<(&'static str, Option<u64>)>,
+    /// `net.ipv4.tcp_death_row.hashinfo`: the namespace's established table (6.1+: its own, if
+    /// `tcp_child_ehash_entries` was set when it was created; else `tcp_hashinfo`).
+    pub hashinfo: Option<Field>,
     /// Bytes of `struct net` to read to get every field above.
     pub span: u64,
 }
@@ -80,6 +83,7 @@ pub fn resolve(btf: &Btf, ptr_size: u64) -> Option<NetnsLayout> {
     let max_syn_backlog = opt(&["ipv4", "sysctl_max_syn_backlog"]);
     let syncookies = opt(&["ipv4", "sysctl_tcp_syncookies"]);
     let synack_retries = opt(&["ipv4", "sysctl_tcp_synack_retries"]);
+    let hashinfo = opt(&["ipv4", "tcp_death_row", "hashinfo"]).filter(|f| f.size() == ptr_size);
 
     let mut mib_ptr = None;
     let (mut mib_word, mut mib_len) = (0, 0);
@@ -121,6 +125,7 @@ pub fn resolve(btf: &Btf, ptr_size: u64) -> Option<NetnsLayout> {
         syncookies,
         synack_retries,
         mib_ptr,
+        hashinfo,
     ]
     .into_iter()
     .flatten()
@@ -141,6 +146,7 @@ pub fn resolve(btf: &Btf, ptr_size: u64) -> Option<NetnsLayout> {
         mib_word,
         mib_len,
         counters,
+        hashinfo,
         span,
     })
 }

@@ -8,6 +8,7 @@
 
 pub mod netns;
 pub mod owners;
+pub mod requests;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -34,6 +34,8 @@ pub struct Namespace {
     pub synack_retries: Option<u64>,
     /// `(name, sum over CPUs)`, as `/proc/net/netstat` names them; `None` where not read.
     pub counters: Vec<(&'static str, Option<u64>)>,
+    /// Its `inet_hashinfo` (the established table the requests are in), where the kernel says.
+    pub hashinfo: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +98,7 @@ pub fn walk(mem: &dyn Memory, layout: &NetnsLayout, syms: NetnsSymbols, ptr: u64
             syncookies: get(layout.syncookies),
             synack_retries: get(layout.synack_retries),
             counters: layout.counters.iter().map(|(n, _)| (*n, None)).collect(),
+            hashinfo: get(layout.hashinfo).filter(|&h| h != 0),
         };
         if let (Some(cpus), Some(mib)) = (&cpus, get(layout.mib_ptr)) {
             match sum_counters(mem, layout, mib, cpus) {
@@ -218,6 +221,7 @@ mod tests {
             mib_word: 8,
             mib_len: 4,
             counters: vec![("ListenDrops", Some(2)), ("ListenOverflows", None)],
+            hashinfo: None,
             span: 40,
         }
     }

@@ -973,6 +973,13 @@ def selftest_cases(root):
         "details: reuseport group on a plain listener": ("basic/synq-json.out", lambda p: _perturb_json(
             p, _detail("reuseport", lambda v: {"group": "0x1", "size": 1})), "reuseport"),
         "details: no SYN flood in dmesg": ("basic/dmesg", _write(""), "SYN flooding"),
+        "requests: one missing": ("basic/synq-json.out", lambda p: _perturb_json(
+            p, lambda d: d["requests"]["list"].pop()), "missing from synq --requests"),
+        "requests: retransmits +5": ("basic/synq-json.out", lambda p: _perturb_json(
+            p, lambda d: d["requests"]["list"][0].update(retransmits=d["requests"]["list"][0]["retransmits"] + 5)),
+            "retransmits"),
+        "requests: remote port changed": ("basic/synq-json.out", lambda p: _perturb_json(
+            p, lambda d: d["requests"]["list"][0].update(remote_port=1)), "requests"),
         "owners: the forked worker missing": ("basic/synq-json.out", lambda p: _perturb_json(p, _detail(
             "owners", lambda v: v[:1] if len(v) >= 2 else v)), "owners of"),
         "owners: a process on the kernel listener": ("basic/synq-json.out", lambda p: _perturb_json(p, _detail(

@@ -257,9 +257,10 @@ def check(doc, scenario_dir, ns_dirs, fails, where, after_suffix=".after"):
         fails.add(w, f"a reuseport group spans several keys: {per_key}")
 
     owners_note = check_owners(listeners, scenario_dir, fails, w)
+    req_note = check_requests(doc, scenario_dir, ns_dirs, fails, w, after_suffix)
     ns_note = check_namespaces(doc, ns_dirs, fails, where, after_suffix)
     return (f"details: drops {n_drops}, {n_flood} synflood_warned, {n_tfo} Fast Open queue(s), "
-            f"{len(defer)} TCP_DEFER_ACCEPT, {len(set(all_groups))} reuseport group(s); {owners_note}; {ns_note}")
+            f"{len(defer)} TCP_DEFER_ACCEPT, {len(set(all_groups))} reuseport group(s); {owners_note}; {req_note}; {ns_note}")
 
 
 # The TcpExt counters synq reports per namespace, as /proc/net/netstat names them.
@@ -384,3 +385,143 @@ def check_owners(listeners, scenario_dir, fails, w):
     if kernel == 0:
         fails.add(w, "scenario too weak: no kernel listener without owners (RDS over TCP's)")
     return f"owners: {shared} listener(s) held by >= 2 processes, {kernel} kernel listener(s) with none"
+
+
+def _proc_addr(hexaddr, fam):
+    raw = bytes.fromhex(hexaddr)
+    if fam == "inet":
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    return ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))).compressed
+
+
+def proc_requests(ns_dirs, suffix):
+    """(netns, family, remote addr, remote port) -> (listener key, retrnsmt) of every st 03 line; the
+    listener is the one with the line's local address and port, else the wildcard of that port (the
+    attribution check.py's ground truth uses)."""
+    out = {}
+    for d in ns_dirs:
+        ns = _ns(d)
+        for name, fam in (("tcp", "inet"), ("tcp6", "inet6")):
+            path = os.path.join(d, name + suffix)
+            if not os.path.exists(path):
+                return None
+            rows = [line.split() for line in open(path).read().splitlines()[1:]]
+            listeners = {(_proc_addr(r[1].split(":")[0], fam), int(r[1].split(":")[1], 16))
+                         for r in rows if len(r) > 6 and r[3] == "0A"}
+            for r in rows:
+                if len(r) <= 6 or r[3] != "03":
+                    continue
+                la, lp = _proc_addr(r[1].split(":")[0], fam), int(r[1].split(":")[1], 16)
+                ra, rp = _proc_addr(r[2].split(":")[0], fam), int(r[2].split(":")[1], 16)
+                if (la, lp) not in listeners:
+                    la = "0.0.0.0" if fam == "inet" else "::"
+                # tr:tm->when: timer 1 (the request's) and its expiry in USER_HZ ticks.
+                tr, when = r[5].split(":")
+                out[(ns, fam, ra, rp)] = ((ns, fam, la, lp), int(r[6], 16), int(tr, 16), int(when, 16))
+    return out
+
+
+def _prefix(addr):
+    ip = ipaddress.ip_address(addr)
+    return str(ipaddress.ip_network(f"{addr}/{24 if ip.version == 4 else 48}", strict=False))
+
+
+def config_hz(scenario_dir):
+    path = os.path.join(scenario_dir, "config-hz")
+    if not os.path.exists(path):
+        return None
+    m = re.fullmatch(r"CONFIG_HZ=(\d+)", open(path).read().strip())
+    return int(m.group(1)) if m else None
+
+
+def check_requests(doc, scenario_dir, ns_dirs, fails, w, after_suffix=".after"):
+    """synq --requests: every half-open request of /proc's st 03 lines, each once, with its remote address
+    and port, attributed to the right listener, its retransmit count between /proc's before and after; the
+    per-listener top prefixes as the ground truth counts them; no orphan."""
+    req = doc.get("requests")
+    if not isinstance(req, dict) or not isinstance(req.get("list"), list):
+        fails.add(w, f"synq --requests printed no requests object: {type(req).__name__}")
+        return "requests: not checked"
+    before = proc_requests(ns_dirs, "")
+    # A dump (no "after" read): requests keep retransmitting until the dump is taken, so only the lower
+    # bound holds.
+    after = proc_requests(ns_dirs, after_suffix)
+    unbounded = after is None
+    after = after or before
+    if before is None:
+        fails.add(w, "no /proc/net/tcp ground truth for the requests")
+        return "requests: not checked"
+    socks = {li.get("sock"): _key(li) for li in doc.get("listeners", []) if isinstance(li, dict)}
+    hz = config_hz(scenario_dir)
+    timers = 0
+    got = {}
+    for r in req["list"]:
+        lkey = socks.get(r.get("listener"))
+        if lkey is None:
+            fails.add(w, f"request {r} names a listener synq did not report")
+            continue
+        k = (lkey[0], r.get("family"), r.get("remote_addr"), r.get("remote_port"))
+        if k in got:
+            fails.add(w, f"request from {k} listed twice")
+        got[k] = (lkey, r.get("retransmits"), r.get("expires_in_jiffies"))
+    for k in sorted(set(before) | set(got), key=str):
+        if k not in got:
+            fails.add(w, f"request {k} (/proc st 03, listener {before[k][0]}) missing from synq --requests")
+            continue
+        if k not in before:
+            fails.add(w, f"synq --requests lists {k}, which /proc does not")
+            continue
+        if got[k][0] != before[k][0]:
+            fails.add(w, f"request {k}: synq attributes it to {got[k][0]}, /proc to {before[k][0]}")
+        lo, hi = before[k][1], after.get(k, before[k])[1]
+        if unbounded:
+            hi = 1 << 62
+        if not isinstance(got[k][1], int) or not lo <= got[k][1] <= hi:
+            fails.add(w, f"request {k}: retransmits {got[k][1]!r}, /proc retrnsmt {lo} before, {hi} after")
+        # The timer (tr 1: the request's), converted from jiffies to USER_HZ (100) ticks. While the retransmit
+        # count is the one /proc showed before synq, the timer has not fired since: at most /proc's "when"
+        # then. While it is the one /proc showed after, it does not fire again before that: at least /proc's
+        # "when" then. (One tick of slack for rounding.)
+        exp = got[k][2]
+        if hz and before[k][2] == 1 and k in after and got[k][1] in (lo, hi):
+            t = exp * 100 / hz if isinstance(exp, int) else None
+            bad = t is None
+            if not bad and got[k][1] == lo:
+                bad |= not -1 <= t <= before[k][3] + 1
+            if not bad and got[k][1] == hi and not unbounded:
+                bad |= t < after[k][3] - 1
+            if bad:
+                fails.add(w, f"request {k}: timer expires in {exp!r} jiffies = {t} ticks at {got[k][1]} "
+                          f"retransmits; /proc: {before[k][3]} ticks at {lo} before, {after[k][3]} at {hi} after "
+                          f"(HZ {hz})")
+            else:
+                timers += 1
+    if req.get("count") != len(req["list"]) or req.get("orphans") != 0:
+        fails.add(w, f"requests count {req.get('count')!r} / orphans {req.get('orphans')!r}: want "
+                  f"{len(req['list'])} / 0")
+    # Top sources per listener, as the ground truth counts them.
+    want = {}
+    for k, (lkey, *_) in before.items():
+        want.setdefault(lkey, {}).setdefault(_prefix(k[2]), 0)
+        want[lkey][_prefix(k[2])] += 1
+    got_top = {}
+    for t in req.get("top_sources") or []:
+        key = (t.get("netns"), "inet6" if ":" in str(t.get("addr")) else "inet", t.get("addr"), t.get("port"))
+        # A key may hold several listeners (a SO_REUSEPORT pair): their counts add up.
+        mine = got_top.setdefault(key, {})
+        for p in t.get("top") or []:
+            mine[p.get("prefix")] = mine.get(p.get("prefix"), 0) + p.get("count")
+    multi = 0
+    for lkey, prefixes in want.items():
+        if got_top.get(lkey) != prefixes:
+            fails.add(w, f"top sources of {_fmt(lkey)}: synq {got_top.get(lkey)}, /proc {prefixes}")
+        multi += len(prefixes) >= 2
+    if multi < 2:
+        fails.add(w, "scenario too weak: fewer than 2 listeners with requests from >= 2 source prefixes")
+    if hz is None:
+        fails.add(w, "no CONFIG_HZ recorded (config-hz): the request timers cannot be checked")
+    # No floor on the timers compared: a request whose SYN-ACK timer fired while the ground truth was read
+    # (early in a slow guest's run, or before a dump) has no bound to compare with; the info line says how
+    # many were (in the test runs: dozens in "big").
+    return (f"requests: {len(got)} listed, {multi} listeners with >= 2 source prefixes, {timers} timers "
+            f"checked")

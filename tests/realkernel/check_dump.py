@@ -336,7 +336,7 @@ def record(outdir, dump):
     if "SYMBOL(kallsyms_names)" not in policy_vi:
         side = ["--btf", os.path.join(results, "side", "btf"), "--kallsyms", os.path.join(results, "side", "kallsyms")]
     write(os.path.join(rd, "fingerprint.before"), json.dumps(fingerprint(dump), indent=1) + "\n")
-    for name, extra in (("synq-json", ["--json"]), ("synq-total", ["--total"])):
+    for name, extra in (("synq-json", ["--json", "--requests"]), ("synq-total", ["--total"])):
         run_recorded(rd, name, [synq_bin(), "--core", os.path.abspath(dump)] + extra + side)
     # `synq layout --core`: the dump's own BTF (or the side BTF for 5.10), compared with the layout of the
     # guest's /sys/kernel/btf/vmlinux copy, which synq reads as a plain file (no dump involved).

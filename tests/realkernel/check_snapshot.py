@@ -435,7 +435,7 @@ def record(outdir, snapshot):
     fp = check_dump.fingerprint(snapshot)
     check_dump.write(os.path.join(rd, "fingerprint.before"), json.dumps(fp, indent=1) + "\n")
     bin_ = check_dump.synq_bin()
-    check_dump.run_recorded(rd, "synq-json", [bin_, "--core", snap, "--json"] + raw + side)
+    check_dump.run_recorded(rd, "synq-json", [bin_, "--core", snap, "--json", "--requests"] + raw + side)
     check_dump.run_recorded(rd, "synq-total", [bin_, "--core", snap, "--total"] + raw + side)
     check_dump.run_recorded(rd, "synq-info", [bin_, "info", "--core", snap, "--json"] + raw)
     check_dump.write(os.path.join(rd, "fingerprint.after"),

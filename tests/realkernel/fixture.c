@@ -81,6 +81,9 @@
 #define V4_CLIENT "192.0.2.99"
 #define V6_LISTEN "2001:db8::1"
 #define V6_CLIENT "2001:db8::99"
+/* A second source network (another /24 and /48), for the per-listener source prefixes of --requests. */
+#define V4_CLIENT2 "198.51.100.99"
+#define V6_CLIENT2 "2001:db8:1::99"
 
 /* How long to wait for the kernel to show the expected queues (TCG is slow). */
 #define SETTLE_TIMEOUT_MS 30000
@@ -298,8 +301,16 @@ static int listen_on(const char *addr, unsigned port, int backlog, int flags)
 	return fd;
 }
 
-/* n requests that stay in SYN_RECV on the listener of (dst, port). */
+/* n requests that stay in SYN_RECV on the listener of (dst, port), from the
+ * first (alt 0) or the second (alt 1) client network. */
+static void half_open_from(const char *dst, unsigned port, int n, int alt);
+
 static void half_open(const char *dst, unsigned port, int n)
+{
+	half_open_from(dst, port, n, 0);
+}
+
+static void half_open_from(const char *dst, unsigned port, int n, int alt)
 {
 	int family = family_of(dst);
 	struct key *k = attribute(family, dst, port);
@@ -314,7 +325,8 @@ static void half_open(const char *dst, unsigned port, int n)
 		set_linger0(fd);
 		struct sockaddr_storage ss;
 		socklen_t len;
-		fill_sa(family, family == AF_INET ? V4_CLIENT : V6_CLIENT, 0, &ss, &len);
+		fill_sa(family, family == AF_INET ? (alt ? V4_CLIENT2 : V4_CLIENT) : (alt ? V6_CLIENT2 : V6_CLIENT), 0,
+			&ss, &len);
 		if (bind(fd, (struct sockaddr *)&ss, len) < 0)
 			fail("bind transparent client");
 		fill_sa(family, dst, port, &ss, &len);
@@ -691,9 +703,11 @@ static void scenario_main(int mptcp)
 	if (mptcp)
 		listen_on(V4_LISTEN, 8020, 128, F_MPTCP);
 
-	half_open(V4_LISTEN, 8001, 7);
+	half_open(V4_LISTEN, 8001, 5);
+	half_open_from(V4_LISTEN, 8001, 2, 1);
 	unaccepted(V4_LISTEN, 8001, 3);
-	half_open(V6_LISTEN, 8002, 5);
+	half_open(V6_LISTEN, 8002, 3);
+	half_open_from(V6_LISTEN, 8002, 2, 1);
 	unaccepted(V6_LISTEN, 8002, 1);
 	half_open(V4_LISTEN, 8003, 4);    /* -> 0.0.0.0:8003 */
 	unaccepted("127.0.0.1", 8003, 2); /* -> 0.0.0.0:8003 */

@@ -194,6 +194,8 @@ collect_truth() {
       grep '^KIND ' "$sc/$d/rds" >>"$sc/$d/kinds"
     fi
   done
+  # The kernel's HZ, to compare request timers (jiffies) with /proc/net/tcp's (USER_HZ ticks).
+  grep '^CONFIG_HZ=' /etc/synq-kernel-config >"$sc/config-hz" || fail "no CONFIG_HZ in the kernel config"
   # "Possible SYN flooding on port ..." lines: the listeners the kernel marked synflood_warned.
   dmesg >"$sc/dmesg" 2>&1 || fail "dmesg"
   # Which processes hold which sockets (issue 8: synq's owners), as /proc/PID/fd shows them: one
@@ -212,7 +214,8 @@ collect_truth() {
 collect_scenario() {
   collect_truth "$@"
   shift
-  run_synq "$sc/synq-json" --json
+  # --requests too: the half-open requests themselves are checked against /proc's st 03 lines (issue 8).
+  run_synq "$sc/synq-json" --json --requests
   run_synq "$sc/synq-total" --total
   for spec in "$@"; do
     d=${spec%%:*}; rest=${spec#*:}; pid=${rest%%:*}

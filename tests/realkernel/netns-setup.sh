@@ -27,3 +27,6 @@ ip addr add 192.0.2.1/24 dev dummy0
 ip addr add 192.0.2.2/24 dev dummy0
 ip -6 addr add 2001:db8::1/64 dev dummy0
 ip link set dummy0 up
+# A second client network (the fixture's half_open_from ... 1): SYN-ACKs to it leave by dummy0 too.
+ip route add 198.51.100.0/24 dev dummy0
+ip -6 route add 2001:db8:1::/48 dev dummy0
