@@ -9,6 +9,7 @@
 # few half-open requests (so the SYN-queue counts are not zero), the guest
 # times (CLOCK_MONOTONIC, median of SYNQ_BENCH_RUNS runs, fork to exit):
 #   synq --total | synq --json >/dev/null | ss -ltn >/dev/null | ss -tn state syn-recv | wc -l
+#   | synq --json --requests >/dev/null (the half-open requests themselves: O(connections))
 # and records the half-open count as synq --total and ss see it (they must
 # agree), and synq's own phase timings (SYNQ_TIMING=1, stderr) once.
 #
@@ -62,8 +63,9 @@ for id in "${ids[@]}"; do
   {
     echo
     echo "kernel $release (id $id), QEMU TCG, 1 vCPU, 2 GiB; wall ms, median of $runs (min-max)"
-    printf '%9s %7s | %-20s | %-20s | %-20s | %-24s | %s\n' listeners estab \
-      "synq --total" "synq --json" "ss -ltn" "ss -tn state syn-recv|wc" "half-open: synq / ss"
+    printf '%9s %7s | %-20s | %-20s | %-20s | %-24s | %-24s | %s\n' listeners estab \
+      "synq --total" "synq --json" "ss -ltn" "ss -tn state syn-recv|wc" "synq --json --requests" \
+      "half-open: synq / ss"
     for c in ${configs//,/ }; do
       n=${c%%:*}; m=${c#*:}
       f=$out/results/bench/l${n}_c${m}.txt
@@ -73,7 +75,7 @@ for id in "${ids[@]}"; do
         continue
       fi
       cells=()
-      for label in synq_total synq_json ss_ltn ss_synrecv; do
+      for label in synq_total synq_json ss_ltn ss_synrecv synq_requests; do
         line=$(grep "^TIME $label " "$f" || true)
         if [[ -z $line ]]; then cells+=("missing"); bad=1; continue; fi
         cell="$(field median_ms "$line") ($(field min_ms "$line")-$(field max_ms "$line"))"
@@ -82,12 +84,14 @@ for id in "${ids[@]}"; do
       done
       v=$(grep '^VALUES ' "$f" || true)
       s_total=$(field synq_total "$v"); s_ss=$(field ss_synrecv "$v"); s_proc=$(field proc_synrecv "$v")
-      agree="$s_total / $s_ss"
-      if [[ -z $s_total || $s_total != "$s_ss" || $s_total != "$s_proc" || $(field synq_rc "$v") != 0 ]]; then
+      s_req=$(field synq_requests "$(grep '^REQUESTS ' "$f" || true)")
+      agree="$s_total / $s_ss (--requests: $s_req)"
+      if [[ -z $s_total || $s_total != "$s_ss" || $s_total != "$s_proc" || $s_req != "$s_proc" \
+            || $(field synq_rc "$v") != 0 ]]; then
         agree="$agree  DISAGREE (/proc: $s_proc, synq rc $(field synq_rc "$v"))"
         bad=1
       fi
-      printf '%9s %7s | %-20s | %-20s | %-20s | %-24s | %s\n' "$n" "$m" "${cells[@]}" "$agree"
+      printf '%9s %7s | %-20s | %-20s | %-20s | %-24s | %-24s | %s\n' "$n" "$m" "${cells[@]}" "$agree"
     done
     echo "checks: listeners/established as ss sees them:"
     for c in ${configs//,/ }; do
@@ -97,11 +101,13 @@ for id in "${ids[@]}"; do
     done
     for c in ${configs//,/ }; do
       n=${c%%:*}; m=${c#*:}
-      for kind in total json; do
+      for kind in total json requests; do
         t=$out/results/bench/l${n}_c${m}.timing
         [[ $kind == total ]] || t=$t-$kind
         if [[ -s $t ]]; then
-          echo "synq --$kind, SYNQ_TIMING=1 stderr, l=$n c=$m:"
+          label="--$kind"
+          [[ $kind != requests ]] || label="--json --requests"
+          echo "synq $label, SYNQ_TIMING=1 stderr, l=$n c=$m:"
           sed 's/^/  /' "$t" | head -n 40
         fi
       done

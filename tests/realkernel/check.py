@@ -978,6 +978,9 @@ def selftest_cases(root):
         "requests: retransmits +5": ("basic/synq-json.out", lambda p: _perturb_json(
             p, lambda d: d["requests"]["list"][0].update(retransmits=d["requests"]["list"][0]["retransmits"] + 5)),
             "retransmits"),
+        "requests: timer an hour off": ("basic/synq-json.out", lambda p: _perturb_json(
+            p, lambda d: [r.update(expires_in_jiffies=(r.get("expires_in_jiffies") or 0) + 3_600_000)
+                          for r in d["requests"]["list"]]), "timer expires"),
         "requests: remote port changed": ("basic/synq-json.out", lambda p: _perturb_json(
             p, lambda d: d["requests"]["list"][0].update(remote_port=1)), "requests"),
         "owners: the forked worker missing": ("basic/synq-json.out", lambda p: _perturb_json(p, _detail(

@@ -481,13 +481,16 @@ def check_requests(doc, scenario_dir, ns_dirs, fails, w, after_suffix=".after"):
         # The timer (tr 1: the request's), converted from jiffies to USER_HZ (100) ticks. While the retransmit
         # count is the one /proc showed before synq, the timer has not fired since: at most /proc's "when"
         # then. While it is the one /proc showed after, it does not fire again before that: at least /proc's
-        # "when" then. (One tick of slack for rounding.)
+        # "when" then. (One tick of slack for rounding.) A timer may also be overdue: expired, but its softirq
+        # has not run yet, which a TCG guest can delay by some jiffies (-9 seen on 6.1); /proc shows that as 0.
+        # Up to a second overdue is accepted; a misread expiry is off by far more.
         exp = got[k][2]
-        if hz and before[k][2] == 1 and k in after and got[k][1] in (lo, hi):
+        # Whatever the count, a SYN-ACK timer is armed at most TCP_RTO_MAX (120 s) ahead.
+        if hz and before[k][2] == 1 and k in after and isinstance(got[k][1], int) and lo <= got[k][1] <= hi:
             t = exp * 100 / hz if isinstance(exp, int) else None
-            bad = t is None
+            bad = t is None or not -100 <= t <= 12001
             if not bad and got[k][1] == lo:
-                bad |= not -1 <= t <= before[k][3] + 1
+                bad |= not -100 <= t <= before[k][3] + 1
             if not bad and got[k][1] == hi and not unbounded:
                 bad |= t < after[k][3] - 1
             if bad:

@@ -705,6 +705,7 @@ mode_bench() {
     {
       synq-fixture time "$runs" synq_total -- synq --total
       synq-fixture time "$runs" synq_json -- sh -c 'synq --json >/dev/null'
+      synq-fixture time "$runs" synq_requests -- sh -c 'synq --json --requests >/dev/null'
       synq-fixture time "$runs" ss_ltn -- sh -c 'ss -ltn >/dev/null'
       synq-fixture time "$runs" ss_synrecv -- sh -c 'ss -tn state syn-recv | wc -l'
     } >>"$out" 2>>"$B/$tag.err"
@@ -718,6 +719,10 @@ mode_bench() {
     # synq's own phase timings, if it offers them.
     SYNQ_TIMING=1 synq --total >/dev/null 2>"$B/$tag.timing" || true
     SYNQ_TIMING=1 synq --json >/dev/null 2>"$B/$tag.timing-json" || true
+    SYNQ_TIMING=1 synq --json --requests >/dev/null 2>"$B/$tag.timing-requests" || true
+    # --requests lists each half-open request once: as many as /proc's st 03 rows.
+    v_req=$(synq --json --requests 2>/dev/null | sed -n 's/.*"requests":{"count":\([0-9]*\).*/\1/p')
+    echo "REQUESTS synq_requests=${v_req:-none} proc_synrecv=$v_proc" >>"$out"
     kill -9 "$pid"
     i=0
     while [ -d "/proc/$pid" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
