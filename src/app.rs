@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use crate::arch::x86_64;
 use crate::discover::Discovery;
-use crate::privdrop;
 use crate::report::Report;
 use crate::session::{Error, Session, SideFiles};
 use crate::target::{Spec, Target, TargetError, VmcoreinfoOrigin};
 use crate::vmcoreinfo::VmcoreInfo;
+use crate::{doctor, metrics, privdrop, serve, watch};
 
 /// Which command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +24,10 @@ pub enum Command {
     Layout,
     /// The target's VMCOREINFO text, to save.
     Vmcoreinfo,
+    /// A resident Prometheus exporter.
+    Serve,
+    /// What will work on this host, and what to do.
+    Doctor,
 }
 
 /// How to print.
@@ -33,6 +37,15 @@ pub enum Output {
     Json,
     /// The SYN-queue sum alone (report only).
     Total,
+    /// The Prometheus text exposition format.
+    Prometheus,
+}
+
+/// `--watch`: repeat every `interval`, `count` times (or until stopped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watch {
+    pub interval: std::time::Duration,
+    pub count: Option<u64>,
 }
 
 /// Everything a run needs.
@@ -46,6 +59,14 @@ pub struct Options {
     pub wide: bool,
     /// List the half-open requests themselves (O(connections)).
     pub requests: bool,
+    /// Repeat the report.
+    pub watch: Option<Watch>,
+    /// Prometheus output settings.
+    pub metrics: metrics::Settings,
+    /// Write the Prometheus output to this file, atomically.
+    pub textfile: Option<std::path::PathBuf>,
+    /// `synq serve`'s settings.
+    pub serve: serve::ServeOptions,
 }
 
 /// What `run` leaves for `main`: text for stdout, warnings for stderr, and the exit status.
@@ -57,7 +78,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// Exit status 2 when there are warnings (a partial answer is never reported as complete).
-    fn new(stdout: String, warnings: Vec<String>, json_holds_warnings: bool) -> Outcome {
+    pub fn new(stdout: String, warnings: Vec<String>, json_holds_warnings: bool) -> Outcome {
         let status = if warnings.is_empty() { 0 } else { 2 };
         Outcome {
             stdout,
@@ -150,22 +171,17 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     match opts.command {
         Command::Layout => layout(opts, &mut session),
         Command::Info => info(opts, &mut session),
-        Command::Report => report(opts, &mut session),
+        Command::Report if opts.watch.is_some() => watch::run(opts, session),
+        Command::Report => report(opts, session),
         Command::Vmcoreinfo => vmcoreinfo(&mut session),
+        Command::Serve => serve::run(opts, session),
+        Command::Doctor => doctor::run(opts),
     }
 }
 
-/// Drops every capability and installs the seccomp filter ([`privdrop`]). A kernel that refuses (no
-/// seccomp) leaves the answer unchanged: a note on stderr, not a warning. `SYNQ_TEST_OPEN_AFTER_DROP=PATH`
-/// then tries to open PATH and says what happened (the real-kernel test's proof that opening is refused).
-fn drop_privileges(timer: &Timer) {
-    match privdrop::drop_privileges() {
-        Ok(d) => timer.note(&format!(
-            "privileges dropped (capabilities held before: {}, seccomp filter: {})",
-            d.capabilities, d.seccomp
-        )),
-        Err(e) => eprintln!("synq: note: could not drop privileges after opening the sources: {e}"),
-    }
+/// `SYNQ_TEST_OPEN_AFTER_DROP=PATH` tries to open PATH after the privilege drop and says what happened (the
+/// real-kernel test's proof that opening is refused).
+fn test_open_after_drop() {
     if let Some(path) = std::env::var_os("SYNQ_TEST_OPEN_AFTER_DROP") {
         let what = match std::fs::File::open(&path) {
             Ok(_) => "succeeded".to_string(),
@@ -230,133 +246,246 @@ fn layout(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
     Ok(Outcome::new(stdout, warnings, json))
 }
 
-fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
-    let mut timer = Timer::new();
-    // The target first: "not root" and lockdown are the answers people need most, before anything else fails.
-    let target = session.target()?;
-    if let Some(VmcoreinfoOrigin::Scan(d)) = target.vmcoreinfo_origin() {
-        timer.note(&format!(
-            "the target's time includes the VMCOREINFO scan: {:.2} ms over {} MiB, {:.2} ms validating {} candidates",
-            d.scan_time.as_secs_f64() * 1e3,
-            d.scanned >> 20,
-            d.validate_time.as_secs_f64() * 1e3,
-            d.found()
-        ));
-    }
-    timer.phase("target");
-    session.hashinfo()?;
-    timer.phase("symbols");
-    session.btf()?;
-    timer.phase("btf-load");
-    let era = session.layout()?.era();
-    // The namespaces are read for JSON and the wide table only (their BTF lookup scans the types once).
-    let want_ns = opts.output == Output::Json || (opts.output == Output::Table && opts.wide);
-    if want_ns {
-        session.netns_layout()?;
-    }
-    // Owners for the table and JSON (O(open files): not for --total).
-    let want_owners = opts.output != Output::Total;
-    if want_owners {
-        session.owners_layout()?;
-    }
-    let want_requests = opts.requests && opts.output != Output::Total;
-    if want_requests {
-        session.requests_layout()?;
-        session.netns_layout()?;
-    }
-    timer.phase("layout");
-    // Everything is open, read or mapped: from here synq needs no privilege and opens nothing.
-    let release = session.target()?.release();
-    drop_privileges(&timer);
-    timer.phase("drop");
-    let result = session.walk()?;
-    timer.phase("walk");
-    let ns = if want_ns || want_requests {
-        session.namespaces()?
-    } else {
-        None
-    };
-    timer.phase("namespaces");
-    let requests = if want_requests {
-        let extra: Vec<u64> = ns
-            .iter()
-            .flat_map(|n| n.namespaces.iter().filter_map(|x| x.hashinfo))
-            .collect();
-        session.requests(&extra)?
-    } else {
-        None
-    };
-    timer.phase("requests");
-    let ns = if want_ns { ns } else { None };
-    let mut result = result;
-    let mut owner_warnings = Vec::new();
-    if want_owners {
-        let wanted = result
-            .listeners
-            .iter()
-            .flat_map(|l| [l.sock, l.socket])
-            .filter(|&a| a != 0)
-            .collect();
-        if let Some(found) = session.owners(&wanted)? {
-            for l in &mut result.listeners {
-                // A file points at the socket; its sk is the listener, or (MPTCP) the socket's own sock.
-                let mut v: Vec<_> = [l.sock, l.socket]
-                    .iter()
-                    .filter(|&&a| a != 0)
-                    .filter_map(|a| found.owners.get(a))
-                    .flatten()
-                    .cloned()
-                    .collect();
-                v.sort();
-                v.dedup_by_key(|o| o.pid);
-                l.owners = Some(v);
-            }
-            owner_warnings = found.warnings;
-        }
-    }
-    timer.phase("owners");
+/// What a report reads besides the listening hash, decided once from the options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// Each namespace's sysctls and counters (JSON, `--wide`, metrics).
+    pub namespaces: bool,
+    /// Each listener's owning processes: O(open files).
+    pub owners: bool,
+    /// The half-open requests themselves: O(connections).
+    pub requests: bool,
+}
 
-    let symbols = session.symbols()?.source.clone();
-    let btf = session.btf_source().unwrap_or_default().to_string();
-    let target = session.target()?;
-    let mut warnings = target.warnings().to_vec();
-    warnings.extend(result.warnings);
-    warnings.extend(owner_warnings);
-    let namespaces = ns.map(|n| {
-        warnings.extend(n.warnings);
-        n.namespaces
-    });
-    let requests = if want_requests {
-        match requests {
-            Some(r) => {
-                warnings.extend(r.warnings);
-                Some(r.requests)
-            }
-            None => {
-                warnings.push(
-                    "--requests: this kernel's BTF does not describe its request socks (before 4.4?); no \
-                     request listed"
-                        .into(),
-                );
-                None
+impl Wants {
+    pub fn of(opts: &Options) -> Wants {
+        let metrics = opts.output == Output::Prometheus;
+        Wants {
+            namespaces: opts.output == Output::Json
+                || metrics
+                || (opts.output == Output::Table && opts.wide),
+            owners: opts.output != Output::Total,
+            requests: opts.requests && opts.output != Output::Total && !metrics,
+        }
+    }
+}
+
+/// A session made ready for repeated reports (`--watch`, `serve`): the target open, symbols, BTF and every
+/// layout resolved, privileges dropped. Each [`Prepared::collect`] is then only the walks.
+pub struct Prepared {
+    session: Session,
+    wants: Wants,
+    release: String,
+    era: String,
+    symbols: String,
+    btf: String,
+    timer: Timer,
+}
+
+impl Prepared {
+    /// Opens and resolves everything `wants` needs, then drops privileges as `drop` says (the caller may
+    /// first open what it needs itself, for example a listening socket, and pass its own drop).
+    pub fn new(
+        mut session: Session,
+        wants: Wants,
+        drop: impl FnOnce() -> Result<privdrop::Dropped, String>,
+    ) -> Result<Prepared, Error> {
+        let mut timer = Timer::new();
+        // The target first: "not root" and lockdown are the answers people need most, before anything else
+        // fails.
+        let target = session.target()?;
+        if let Some(VmcoreinfoOrigin::Scan(d)) = target.vmcoreinfo_origin() {
+            timer.note(&format!(
+                "the target's time includes the VMCOREINFO scan: {:.2} ms over {} MiB, {:.2} ms validating {} candidates",
+                d.scan_time.as_secs_f64() * 1e3,
+                d.scanned >> 20,
+                d.validate_time.as_secs_f64() * 1e3,
+                d.found()
+            ));
+        }
+        timer.phase("target");
+        session.hashinfo()?;
+        timer.phase("symbols");
+        session.btf()?;
+        timer.phase("btf-load");
+        let era = session.layout()?.era();
+        // The namespaces' BTF lookup scans the types once: only when they are wanted.
+        if wants.namespaces || wants.requests {
+            session.netns_layout()?;
+        }
+        if wants.owners {
+            session.owners_layout()?;
+        }
+        if wants.requests {
+            session.requests_layout()?;
+        }
+        timer.phase("layout");
+        let release = session.target()?.release();
+        let symbols = session.symbols()?.source.clone();
+        let btf = session.btf_source().unwrap_or_default().to_string();
+        // Everything is open, read or mapped: from here synq needs no privilege and opens nothing.
+        match drop() {
+            Ok(d) => timer.note(&format!(
+                "privileges dropped (capabilities held before: {}, seccomp filter: {})",
+                d.capabilities, d.seccomp
+            )),
+            Err(e) => {
+                eprintln!("synq: note: could not drop privileges after opening the sources: {e}")
             }
         }
+        test_open_after_drop();
+        timer.phase("drop");
+        Ok(Prepared {
+            session,
+            wants,
+            release,
+            era,
+            symbols,
+            btf,
+            timer,
+        })
+    }
+
+    /// One report: the walks, over memory as it is now.
+    pub fn collect(&mut self) -> Result<Report, Error> {
+        let (session, wants, timer) = (&mut self.session, self.wants, &mut self.timer);
+        let result = session.walk()?;
+        timer.phase("walk");
+        let ns = if wants.namespaces || wants.requests {
+            session.namespaces()?
+        } else {
+            None
+        };
+        timer.phase("namespaces");
+        let requests = if wants.requests {
+            let extra: Vec<u64> = ns
+                .iter()
+                .flat_map(|n| n.namespaces.iter().filter_map(|x| x.hashinfo))
+                .collect();
+            session.requests(&extra)?
+        } else {
+            None
+        };
+        timer.phase("requests");
+        let ns = if wants.namespaces { ns } else { None };
+        let mut result = result;
+        let mut owner_warnings = Vec::new();
+        if wants.owners {
+            let wanted = result
+                .listeners
+                .iter()
+                .flat_map(|l| [l.sock, l.socket])
+                .filter(|&a| a != 0)
+                .collect();
+            if let Some(found) = session.owners(&wanted)? {
+                for l in &mut result.listeners {
+                    // A file points at the socket; its sk is the listener, or (MPTCP) the socket's own sock.
+                    let mut v: Vec<_> = [l.sock, l.socket]
+                        .iter()
+                        .filter(|&&a| a != 0)
+                        .filter_map(|a| found.owners.get(a))
+                        .flatten()
+                        .cloned()
+                        .collect();
+                    v.sort();
+                    v.dedup_by_key(|o| o.pid);
+                    l.owners = Some(v);
+                }
+                owner_warnings = found.warnings;
+            }
+        }
+        timer.phase("owners");
+
+        let target = session.target()?;
+        let mut warnings = target.warnings().to_vec();
+        warnings.extend(result.warnings);
+        warnings.extend(owner_warnings);
+        let namespaces = ns.map(|n| {
+            warnings.extend(n.warnings);
+            n.namespaces
+        });
+        let requests = if wants.requests {
+            match requests {
+                Some(r) => {
+                    warnings.extend(r.warnings);
+                    Some(r.requests)
+                }
+                None => {
+                    warnings.push(
+                        "--requests: this kernel's BTF does not describe its request socks (before 4.4?); \
+                         no request listed"
+                            .into(),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut rep = Report {
+            release: self.release.clone(),
+            symbols: self.symbols.clone(),
+            source: target.source_label(),
+            btf: self.btf.clone(),
+            era: self.era.clone(),
+            listeners: result.listeners,
+            namespaces,
+            requests,
+            warnings,
+        };
+        rep.sort();
+        Ok(rep)
+    }
+
+    /// With SYNQ_TIMING, a phase mark (output, for example).
+    pub fn phase(&mut self, name: &str) {
+        self.timer.phase(name);
+    }
+
+    /// With SYNQ_TIMING, the memory use so far.
+    pub fn memory(&self) {
+        self.timer.memory();
+    }
+}
+
+fn report(opts: &Options, session: Session) -> Result<Outcome, Error> {
+    // The textfile's directory is opened before the privilege drop forbids opening anything.
+    let textfile = match &opts.textfile {
+        Some(path) => Some(metrics::Textfile::prepare(path)?),
+        None => None,
+    };
+    let profile = if textfile.is_some() {
+        privdrop::Profile::Textfile
     } else {
-        None
+        privdrop::Profile::Report
     };
-    let mut rep = Report {
-        release,
-        symbols,
-        source: target.source_label(),
-        btf,
-        era,
-        listeners: result.listeners,
-        namespaces,
-        requests,
-        warnings,
+    let mut p = Prepared::new(session, Wants::of(opts), || {
+        privdrop::drop_privileges_with(profile, None)
+    })?;
+    let started = Instant::now();
+    let rep = p.collect()?;
+    let scrape = metrics::Scrape {
+        duration: started.elapsed(),
+        warnings_total: rep.warnings.len() as u64,
     };
-    rep.sort();
-    let stdout = match opts.output {
+    let mut stdout = render(opts, &rep, scrape);
+    if let Some(t) = textfile {
+        t.write(stdout.as_bytes())?;
+        stdout.clear();
+    }
+    p.phase("output");
+    p.memory();
+    // In JSON the warnings are part of the object; elsewhere they go to stderr.
+    Ok(Outcome::new(
+        stdout,
+        rep.warnings,
+        opts.output == Output::Json,
+    ))
+}
+
+/// A report as `opts.output` says.
+pub fn render(opts: &Options, rep: &Report, scrape: metrics::Scrape) -> String {
+    match opts.output {
         Output::Total => format!("{}\n", rep.totals().syn_queue),
         Output::Json => {
             let mut j = rep.to_json();
@@ -364,15 +493,8 @@ fn report(opts: &Options, session: &mut Session) -> Result<Outcome, Error> {
             j
         }
         Output::Table => rep.to_table_wide(opts.wide),
-    };
-    timer.phase("output");
-    timer.memory();
-    // In JSON the warnings are part of the object; elsewhere they go to stderr.
-    Ok(Outcome::new(
-        stdout,
-        rep.warnings,
-        opts.output == Output::Json,
-    ))
+        Output::Prometheus => metrics::render(rep, &opts.metrics, scrape),
+    }
 }
 
 /// Facts for `synq info`, in order; a step that fails records its error and the later steps that need it

@@ -1,10 +1,14 @@
 //! The command line (clap): the binary's side. It parses arguments into the library's [`synq::app::Options`];
 //! the library exports no clap types.
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use synq::app::{Command, Options, Output};
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use synq::app::{Command, Options, Output, Watch};
+use synq::serve::ServeOptions;
 use synq::session::SideFiles;
 use synq::target::Spec;
 
@@ -31,8 +35,14 @@ queue. With SYN cookies in use, requests beyond a full SYN queue leave no trace 
 network namespace's listen sysctls and TcpExt counters (ListenOverflows, ListenDrops, TCPReqQFull*, \
 Syncookies*); --json has them all, and per listener Fast Open, TCP_DEFER_ACCEPT, SO_REUSEPORT group and inode.
 
+--watch repeats the report every interval (the walk only: symbols, BTF and layout are resolved once), with \
+the counters as deltas per interval; --prometheus prints the Prometheus text format, --textfile writes it \
+atomically for node_exporter's textfile collector; `synq serve` is a resident exporter that drops every \
+privilege after opening its source; `synq doctor` says what will work on this host and what to do.
+
 Needs root (CAP_SYS_RAWIO for /proc/kcore). Exit status: 0 ok, 1 error, 2 result printed with warnings \
-(the kernel changed while synq read it, or a page was unreadable).";
+(the kernel changed while synq read it, or a page was unreadable), 64 usage error (a bad option or \
+argument: nothing was read).";
 
 const EXAMPLES: &str = "Examples:
   synq                         table of all listeners, then a totals line
@@ -47,6 +57,11 @@ const EXAMPLES: &str = "Examples:
   synq --core mem.lime         ... from a memory snapshot (LiME, AVML); the kernel is found by scanning
   synq --core mem.raw --raw    ... from a raw physical image (LiME padded, QEMU pmemsave)
   synq info --core vmcore      format, release, KASLR offset, paging, symbol and BTF sources of a dump
+  synq --watch 2               redraw every 2 s; drops as deltas per interval (Ctrl-C ends it)
+  synq --watch 5 --json        one JSON object per interval (JSON lines), with timestamp and interval
+  synq --textfile /var/lib/prometheus/node-exporter/synq.prom   for node_exporter's textfile collector
+  synq serve --listen 127.0.0.1:9813   Prometheus exporter on /metrics, unprivileged after the open
+  synq doctor                  will synq work here? one line per check, with the fix
   synq vmcoreinfo > host.vmci  save this boot's VMCOREINFO, for --core SNAPSHOT --vmcoreinfo host.vmci
 Environment: SYNQ_TIMING=1 prints the time of each phase to stderr.";
 
@@ -76,6 +91,33 @@ pub struct Cli {
     /// Print only the total number of half-open connections (the SYN-queue sum), then exit.
     #[arg(long, conflicts_with = "json")]
     pub total: bool,
+
+    /// Repeat every SECONDS (decimals allowed, at least 0.1): symbols, BTF and layout are resolved once, each
+    /// interval only walks. The table redraws with DROPS (and, with --wide, the namespace counters) as
+    /// deltas over the interval; --json prints one object per interval (JSON lines) with "timestamp",
+    /// "interval" and per-listener "drops_delta". Listeners that appear or go are matched by address, port
+    /// and inode. Ends on Ctrl-C, SIGTERM or a closed pipe.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_interval)]
+    pub watch: Option<Duration>,
+
+    /// With --watch: stop after N intervals.
+    #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Print the Prometheus text exposition format (metrics named synq_*, labels netns, family, addr, port,
+    /// owner) instead of the table.
+    #[arg(long, conflicts_with_all = ["json", "total", "wide", "requests"])]
+    pub prometheus: bool,
+
+    /// Write the Prometheus text format to PATH atomically (a temporary file in the same directory, then a
+    /// rename), for node_exporter's --collector.textfile.directory. The name must end in .prom.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["json", "total", "wide", "requests", "watch"])]
+    pub textfile: Option<PathBuf>,
+
+    /// Prometheus output: at most N per-listener series (7 per listener address); beyond it the fullest
+    /// listeners are kept and synq_series_limit_exceeded is 1.
+    #[arg(long, value_name = "N", default_value_t = synq::metrics::DEFAULT_MAX_SERIES, global = true)]
+    pub max_series: usize,
 
     /// BTF of the running kernel: raw BTF, or xz-compressed raw BTF. [default: /sys/kernel/btf/vmlinux]
     #[arg(long, value_name = "PATH", global = true)]
@@ -134,19 +176,104 @@ pub enum Sub {
     /// Print what synq finds in its source (live kernel, or --core DUMP): format, kernel release, build id,
     /// KASLR offset, phys_base, paging levels, where the symbols and the BTF come from, and the layout era.
     Info,
+    /// A resident Prometheus exporter: opens its source once (the live kernel, or --core FILE), then drops
+    /// every capability, switches to --user, sets no_new_privs and a seccomp filter, and serves /metrics
+    /// (and a small page on /). One walk at a time, at most one per --min-interval; scrapes in between
+    /// share the last result. Ends cleanly on SIGTERM or Ctrl-C.
+    Serve {
+        /// Address to listen on (host:port). Anything but loopback exposes kernel facts to the network.
+        #[arg(long, value_name = "ADDR", default_value = synq::serve::DEFAULT_LISTEN)]
+        listen: String,
+        /// The unprivileged user to switch to after the open (root only).
+        #[arg(long, value_name = "USER", default_value = "nobody")]
+        user: String,
+        /// The least time between two walks, in seconds; a scrape sooner gets the last result.
+        #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_interval)]
+        min_interval: Duration,
+    },
+    /// Check this host (or --core FILE): root and capabilities, /proc/kcore, lockdown, kptr_restrict, BTF,
+    /// tcp_hashinfo in kallsyms, VMCOREINFO, the in-memory kallsyms, System.map. One line per check (ok,
+    /// warn, fail) with what to do; exit 0 when synq will work, 1 when it will not.
+    Doctor,
+    /// Print a shell completion script: `synq completions bash > /etc/bash_completion.d/synq`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `synq manpage > synq.1`.
+    #[command(hide = true)]
+    Manpage,
+}
+
+/// Seconds, decimals allowed, at least 0.1 and at most a day.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(0.1..=86_400.0).contains(&v) {
+        return Err(format!("{v} s is out of range: give 0.1 to 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// What the binary does itself, without the library: help text of its own making.
+pub enum Local {
+    Completions(clap_complete::Shell),
+    Manpage,
+}
+
+impl Cli {
+    /// The commands the binary answers from the command-line definition alone.
+    pub fn local(&self) -> Option<Local> {
+        match &self.command {
+            Some(Sub::Completions { shell }) => Some(Local::Completions(*shell)),
+            Some(Sub::Manpage) => Some(Local::Manpage),
+            _ => None,
+        }
+    }
+}
+
+/// Writes `local`'s output to stdout.
+pub fn run_local(local: Local) -> std::io::Result<()> {
+    let mut cmd = Cli::command();
+    // Into memory first: a closed pipe is then an error to report, not a panic inside the generator.
+    let mut buf = Vec::new();
+    match local {
+        Local::Completions(shell) => clap_complete::generate(shell, &mut cmd, "synq", &mut buf),
+        Local::Manpage => clap_mangen::Man::new(cmd).render(&mut buf)?,
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(&buf)?;
+    out.flush()
 }
 
 impl Cli {
     /// What to run, for the library.
     pub fn options(self) -> Options {
+        let mut serve = ServeOptions::default();
         let command = match self.command {
-            None => Command::Report,
+            None | Some(Sub::Completions { .. }) | Some(Sub::Manpage) => Command::Report,
             Some(Sub::Layout) => Command::Layout,
             Some(Sub::Info) => Command::Info,
             Some(Sub::Vmcoreinfo) => Command::Vmcoreinfo,
+            Some(Sub::Doctor) => Command::Doctor,
+            Some(Sub::Serve {
+                listen,
+                user,
+                min_interval,
+            }) => {
+                serve = ServeOptions {
+                    listen,
+                    user,
+                    min_interval,
+                };
+                Command::Serve
+            }
         };
         let output = if self.total {
             Output::Total
+        } else if self.prometheus || self.textfile.is_some() {
+            Output::Prometheus
         } else if self.json {
             Output::Json
         } else {
@@ -172,6 +299,15 @@ impl Cli {
             },
             wide: self.wide,
             requests: self.requests,
+            watch: self.watch.map(|interval| Watch {
+                interval,
+                count: self.count,
+            }),
+            metrics: synq::metrics::Settings {
+                max_series: self.max_series,
+            },
+            textfile: self.textfile,
+            serve,
         }
     }
 }

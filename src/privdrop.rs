@@ -22,6 +22,8 @@ pub struct Dropped {
     pub capabilities: bool,
     /// The seccomp filter is installed (with `no_new_privs`).
     pub seccomp: bool,
+    /// The user it became (`synq serve`), when it was root.
+    pub user: Option<User>,
 }
 
 /// The system calls left after the drop.
@@ -56,9 +58,119 @@ fn allowed() -> Vec<libc::c_long> {
     ]
 }
 
-/// Drops every capability, sets `no_new_privs` and installs the filter. Errors say which step failed; the
-/// steps before it stay done.
+/// What else a mode needs after the drop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// One report to stdout.
+    #[default]
+    Report,
+    /// `--textfile`: also syncing and renaming the already created temporary file.
+    Textfile,
+    /// `--watch`: also sleeping between intervals.
+    Watch,
+    /// `synq serve`: also accepting on the already bound socket, talking to clients with timeouts, waiting
+    /// for them with `poll`, and sleeping.
+    Serve,
+}
+
+impl Profile {
+    fn extra(self) -> Vec<libc::c_long> {
+        let sleep = [libc::SYS_nanosleep, libc::SYS_clock_nanosleep];
+        match self {
+            Profile::Report => Vec::new(),
+            Profile::Textfile => vec![
+                libc::SYS_fsync,
+                libc::SYS_fdatasync,
+                libc::SYS_rename,
+                libc::SYS_renameat,
+                libc::SYS_renameat2,
+                libc::SYS_unlink,
+                libc::SYS_unlinkat,
+                libc::SYS_newfstatat,
+                libc::SYS_statx,
+            ],
+            Profile::Watch => sleep.to_vec(),
+            Profile::Serve => {
+                let mut v = sleep.to_vec();
+                v.extend([
+                    libc::SYS_accept,
+                    libc::SYS_accept4,
+                    libc::SYS_recvfrom,
+                    libc::SYS_recvmsg,
+                    libc::SYS_sendto,
+                    libc::SYS_sendmsg,
+                    libc::SYS_shutdown,
+                    libc::SYS_setsockopt,
+                    libc::SYS_getsockopt,
+                    libc::SYS_getsockname,
+                    libc::SYS_getpeername,
+                    libc::SYS_poll,
+                    libc::SYS_ppoll,
+                    libc::SYS_fcntl,
+                    libc::SYS_ioctl,
+                ]);
+                v
+            }
+        }
+    }
+}
+
+/// An unprivileged user to become (`synq serve --user`), resolved before the drop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl User {
+    /// Looks `name` up in the user database (before the drop: it reads /etc/passwd, or asks NSS).
+    pub fn lookup(name: &str) -> Result<User, String> {
+        let cname = std::ffi::CString::new(name).map_err(|_| format!("bad user name {name:?}"))?;
+        // SAFETY: passwd is plain data (integers and pointers); all zero is a valid value to be filled in.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut buf = vec![0 as libc::c_char; 16 << 10];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; buf's length is passed; result is checked before use.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "looking up user {name:?}: {}",
+                std::io::Error::from_raw_os_error(rc)
+            ));
+        }
+        if result.is_null() {
+            return Err(format!(
+                "no user {name:?} on this system: give an existing unprivileged user with --user"
+            ));
+        }
+        if pwd.pw_uid == 0 {
+            return Err(format!(
+                "user {name:?} is root: give an unprivileged user with --user"
+            ));
+        }
+        Ok(User {
+            uid: pwd.pw_uid,
+            gid: pwd.pw_gid,
+        })
+    }
+}
+
+/// Drops every capability, sets `no_new_privs` and installs the filter of a one-shot report.
 pub fn drop_privileges() -> Result<Dropped, String> {
+    drop_privileges_with(Profile::Report, None)
+}
+
+/// Drops every capability (first becoming `user`, when given and running as root), sets `no_new_privs` and
+/// installs the filter of `profile`. Errors say which step failed; the steps before it stay done.
+pub fn drop_privileges_with(profile: Profile, user: Option<User>) -> Result<Dropped, String> {
     let mut done = Dropped::default();
     let held = caps::read(None, caps::CapSet::Permitted)
         .map_err(|e| format!("reading capabilities: {e}"))?;
@@ -68,6 +180,36 @@ pub fn drop_privileges() -> Result<Dropped, String> {
             // A capability this kernel does not know is not in the bounding set: nothing to drop.
             let _ = caps::drop(None, caps::CapSet::Bounding, cap);
         }
+    }
+    if let Some(u) = user {
+        // SAFETY: plain system calls on this process; each result is checked.
+        let euid = unsafe { libc::geteuid() };
+        if euid == 0 {
+            // Supplementary groups, then the group, then the user: the order in which each still may.
+            // SAFETY: setgroups with a zero count reads no memory.
+            if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
+                return Err(format!("setgroups: {}", std::io::Error::last_os_error()));
+            }
+            // SAFETY: as above.
+            if unsafe { libc::setgid(u.gid) } != 0 {
+                return Err(format!(
+                    "setgid({}): {}",
+                    u.gid,
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // SAFETY: as above. setuid from root to another user clears the permitted and effective sets.
+            if unsafe { libc::setuid(u.uid) } != 0 {
+                return Err(format!(
+                    "setuid({}): {}",
+                    u.uid,
+                    std::io::Error::last_os_error()
+                ));
+            }
+            done.user = Some(u);
+        }
+    }
+    if !held.is_empty() {
         for set in [
             caps::CapSet::Ambient,
             caps::CapSet::Inheritable,
@@ -81,8 +223,11 @@ pub fn drop_privileges() -> Result<Dropped, String> {
     }
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|e| format!("no seccomp filter for {}: {e}", std::env::consts::ARCH))?;
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        allowed().into_iter().map(|nr| (nr, Vec::new())).collect();
+    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = allowed()
+        .into_iter()
+        .chain(profile.extra())
+        .map(|nr| (nr, Vec::new()))
+        .collect();
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),

@@ -76,6 +76,10 @@ pub enum Error {
          /sys/kernel/vmcoreinfo gives only its physical address"
     )]
     NoVmcoreinfo(PathBuf),
+    #[error("{path}: {why}")]
+    Textfile { path: PathBuf, why: String },
+    #[error("serve: {0}")]
+    Serve(String),
     #[error("internal error: {0}")]
     Internal(&'static str),
 }

@@ -343,7 +343,7 @@ start_listeners() {
 }
 
 mode_test() {
-  load_modules
+  load_modules rds
   start_listeners
   collect_scenario basic "ns1:$pid1:$F/main.out" "ns2:$pid2:$F/ns2.out"
 
@@ -380,7 +380,7 @@ mode_dump() {
 # listeners of "basic" (left running), their ground truth and canonical state
 # ($R/basic/state), side files, kcore's VMCOREINFO and /sys/kernel/vmcoreinfo.
 collect_image_truth() {
-  load_modules
+  load_modules rds
   start_listeners
   collect_truth basic "ns1:$pid1:$F/main.out" "ns2:$pid2:$F/ns2.out"
   # What finish_dump compares the live state with: the ground truth itself.
@@ -614,7 +614,7 @@ mode_soak() {
   window=$(cmdline_arg synq.churn_window 64)
   rate=$(cmdline_arg synq.churn_rate 1500)
   [ -x /bin/synq ] || fail "synq binary missing from the initramfs (SYNQ_BIN not built?)"
-  load_modules
+  load_modules rds
   start_listeners
   collect_truth basic "ns1:$pid1:$F/main.out" "ns2:$pid2:$F/ns2.out"
   tcp_state "1tcp:$sc/ns1/tcp" "1tcp6:$sc/ns1/tcp6" "2tcp:$sc/ns2/tcp" "2tcp6:$sc/ns2/tcp6" >"$sc/state"
@@ -746,8 +746,12 @@ log "lockdown: $(cat $R/lockdown); cpu la57: $(cat $R/cpu-la57)"
 # qemu_fw_cfg: VMCOREINFO for -device vmcoreinfo; dummy: the SYN-ACK sink
 # (numdummies=0: dummy0 is created per namespace); the diag modules let ss use
 # sock_diag like on a real host.
+# rds_tcp (a kernel listener on port 16385) only where asked ("load_modules rds"): the bench's thousands of
+# listeners would collide with it.
 load_modules() {
-  for m in qemu_fw_cfg dummy inet_diag tcp_diag rds rds_tcp; do
+  mods="qemu_fw_cfg dummy inet_diag tcp_diag"
+  [ "${1:-}" != rds ] || mods="$mods rds rds_tcp"
+  for m in $mods; do
     if [ "$m" = dummy ]; then
       step "insmod $m" insmod /lib/modules/$m.ko numdummies=0
     else
