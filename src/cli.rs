@@ -184,7 +184,8 @@ pub enum Sub {
         /// Address to listen on (host:port). Anything but loopback exposes kernel facts to the network.
         #[arg(long, value_name = "ADDR", default_value = synq::serve::DEFAULT_LISTEN)]
         listen: String,
-        /// The unprivileged user to switch to after the open (root only).
+        /// The unprivileged user to switch to after the open (root only): a name, or UID[:GID] where the host
+        /// has no user database.
         #[arg(long, value_name = "USER", default_value = "nobody")]
         user: String,
         /// The least time between two walks, in seconds; a scrape sooner gets the last result.

@@ -123,8 +123,16 @@ pub struct User {
 }
 
 impl User {
-    /// Looks `name` up in the user database (before the drop: it reads /etc/passwd, or asks NSS).
+    /// `UID` or `UID:GID` as numbers (a host without a user database), or a name looked up in the user
+    /// database (before the drop: it reads /etc/passwd, or asks NSS).
     pub fn lookup(name: &str) -> Result<User, String> {
+        if let Some(u) = User::numeric(name) {
+            return if u.uid == 0 {
+                Err("uid 0 is root: give an unprivileged user with --user".into())
+            } else {
+                Ok(u)
+            };
+        }
         let cname = std::ffi::CString::new(name).map_err(|_| format!("bad user name {name:?}"))?;
         // SAFETY: passwd is plain data (integers and pointers); all zero is a valid value to be filled in.
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -140,10 +148,15 @@ impl User {
                 &mut result,
             )
         };
-        if rc != 0 {
+        if rc != 0 || result.is_null() && !std::path::Path::new("/etc/passwd").exists() {
             return Err(format!(
-                "looking up user {name:?}: {}",
-                std::io::Error::from_raw_os_error(rc)
+                "looking up user {name:?}: {} — this host has no usable user database: give the user as \
+                 numbers, --user UID:GID (65534:65534 is nobody on most systems)",
+                if rc != 0 {
+                    std::io::Error::from_raw_os_error(rc).to_string()
+                } else {
+                    "no /etc/passwd".into()
+                }
             ));
         }
         if result.is_null() {
@@ -159,6 +172,17 @@ impl User {
         Ok(User {
             uid: pwd.pw_uid,
             gid: pwd.pw_gid,
+        })
+    }
+}
+
+impl User {
+    /// `UID` (its group the same number) or `UID:GID`.
+    fn numeric(s: &str) -> Option<User> {
+        let (u, g) = s.split_once(':').unwrap_or((s, s));
+        Some(User {
+            uid: u.parse().ok()?,
+            gid: g.parse().ok()?,
         })
     }
 }
@@ -242,4 +266,30 @@ pub fn drop_privileges_with(profile: Profile, user: Option<User>) -> Result<Drop
         .map_err(|e| format!("installing the seccomp filter: {e}"))?;
     done.seccomp = true;
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::User;
+
+    #[test]
+    fn users_as_numbers() {
+        assert_eq!(
+            User::lookup("65534:65533"),
+            Ok(User {
+                uid: 65534,
+                gid: 65533
+            })
+        );
+        assert_eq!(
+            User::lookup("1000"),
+            Ok(User {
+                uid: 1000,
+                gid: 1000
+            })
+        );
+        assert!(User::lookup("0").is_err());
+        assert!(User::lookup("0:5").is_err());
+        assert!(User::lookup("no-such-user-synq").is_err());
+    }
 }

@@ -23,10 +23,6 @@ const SCAN_BUDGET_PER_FILE_BYTE: u64 = 64;
 /// A VMCOREINFO text file is a few KiB; refuse anything much larger.
 const MAX_VMCOREINFO_FILE: u64 = 1 << 20;
 
-/// `/sys/kernel/security/lockdown` reads "none integrity [confidentiality]" when locked down for
-/// confidentiality (needs securityfs mounted).
-const LOCKDOWN: &str = "/sys/kernel/security/lockdown";
-
 /// What to open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Spec {
@@ -65,16 +61,21 @@ pub enum TargetError {
         "{0}: permission denied — not root: run synq as root (reading kernel memory needs CAP_SYS_RAWIO)"
     )]
     NotRoot(PathBuf),
+    /// Lockdown=confidentiality, shown by securityfs or asked for on the kernel command line (`evidence`).
     #[error(
-        "{0}: operation not permitted — kernel lockdown=confidentiality forbids /proc/kcore; analyse a crash \
-         dump instead, or boot with lockdown=integrity (which allows it)"
+        "{path}: operation not permitted — kernel lockdown=confidentiality forbids /proc/kcore ({evidence}); \
+         analyse a crash dump instead, or boot with lockdown=integrity (which allows it)"
     )]
-    Lockdown(PathBuf),
-    #[error(
-        "{0}: permission denied although running as root — the process lacks CAP_SYS_RAWIO (container or \
-         capability bounding set?) or a security module refuses it"
-    )]
-    Denied(PathBuf),
+    Lockdown { path: PathBuf, evidence: String },
+    /// Refused to root: `what` the open said ("operation not permitted", "permission denied"), and the
+    /// likely `cause` with what to do ([`crate::doctor::kcore_denied_cause`]): no CAP_SYS_RAWIO, probably
+    /// lockdown (when it cannot be read), or a security module.
+    #[error("{path}: {what} although running as root — {cause}")]
+    Denied {
+        path: PathBuf,
+        what: &'static str,
+        cause: String,
+    },
     #[error(transparent)]
     Kcore(ElfError),
     #[error(transparent)]
@@ -318,30 +319,37 @@ impl Memory for Target {
     }
 }
 
-/// Opens the kcore, telling "not root" from lockdown from a kernel without kcore.
+/// Opens the kcore, telling "not root" from lockdown from a missing capability from a kernel without kcore.
+/// A refusal is explained from what can be read ([`crate::doctor::kcore_denied_cause`], which `synq doctor`
+/// shares): lockdown is named whenever it can be the cause, even when securityfs is not mounted.
 fn open_kcore(path: &Path) -> Result<Kcore, TargetError> {
+    use crate::doctor::{AccessFacts, DeniedCause, kcore_denied_cause};
     Kcore::open(path).map_err(|e| match &e {
         ElfError::Open { err, .. } => match err.kind() {
             std::io::ErrorKind::NotFound => TargetError::NoKcore(path.to_path_buf()),
             std::io::ErrorKind::PermissionDenied => {
-                // SAFETY: geteuid has no preconditions and cannot fail.
-                let euid = unsafe { libc::geteuid() };
-                if euid != 0 {
-                    TargetError::NotRoot(path.to_path_buf())
-                } else if lockdown_confidentiality() {
-                    TargetError::Lockdown(path.to_path_buf())
-                } else {
-                    TargetError::Denied(path.to_path_buf())
+                let facts = AccessFacts::gather(Path::new("/"));
+                match kcore_denied_cause(&facts, err.raw_os_error()) {
+                    DeniedCause::NotRoot { .. } => TargetError::NotRoot(path.to_path_buf()),
+                    DeniedCause::Lockdown { evidence } => TargetError::Lockdown {
+                        path: path.to_path_buf(),
+                        evidence,
+                    },
+                    cause => TargetError::Denied {
+                        path: path.to_path_buf(),
+                        what: if err.raw_os_error() == Some(libc::EACCES) {
+                            "permission denied"
+                        } else {
+                            "operation not permitted"
+                        },
+                        cause: format!("{}; {}", cause.explain(), cause.fix()),
+                    },
                 }
             }
             _ => TargetError::Kcore(e),
         },
         _ => TargetError::Kcore(e),
     })
-}
-
-fn lockdown_confidentiality() -> bool {
-    std::fs::read_to_string(LOCKDOWN).is_ok_and(|s| s.contains("[confidentiality]"))
 }
 
 /// Reads a saved VMCOREINFO text: a regular file (never blocking on a FIFO), at most 1 MiB.

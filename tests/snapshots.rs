@@ -345,7 +345,7 @@ fn raw_images_are_read_only_when_asked() {
     assert_eq!(report(&w, &f, &["--raw"]), w.reference);
     // --raw needs --core.
     let (code, _, err) = synq(&[&"--raw"]);
-    assert_eq!(code, 2, "{err}");
+    assert_eq!(code, 64, "{err}");
     assert!(err.contains("--core"), "{err}");
 }
 

@@ -87,6 +87,9 @@ for m in dummy qemu_fw_cfg inet_diag tcp_diag rds rds_tcp; do
   cp "$kdir/$m.ko" "$stage/lib/modules/$m.ko"
 done
 cp "$kdir/release" "$stage/etc/synq-kernel-release"
+# The user database of a minimal host: synq serve looks its --user (default nobody) up there.
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$stage/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$stage/etc/group"
 # The package's config: the guest records its CONFIG_MPTCP line (check.py accepts
 # "no MPTCP listener" only from a kernel built without MPTCP).
 [[ -s $kdir/config ]] || die "$kdir/config missing (rerun fetch-kernels.sh $id)"

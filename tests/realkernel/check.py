@@ -48,6 +48,7 @@ import re
 import sys
 
 import check_details
+import check_production
 
 FAMILIES = ("inet", "inet6")
 WILDCARD = {"inet": "0.0.0.0", "inet6": "::"}
@@ -690,7 +691,8 @@ def run_check(root):
     summaries = []
     if mode == "lockdown":
         s = check_lockdown(root, release, fails)
-        return fails, [s] if s else [], release
+        d = check_production.check_doctor(root, release, fails, lockdown_run=True)
+        return fails, [x for x in (s, d) if x], release
     if mode != "test":
         fails.add(root, f"guest mode {mode or 'missing'!r}, want 'test' or 'lockdown'")
         return fails, summaries, release
@@ -716,6 +718,16 @@ def run_check(root):
         print(f"info: [{release}] privilege drop: {pd}")
         summaries.append("privileges dropped after the open")
     check_unpriv(root, release, fails)
+    # Issue 9: synq serve and --watch live, and synq doctor's verdicts.
+    for fn in (check_production.check_serve, check_production.check_watch, check_production.check_doctor):
+        try:
+            s = fn(root, release, fails)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            fails.add(f"[{release}] {fn.__name__}", f"cannot read results: {e!r}")
+            s = None
+        if s:
+            print(f"info: [{release}] {s}")
+            summaries.append(s.split(":")[0])
     integrity = check_integrity(root, release, fails)
     if mptcp is not None:
         summaries.append("MPTCP " + ("labelled" if mptcp else "absent (proven)"))
@@ -900,6 +912,14 @@ def _ns_edit(fn, last=False):
     return plant
 
 
+def _watch_zero(doc):
+    """The --watch test's listener (192.0.2.1:8040) with an empty SYN queue."""
+    for li in doc["listeners"]:
+        if li["port"] == 8040:
+            li["syn_queue"] = 0
+    return doc
+
+
 def _edit_text(fn):
     def plant(path):
         with open(path) as f:
@@ -920,6 +940,8 @@ def selftest_cases(root):
                 ("lockdown-run/synq-json.err", _write("synq: /proc/kcore: permission denied — not root\n"), "lockdown"),
             "lockdown: securityfs shows [none]":
                 ("lockdown", _write("[none] integrity confidentiality\n"), "lockdown"),
+            "lockdown: doctor says synq works": ("lockdown-run/doctor.out", lambda p: _perturb_json(
+                p, lambda d: d.update(works=True)), "doctor"),
         }
     cases = {
         "syn_queue +1 on one key": ("basic/synq-json.out", lambda p: _perturb_json(p, _bump_syn), None),
@@ -994,6 +1016,22 @@ def selftest_cases(root):
             "ListenDrops"),
         "namespaces: SYN cookies verdict missing": ("basic/synq-json.out", lambda p: _perturb_json(
             p, _ns_edit(lambda n: n.update(verdicts=[]), last=True)), "SYN cookies in use"),
+        "serve: still root after the open": ("serve/status", _set_status("Uid", "0\t0\t0\t0"), "serve"),
+        "serve: a scraped SYN queue +1": ("serve/metrics.txt", _edit_text(lambda t: re.sub(
+            r"^(synq_syn_queue\{[^}]*\} )(\d+)$", lambda m: m.group(1) + str(int(m.group(2)) + 1), t, count=1,
+            flags=re.M)), "scraped"),
+        "serve: RSS grew": ("serve/rss-last", _write("VmRSS:\t999999 kB\n"), "RSS"),
+        "serve: exit 1 on SIGTERM": ("serve/rc", _write("1\n"), "serve"),
+        "watch: the new requests in the wrong interval": ("watch/watch.out", _edit_text(lambda t: "\n".join(
+            json.dumps(_watch_zero(json.loads(l))) if i == 1 else l for i, l in enumerate(t.splitlines())) + "\n"),
+            "interval 2"),
+        "watch: one interval missing": ("watch/watch.out", _edit_text(lambda t: "".join(
+            t.splitlines(True)[:2])), "watch"),
+        "doctor: plain run says synq will not work": ("doctor/plain.out", lambda p: _perturb_json(
+            p, lambda d: d.update(works=False)), "doctor"),
+        "doctor: not root passes the root check": ("unpriv/doctor.out", lambda p: _perturb_json(
+            p, lambda d: [c.update(status="ok") for c in d["checks"] if c["check"] == "root and capabilities"]),
+            "root and capabilities"),
         "details: no ss -ltm drops": ("basic/ns1/ss-ltm", _edit_text(lambda t: re.sub(r",d\d+\)", ",d0)", t)),
                                       "drops"),
     }

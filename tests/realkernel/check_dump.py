@@ -381,15 +381,15 @@ USAGE_NOTE = "this synq has no working --core yet (issue 3)"
 
 
 def check_rc(base, label, fails, where, usage_note=USAGE_NOTE):
-    """Like check.check_synq_rc, but names a usage error (exit 2 from the argument parser) as such."""
+    """Like check.check_synq_rc, but names a usage error (exit 64 from the argument parser) as such."""
     rc_text = (check.read_text(base + ".rc") or "").strip()
     err = check.read_text(base + ".err") or ""
     if rc_text == "0":
         if err.strip():
             print(f"note {where}: {label} stderr: {err.strip()[:2000]}")
         return True
-    if rc_text == "2" and ("unexpected argument" in err or "Usage:" in err):
-        fails.add(where, f"{label}: synq rejected its command line (usage error, exit 2) — {usage_note}; "
+    if rc_text == "64":
+        fails.add(where, f"{label}: synq rejected its command line (usage error, exit 64) — {usage_note}; "
                   f"stderr:\n{err.strip()[:2000]}")
         return False
     if rc_text == "127":

@@ -679,8 +679,8 @@ def synq_explanation(rd, kind):
         return None
     if "not a crash dump" in err:
         return f"this synq does not read {kind} snapshots ({KINDS[kind][0]} format) yet: {first[:300]}"
-    if rc == "2" and ("unexpected argument" in err or "Usage:" in err):
-        return f"this synq rejects the command line (exit 2): {first[:300]}"
+    if rc == "64":
+        return f"this synq rejects the command line (exit 64, a usage error): {first[:300]}"
     if rc == "127":
         return f"no synq binary ({check_dump.synq_bin()})"
     return f"synq exited {rc}: {first[:300]}"

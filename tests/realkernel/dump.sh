@@ -53,7 +53,9 @@
 # dumps get the damaged copies, default "6.12"; "" for none), SYNQ_NOVMCI_KERNELS (kernel ids that get one
 # more boot without -device vmcoreinfo, dumped as ELF only, checked as dump-<id>-novmcoreinfo: no VMCOREINFO
 # note in the dump, synq must find the kernel by scanning; default "6.1"; "" for none), SYNQ_MUTATE_KERNELS
-# (kernel ids whose dumps get the mutations, default "6.12"; "" for none), SYNQ_MUTATIONS (default 100),
+# (kernel ids whose dumps get the mutations, default "6.12"; "" for none), SYNQ_PROMETHEUS_KERNELS (kernel ids
+# whose kdump-zlib dump is served to a real Prometheus and node_exporter, prometheus.sh; default "6.12"),
+# SYNQ_MUTATIONS (default 100),
 # SYNQ_MUTATE_SEED (default 1), SYNQ_MUTATE_ALLOW (failure classes reported but tolerated; default none:
 # the exit0-release class it first found, a damaged OSRELEASE line giving exit 0 with a wrong release, is
 # fixed: synq takes the release from init_uts_ns and warns).
@@ -83,6 +85,7 @@ transcode_kernels=" ${SYNQ_TRANSCODE_KERNELS-6.12} "
 damage_kernels=" ${SYNQ_DAMAGE_KERNELS-6.12} "
 novmci_kernels=" ${SYNQ_NOVMCI_KERNELS-6.1} "
 mutate_kernels=" ${SYNQ_MUTATE_KERNELS-6.12} "
+prometheus_kernels=" ${SYNQ_PROMETHEUS_KERNELS-6.12} "
 # variant name -> kdump_transcode arguments; the input is vmcore.kdump-zlib unless variant_src names another
 variants=(kdump-zlib-plain kdump-lzo kdump-snappy kdump-zstd kdump-lzo-flat)
 declare -A variant_args=(
@@ -312,7 +315,21 @@ dump_entry() {
   [[ $damage_kernels != *" $id "* ]] || check_damage "$id" || ok=1
   [[ $mutate_kernels != *" $id "* ]] || check_mutations "$id" || ok=1
   [[ $id != "${SYNQ_VMLINUX_KERNEL:-6.1}" ]] || check_vmlinux "$id" || ok=1
+  [[ $prometheus_kernels != *" $id "* ]] || check_prometheus "$id" || ok=1
   return $ok
+}
+
+# check_prometheus ID: a real Prometheus scraping synq serve --core of the kdump-zlib dump, node_exporter
+# reading synq's textfile of it, promtool checking the exposition (prometheus.sh, check_prometheus.py).
+check_prometheus() {
+  local id=$1 c=$out/check-prometheus.txt
+  if SYNQ_BIN=$synq_bin "$REALKERNEL_DIR/prometheus.sh" "$out" "$dump_root/$id/vmcore.kdump-zlib" >"$c" 2>&1; then
+    grep -E '^(check|selftest):' "$c"
+    return 0
+  fi
+  cat "$c"
+  rk_log "dump-$id: FAIL: Prometheus / node_exporter / promtool on synq's exposition (details above, and in $c)"
+  return 1
 }
 
 # check_vmlinux ID: --vmlinux on a real dump. No Debian vmlinux with .BTF fits here (the -dbg package is

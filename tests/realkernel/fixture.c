@@ -646,6 +646,65 @@ static void daemonize_ready(void)
 		pause();
 }
 
+/* watch-target DIR (issue 9's --watch test): one listener, 192.0.2.1 port 8040 with backlog 4, held by a
+ * daemon that waits for two steps: SIGUSR1 adds 3 half-open requests, SIGUSR2 fills the SYN queue until the
+ * listener drops a SYN. After each step the daemon writes DIR/stepN holding the listener's SYN-queue length
+ * as /proc shows it (and, after the second, the namespace's ListenDrops), so the guest knows the step is
+ * done and what the kernel says. */
+static volatile sig_atomic_t watch_step;
+
+static void on_watch_step(int sig)
+{
+	watch_step = sig == SIGUSR1 ? 1 : 2;
+}
+
+static void mode_watch_target(const char *dir)
+{
+	int fd = listen_on(V4_LISTEN, 8040, 4, 0);
+	(void)fd;
+	settle();
+	print_expect();
+	signal(SIGUSR1, on_watch_step);
+	signal(SIGUSR2, on_watch_step);
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid < 0)
+		fail("fork");
+	if (pid > 0) {
+		printf("READY pid=%d\n", (int)pid);
+		fflush(stdout);
+		_exit(0);
+	}
+	setsid();
+	struct key *k = attribute(AF_INET, V4_LISTEN, 8040);
+	for (int done = 0; done < 2;) {
+		while (!watch_step)
+			pause();
+		int step = watch_step;
+		watch_step = 0;
+		if (step == 1)
+			half_open(V4_LISTEN, 8040, 3);
+		else
+			fill_until(V4_LISTEN, 8040, 1, 32, "ListenDrops");
+		/* Once the requests are in, their clients go: a client's retransmitted SYN would otherwise add
+		 * drops later, in the wrong interval (as in settle/close_clients of the scenarios). */
+		usleep(300 * 1000);
+		close_clients();
+		usleep(100 * 1000);
+		observe_matches(0);
+		char path[512];
+		snprintf(path, sizeof(path), "%s/step%d", dir, step);
+		FILE *f = fopen(path, "w");
+		if (!f)
+			fail("fopen %s", path);
+		fprintf(f, "syn=%ld listendrops=%ld\n", k->o_syn, tcpext("ListenDrops"));
+		fclose(f);
+		done++;
+	}
+	for (;;)
+		pause();
+}
+
 static void raise_nofile(long want)
 {
 	long nr_open = 1048576;
@@ -1213,7 +1272,8 @@ static void usage(void)
 		"       synq-fixture as UID GID -- CMD [ARG...]\n"
 		"       synq-fixture mptcp-probe\n"
 		"       synq-fixture churn MAX_SECONDS WINDOW RATE STATUS ADDR,PORT...\n"
-		"       synq-fixture soak RUNS OUTDIR LIMIT_S PID1 PID2 -- CMD [ARG...]\n");
+		"       synq-fixture soak RUNS OUTDIR LIMIT_S PID1 PID2 -- CMD [ARG...]\n"
+		"       synq-fixture watch-target DIR\n");
 	exit(2);
 }
 
@@ -1256,6 +1316,8 @@ int main(int argc, char **argv)
 			usage();
 	} else if (strcmp(mode, "idle") == 0 && argc == 4) {
 		mode_idle(arg_long(argv[2]), arg_long(argv[3]));
+	} else if (strcmp(mode, "watch-target") == 0 && argc == 3) {
+		mode_watch_target(argv[2]);
 	} else if (strcmp(mode, "bench") == 0 && argc == 5) {
 		mode_bench(arg_long(argv[2]), arg_long(argv[3]), arg_long(argv[4]));
 	} else {

@@ -266,6 +266,7 @@ check_kptr_restrict() {
   run_synq $K/synq-default --json
   # System.map with kallsyms hidden: the KASLR offset must come from kcore's VMCOREINFO (KERNELOFFSET).
   run_synq $K/synq-sysmap --json --system-map $K/System.map --kallsyms /proc/kallsyms
+  run_doctor $K/doctor
   cat $K/old >/proc/sys/kernel/kptr_restrict || fail "cannot restore kptr_restrict"
   cat /proc/sys/kernel/kptr_restrict >$K/restored
   log "kptr_restrict $(cat $K/old) -> $(cat $K/during) -> $(cat $K/restored)"
@@ -278,6 +279,7 @@ check_not_root() {
   stat -c '%a %u %g' /proc/kcore >$U/kcore-mode 2>&1
   synq-fixture as 65534 65534 -- id >$U/id 2>&1 || true
   run_cmd $U/synq-json synq-fixture as 65534 65534 -- synq --json
+  run_doctor $U/doctor synq-fixture as 65534 65534 --
   log "unprivileged: $(cat $U/id); /proc/kcore $(cat $U/kcore-mode)"
 }
 
@@ -356,6 +358,96 @@ mode_test() {
   check_privdrop
   check_kptr_restrict
   check_not_root
+  # The idle listeners served "big" (and the checks above, which compare with it) only; the serve and watch
+  # tests below need quick walks.
+  kill -9 "$pid3"
+  check_serve
+  check_watch
+  run_doctor $R/doctor/plain
+}
+
+# synq doctor (issue 9) into $1.{out,err,rc} (JSON) and $1-text.{out,err,rc} (the table); $2...: how to run
+# it (default: as root).
+run_doctor() {
+  d=$1
+  shift
+  mkdir -p "$(dirname "$d")"
+  run_cmd "$d" "$@" synq doctor --json
+  run_cmd "$d-text" "$@" synq doctor
+}
+
+# Waits (0.1 s steps, at most $2 of them) until the shell condition $1 holds.
+wait_until() {
+  i=0
+  while ! eval "$1" 2>/dev/null; do
+    i=$((i + 1))
+    [ $i -lt "$2" ] || return 1
+    sleep 0.1
+  done
+}
+
+# synq serve (issue 9), live: its privileges after the open (/proc/PID/status), one scrape with busybox wget
+# between two readings of /proc (the ground truth), then 1,000 scrapes as fast as wget goes with RSS read
+# after the first and after the last, then SIGTERM (exit status and the number of walks).
+check_serve() {
+  S=$R/serve
+  mkdir -p $S
+  synq serve --listen 127.0.0.1:9813 --min-interval 0.1 >$S/serve.out 2>$S/serve.err &
+  spid=$!
+  if ! wait_until "grep -q 'serving http://' $S/serve.err" 600; then
+    log "serve: did not start: $(tr '\n' ' ' <$S/serve.err)"
+    echo "not started" >$S/rc
+    kill -9 $spid 2>/dev/null
+    return
+  fi
+  cat /proc/$spid/status >$S/status
+  snapshot_ns $S/ns1 "$pid1" ""
+  snapshot_ns $S/ns2 "$pid2" ""
+  wget -q -O $S/metrics.txt http://127.0.0.1:9813/metrics || echo "wget failed: $?" >>$S/scrape-errors
+  snapshot_ns $S/ns1 "$pid1" ".after"
+  snapshot_ns $S/ns2 "$pid2" ".after"
+  wget -q -O $S/index.html http://127.0.0.1:9813/ || echo "wget / failed: $?" >>$S/scrape-errors
+  grep '^VmRSS' /proc/$spid/status >$S/rss-first
+  t0=$(date +%s)
+  i=0
+  while [ $i -lt 1000 ]; do
+    wget -q -O /dev/null http://127.0.0.1:9813/metrics || echo "scrape $i failed" >>$S/scrape-errors
+    i=$((i + 1))
+  done
+  echo $(($(date +%s) - t0)) >$S/scrapes-seconds
+  grep '^VmRSS' /proc/$spid/status >$S/rss-last
+  kill -TERM $spid
+  rc=0
+  wait $spid || rc=$?
+  echo $rc >$S/rc
+  log "serve: $(grep -E '^(Uid|CapEff):' $S/status | tr '\n\t' '  '); 1000 scrapes in $(cat $S/scrapes-seconds) s;" \
+    "RSS $(cat $S/rss-first) -> $(cat $S/rss-last); exit $rc; $(tail -n 1 $S/serve.err)"
+}
+
+# synq --watch 3 --count 3 --json (issue 9) around two changes the fixture makes to a fresh listener
+# (192.0.2.1:8040, backlog 4): after interval 1, three new half-open requests; after interval 2, SYNs until
+# the listener drops one. Each change must show in the interval after it, and only there.
+check_watch() {
+  W=$R/watch
+  mkdir -p $W
+  start_fixture $W/target synq-fixture watch-target $W
+  wpid=$FIXTURE_PID
+  synq --watch 3 --count 3 --json >$W/watch.out 2>$W/watch.err &
+  spid=$!
+  if wait_until "[ \$(grep -c . $W/watch.out) -ge 1 ]" 600; then
+    kill -USR1 $wpid
+    wait_until "[ -s $W/step1 ]" 300 || log "watch: step 1 not done"
+    if wait_until "[ \$(grep -c . $W/watch.out) -ge 2 ]" 600; then
+      kill -USR2 $wpid
+      wait_until "[ -s $W/step2 ]" 300 || log "watch: step 2 not done"
+    fi
+  fi
+  rc=0
+  wait $spid || rc=$?
+  echo $rc >$W/rc
+  nsenter -t "$wpid" -n ss -Hltnm 'sport = :8040' >$W/ss-ltm 2>&1
+  kill -9 $wpid
+  log "watch: exit $rc, $(grep -c . $W/watch.out) lines; step1 $(cat $W/step1 2>/dev/null); step2 $(cat $W/step2 2>/dev/null)"
 }
 
 # Canonical listener/request state, sorted: one line per st 0A (local address,
@@ -679,6 +771,7 @@ mode_lockdown() {
   dmesg | grep -i 'locked down' >$L/dmesg-lockdown || true
   run_synq $L/synq
   run_synq $L/synq-json --json
+  run_doctor $L/doctor
 }
 
 mode_bench() {

@@ -19,7 +19,10 @@ fi
 # debootstrap:     the trixie chroot in which fetch-tools.sh builds LiME for 6.12 (gcc-14, glibc 2.38+).
 # time:            GNU /usr/bin/time, whose %M is the peak RSS of each synq run in mutate_dumps.py.
 # ca-certificates is not needed: the mirror is reached the way apt already does.
-packages=(qemu-system-x86 busybox-static cpio gcc libc6-dev xz-utils iproute2 make debootstrap time)
+# prometheus, prometheus-node-exporter, curl: the real Prometheus (and promtool) and node_exporter that read
+#                  synq's exposition in prometheus.sh.
+packages=(qemu-system-x86 busybox-static cpio gcc libc6-dev xz-utils iproute2 make debootstrap time
+  prometheus prometheus-node-exporter curl)
 
 missing=()
 for p in "${packages[@]}"; do
