@@ -10,6 +10,7 @@
 # times (CLOCK_MONOTONIC, median of SYNQ_BENCH_RUNS runs, fork to exit):
 #   synq --total | synq --json >/dev/null | ss -ltn >/dev/null | ss -tn state syn-recv | wc -l
 #   | synq --json --requests >/dev/null (the half-open requests themselves: O(connections))
+#   | one scrape of synq serve (--min-interval 0: a walk per scrape; wget -O /dev/null)
 # and records the half-open count as synq --total and ss see it (they must
 # agree), and synq's own phase timings (SYNQ_TIMING=1, stderr) once.
 #
@@ -63,9 +64,9 @@ for id in "${ids[@]}"; do
   {
     echo
     echo "kernel $release (id $id), QEMU TCG, 1 vCPU, 2 GiB; wall ms, median of $runs (min-max)"
-    printf '%9s %7s | %-20s | %-20s | %-20s | %-24s | %-24s | %s\n' listeners estab \
+    printf '%9s %7s | %-20s | %-20s | %-20s | %-24s | %-24s | %-20s | %s\n' listeners estab \
       "synq --total" "synq --json" "ss -ltn" "ss -tn state syn-recv|wc" "synq --json --requests" \
-      "half-open: synq / ss"
+      "serve scrape" "half-open: synq / ss"
     for c in ${configs//,/ }; do
       n=${c%%:*}; m=${c#*:}
       f=$out/results/bench/l${n}_c${m}.txt
@@ -75,7 +76,7 @@ for id in "${ids[@]}"; do
         continue
       fi
       cells=()
-      for label in synq_total synq_json ss_ltn ss_synrecv synq_requests; do
+      for label in synq_total synq_json ss_ltn ss_synrecv synq_requests serve_scrape; do
         line=$(grep "^TIME $label " "$f" || true)
         if [[ -z $line ]]; then cells+=("missing"); bad=1; continue; fi
         cell="$(field median_ms "$line") ($(field min_ms "$line")-$(field max_ms "$line"))"
@@ -91,7 +92,7 @@ for id in "${ids[@]}"; do
         agree="$agree  DISAGREE (/proc: $s_proc, synq rc $(field synq_rc "$v"))"
         bad=1
       fi
-      printf '%9s %7s | %-20s | %-20s | %-20s | %-24s | %-24s | %s\n' "$n" "$m" "${cells[@]}" "$agree"
+      printf '%9s %7s | %-20s | %-20s | %-20s | %-24s | %-24s | %-20s | %s\n' "$n" "$m" "${cells[@]}" "$agree"
     done
     echo "checks: listeners/established as ss sees them:"
     for c in ${configs//,/ }; do

@@ -188,8 +188,9 @@ pub enum Sub {
         /// has no user database.
         #[arg(long, value_name = "USER", default_value = "nobody")]
         user: String,
-        /// The least time between two walks, in seconds; a scrape sooner gets the last result.
-        #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_interval)]
+        /// The least time between two walks, in seconds (0: a walk per scrape); a scrape sooner gets the
+        /// last result.
+        #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_min_interval)]
         min_interval: Duration,
     },
     /// Check this host (or --core FILE): root and capabilities, /proc/kcore, lockdown, kptr_restrict, BTF,
@@ -213,6 +214,17 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !(0.1..=86_400.0).contains(&v) {
         return Err(format!("{v} s is out of range: give 0.1 to 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Seconds, decimals allowed, 0 to a day.
+fn parse_min_interval(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&v) {
+        return Err(format!("{v} s is out of range: give 0 to 86400 seconds"));
     }
     Ok(Duration::from_secs_f64(v))
 }

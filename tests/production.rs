@@ -361,3 +361,29 @@ fn completions_and_man_page_come_from_the_cli() {
     );
     assert!(man.contains("prometheus"));
 }
+
+#[test]
+fn watch_table_says_what_drops_mean_in_each_interval() {
+    let (_d, src) = kernel("watch-table");
+    let out = synq_cmd(&["--watch", "0.2", "--count", "2"], &src)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("interval 1: DROPS since each listener opened"),
+        "{text}"
+    );
+    assert!(
+        text.contains("interval 2: DROPS during the last 0.2s"),
+        "{text}"
+    );
+    assert_eq!(text.matches("total: 2 listeners").count(), 2, "{text}");
+    // Not a terminal: no screen clearing.
+    assert!(!text.contains('\x1b'));
+}

@@ -799,6 +799,15 @@ mode_bench() {
       synq-fixture time "$runs" synq_total -- synq --total
       synq-fixture time "$runs" synq_json -- sh -c 'synq --json >/dev/null'
       synq-fixture time "$runs" synq_requests -- sh -c 'synq --json --requests >/dev/null'
+      # One scrape of the resident exporter (issue 9), a walk per scrape (--min-interval 0): wget's own start
+      # is in the figure, as ss's is in its own.
+      synq serve --listen 127.0.0.1:9813 --min-interval 0 >"$B/$tag.serve.out" 2>"$B/$tag.serve.err" &
+      serve_pid=$!
+      wait_until "grep -q 'serving http://' $B/$tag.serve.err" 600
+      wget -q -O /dev/null http://127.0.0.1:9813/metrics
+      synq-fixture time "$runs" serve_scrape -- wget -q -O /dev/null http://127.0.0.1:9813/metrics
+      kill -TERM $serve_pid
+      wait $serve_pid
       synq-fixture time "$runs" ss_ltn -- sh -c 'ss -ltn >/dev/null'
       synq-fixture time "$runs" ss_synrecv -- sh -c 'ss -tn state syn-recv | wc -l'
     } >>"$out" 2>>"$B/$tag.err"
