@@ -14,10 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use prometheus::core::Collector;
-use prometheus::{
-    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
 use crate::report::Report;
 use crate::session::Error;
@@ -125,83 +122,133 @@ pub fn render(rep: &Report, settings: &Settings, scrape: Scrape) -> String {
     }
 }
 
-fn gauge_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntGaugeVec> {
-    let v = IntGaugeVec::new(Opts::new(name, help), labels)?;
-    r.register(Box::new(v.clone()))?;
-    Ok(v)
+/// One metric family being filled: its samples as (label values, value).
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    labels: &'static [&'static str],
+    samples: Vec<(Vec<String>, f64)>,
 }
 
-fn counter_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
-    let v = IntCounterVec::new(Opts::new(name, help), labels)?;
-    r.register(Box::new(v.clone()))?;
-    Ok(v)
+impl Family {
+    fn new(
+        name: &'static str,
+        help: &'static str,
+        kind: MetricType,
+        labels: &'static [&'static str],
+    ) -> Family {
+        Family {
+            name,
+            help,
+            kind,
+            labels,
+            samples: Vec::new(),
+        }
+    }
+
+    fn gauge(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Family {
+        Family::new(name, help, MetricType::GAUGE, labels)
+    }
+
+    fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Family {
+        Family::new(name, help, MetricType::COUNTER, labels)
+    }
+
+    fn push(&mut self, values: &[String], v: f64) {
+        self.samples.push((values.to_vec(), v));
+    }
+
+    /// Like `push`, taking the label values.
+    fn push_owned(&mut self, values: Vec<String>, v: f64) {
+        self.samples.push((values, v));
+    }
+
+    /// The family for the encoder: label pairs sorted by name, as Prometheus's own registries give them.
+    fn into_proto(self) -> MetricFamily {
+        let mut order: Vec<usize> = (0..self.labels.len()).collect();
+        order.sort_by_key(|&i| self.labels.get(i).copied().unwrap_or(""));
+        let metrics = self
+            .samples
+            .into_iter()
+            .map(|(values, v)| {
+                let mut values: Vec<Option<String>> = values.into_iter().map(Some).collect();
+                let label = order
+                    .iter()
+                    .filter_map(|&i| {
+                        let mut p = LabelPair::default();
+                        p.set_name((*self.labels.get(i)?).to_string());
+                        p.set_value(values.get_mut(i)?.take()?);
+                        Some(p)
+                    })
+                    .collect();
+                let mut m = Metric::from_label(label);
+                match self.kind {
+                    MetricType::COUNTER => {
+                        let mut c = Counter::default();
+                        c.set_value(v);
+                        m.set_counter(c);
+                    }
+                    _ => {
+                        let mut g = Gauge::default();
+                        g.set_value(v);
+                        m.set_gauge(g);
+                    }
+                }
+                m
+            })
+            .collect();
+        let mut mf = MetricFamily::default();
+        mf.set_name(self.name.to_string());
+        mf.set_help(self.help.to_string());
+        mf.set_field_type(self.kind);
+        mf.set_metric(metrics);
+        mf
+    }
 }
 
-fn register<C: Collector + Clone + 'static>(r: &Registry, c: C) -> prometheus::Result<C> {
-    r.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
-/// i64 for a gauge (the kernel's counts fit; a corrupt one saturates).
-fn g(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+/// A count as a sample value (exact up to 2^53; the kernel's counts stay far below).
+fn f(v: u64) -> f64 {
+    v as f64
 }
 
 fn build(rep: &Report, settings: &Settings, scrape: Scrape) -> prometheus::Result<String> {
-    let r = Registry::new();
-    let l = &LABELS[..];
-    let sockets = gauge_vec(
-        &r,
+    let l = &LABELS;
+    let mut sockets = Family::gauge(
         "synq_listener_sockets",
         "Listening sockets under these labels (an SO_REUSEPORT group has several).",
         l,
-    )?;
-    let syn = gauge_vec(
-        &r,
+    );
+    let mut syn = Family::gauge(
         "synq_syn_queue",
         "Half-open requests (SYN received, SYN-ACK sent, no final ACK yet) in the SYN queue.",
         l,
-    )?;
-    let young = gauge_vec(
-        &r,
+    );
+    let mut young = Family::gauge(
         "synq_syn_queue_young",
         "Half-open requests whose SYN-ACK was not retransmitted yet.",
         l,
-    )?;
-    let acc = gauge_vec(
-        &r,
+    );
+    let mut acc = Family::gauge(
         "synq_accept_queue",
         "Completed connections waiting for accept().",
         l,
-    )?;
-    let limit = gauge_vec(
-        &r,
+    );
+    let mut limit = Family::gauge(
         "synq_accept_queue_limit",
         "The accept-queue limit: listen(2)'s backlog, capped by net.core.somaxconn.",
         l,
-    )?;
-    let drops = counter_vec(
-        &r,
+    );
+    let mut drops = Family::counter(
         "synq_listener_drops_total",
         "Packets the listener dropped (sk_drops; ss -ltm's d): SYNs refused by a full queue among them.",
         l,
-    )?;
-    let flood = gauge_vec(
-        &r,
+    );
+    let mut flood = Family::gauge(
         "synq_listener_synflood_warned",
         "1 when the listener has hit a full SYN queue (the kernel's \"Possible SYN flooding\" warning).",
         l,
-    )?;
+    );
 
     // The listeners, fullest first when they must be cut to max_series.
     let mut keyed: BTreeMap<[String; 5], Vec<&Listener>> = BTreeMap::new();
@@ -221,137 +268,134 @@ fn build(rep: &Report, settings: &Settings, scrape: Scrape) -> prometheus::Resul
         };
         groups.sort_by(|a, b| weight(&b.1).cmp(&weight(&a.1)).then_with(|| a.0.cmp(&b.0)));
         groups.truncate(max_keys);
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
     }
-    for (key, members) in &groups {
-        let k: Vec<&str> = key.iter().map(String::as_str).collect();
-        sockets.with_label_values(&k).set(g(members.len() as u64));
+    for (key, members) in groups {
         let sum = |f: fn(&Listener) -> u64| {
-            g(members.iter().map(|l| f(l)).fold(0u64, u64::saturating_add))
+            members.iter().map(|l| f(l)).fold(0u64, u64::saturating_add) as f64
         };
-        syn.with_label_values(&k).set(sum(|l| l.syn_queue));
-        young.with_label_values(&k).set(sum(|l| l.syn_young));
-        acc.with_label_values(&k).set(sum(|l| l.accept_queue));
-        limit.with_label_values(&k).set(sum(|l| l.max_backlog));
+        sockets.push(&key, members.len() as f64);
+        syn.push(&key, sum(|l| l.syn_queue));
+        young.push(&key, sum(|l| l.syn_young));
+        acc.push(&key, sum(|l| l.accept_queue));
         // Absent where the kernel has no such field (before 4.7): no series rather than a false 0.
         if members.iter().all(|l| l.drops.is_some()) {
-            drops.with_label_values(&k).inc_by(
-                members
-                    .iter()
-                    .filter_map(|l| l.drops)
-                    .fold(0, u64::saturating_add),
-            );
+            drops.push(&key, sum(|l| l.drops.unwrap_or(0)));
         }
         if members.iter().all(|l| l.synflood_warned.is_some()) {
             let any = members.iter().any(|l| l.synflood_warned == Some(true));
-            flood.with_label_values(&k).set(i64::from(any));
+            flood.push(&key, if any { 1.0 } else { 0.0 });
         }
+        // The last family takes the label values themselves.
+        limit.push_owned(key.into(), sum(|l| l.max_backlog));
     }
-    let exceeded = register(
-        &r,
-        IntGauge::new(
-            "synq_series_limit_exceeded",
-            "1 when there were more listeners than --max-series allows: the fullest were kept.",
-        )?,
-    )?;
-    exceeded.set(i64::from(omitted > 0));
-    let omitted_g = register(
-        &r,
-        IntGauge::new(
-            "synq_listeners_omitted",
-            "Listener label sets left out because of --max-series.",
-        )?,
-    )?;
-    omitted_g.set(g(omitted as u64));
+    let mut families = vec![sockets, syn, young, acc, limit, drops, flood];
+    let mut exceeded = Family::gauge(
+        "synq_series_limit_exceeded",
+        "1 when there were more listeners than --max-series allows: the fullest were kept.",
+        &[],
+    );
+    exceeded.push(&[], if omitted > 0 { 1.0 } else { 0.0 });
+    let mut omitted_g = Family::gauge(
+        "synq_listeners_omitted",
+        "Listener label sets left out because of --max-series.",
+        &[],
+    );
+    omitted_g.push(&[], omitted as f64);
+    families.extend([exceeded, omitted_g]);
 
     // Per network namespace: the listen sysctls and the TcpExt counters.
-    let ns_l = &["netns"][..];
-    let sysctls = [
-        (
+    const NS: &[&str] = &["netns"];
+    let mut sysctls = [
+        Family::gauge(
             "synq_netns_somaxconn",
             "net.core.somaxconn: the cap on every listen(2) backlog.",
+            NS,
         ),
-        (
+        Family::gauge(
             "synq_netns_tcp_max_syn_backlog",
             "net.ipv4.tcp_max_syn_backlog.",
+            NS,
         ),
-        (
+        Family::gauge(
             "synq_netns_tcp_syncookies",
             "net.ipv4.tcp_syncookies: 0 off, 1 when a SYN queue overflows, 2 always.",
+            NS,
         ),
-        (
+        Family::gauge(
             "synq_netns_tcp_synack_retries",
             "net.ipv4.tcp_synack_retries: SYN-ACK retransmits before a request is dropped.",
+            NS,
         ),
     ];
-    let mut sysctl_vecs = Vec::new();
-    for (name, help) in sysctls {
-        sysctl_vecs.push(gauge_vec(&r, name, help, ns_l)?);
-    }
-    let mut counter_vecs = Vec::new();
-    for (_, name, help) in NETNS_COUNTERS {
-        counter_vecs.push(counter_vec(&r, name, help, ns_l)?);
-    }
+    let mut counters: Vec<Family> = NETNS_COUNTERS
+        .iter()
+        .map(|(_, name, help)| Family::counter(name, help, NS))
+        .collect();
     for ns in rep.namespaces.iter().flatten() {
         let k = [ns.inum.to_string()];
-        for (v, val) in sysctl_vecs.iter().zip([
+        for (fam, val) in sysctls.iter_mut().zip([
             ns.somaxconn,
             ns.max_syn_backlog,
             ns.syncookies,
             ns.synack_retries,
         ]) {
             if let Some(val) = val {
-                v.with_label_values(&k).set(g(val));
+                fam.push(&k, f(val));
             }
         }
-        for (v, (kernel_name, _, _)) in counter_vecs.iter().zip(NETNS_COUNTERS) {
+        for (fam, (kernel_name, _, _)) in counters.iter_mut().zip(NETNS_COUNTERS) {
             let val = ns
                 .counters
                 .iter()
                 .find(|(n, _)| *n == kernel_name)
                 .and_then(|c| c.1);
             if let Some(val) = val {
-                v.with_label_values(&k).inc_by(val);
+                fam.push(&k, f(val));
             }
         }
     }
+    families.extend(sysctls);
+    families.extend(counters);
 
     // The scrape itself.
-    let dur = register(
-        &r,
-        Gauge::new(
-            "synq_scrape_duration_seconds",
-            "How long synq took to walk kernel memory for these figures.",
-        )?,
-    )?;
-    dur.set(scrape.duration.as_secs_f64());
-    let warn = register(
-        &r,
-        IntCounter::new(
-            "synq_walk_warnings_total",
-            "Warnings while walking (a page unreadable, the kernel changing under the walk): figures may be partial.",
-        )?,
-    )?;
-    warn.inc_by(scrape.warnings_total);
-    let info = register(
-        &r,
-        IntGaugeVec::new(
-            Opts::new(
-                "synq_build_info",
-                "synq's version, and the kernel it reads (always 1).",
-            ),
-            &["version", "release", "source"],
-        )?,
-    )?;
-    info.with_label_values(&[
-        env!("CARGO_PKG_VERSION"),
-        rep.release.as_str(),
-        rep.source.as_str(),
-    ])
-    .set(1);
+    let mut dur = Family::gauge(
+        "synq_scrape_duration_seconds",
+        "How long synq took to walk kernel memory for these figures.",
+        &[],
+    );
+    dur.push(&[], scrape.duration.as_secs_f64());
+    let mut warn = Family::counter(
+        "synq_walk_warnings_total",
+        "Warnings while walking (a page unreadable, the kernel changing under the walk): figures may be partial.",
+        &[],
+    );
+    warn.push(&[], f(scrape.warnings_total));
+    let mut info = Family::gauge(
+        "synq_build_info",
+        "synq's version, and the kernel it reads (always 1).",
+        &["version", "release", "source"],
+    );
+    info.push(
+        &[
+            env!("CARGO_PKG_VERSION").to_string(),
+            rep.release.clone(),
+            rep.source.clone(),
+        ],
+        1.0,
+    );
+    families.extend([dur, warn, info]);
 
-    let mut out = Vec::new();
-    prometheus::TextEncoder::new().encode(&r.gather(), &mut out)?;
-    String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    // Families without a sample are left out (the encoder refuses them), as a registry's gather() does.
+    let protos: Vec<MetricFamily> = families
+        .into_iter()
+        .filter(|fam| !fam.samples.is_empty())
+        .map(Family::into_proto)
+        .collect();
+    let mut out =
+        String::with_capacity(protos.iter().map(|p| p.get_metric().len()).sum::<usize>() * 128);
+    prometheus::TextEncoder::new().encode_utf8(&protos, &mut out)?;
+    Ok(out)
 }
 
 /// `--textfile PATH`: a temporary file created beside PATH before the privilege drop (which forbids opening
