@@ -280,9 +280,25 @@ pub struct Prepared {
     symbols: String,
     btf: String,
     timer: Timer,
+    /// With [`Prepared::reuse_owners`]: the last owners walk, reused while it covers every listener.
+    owners_cache: Option<OwnersCache>,
+    owners_max_age: Option<std::time::Duration>,
+}
+
+/// Owners found by the last walk: per sock or socket address asked for, its processes (empty: none).
+struct OwnersCache {
+    at: Instant,
+    owners: std::collections::HashMap<u64, Vec<crate::walk::owners::Owner>>,
 }
 
 impl Prepared {
+    /// Reuses the last owners walk (O(open files), the costliest part of a report on a busy host) for up to
+    /// `max_age`, as long as it covers every listener found: a new listener, or a listener whose memory was
+    /// reused, is looked up at once; a process that forks or exits is seen within `max_age`.
+    pub fn reuse_owners(&mut self, max_age: std::time::Duration) {
+        self.owners_max_age = Some(max_age);
+    }
+
     /// Opens and resolves everything `wants` needs, then drops privileges as `drop` says (the caller may
     /// first open what it needs itself, for example a listening socket, and pass its own drop).
     pub fn new(
@@ -343,12 +359,15 @@ impl Prepared {
             symbols,
             btf,
             timer,
+            owners_cache: None,
+            owners_max_age: None,
         })
     }
 
     /// One report: the walks, over memory as it is now.
     pub fn collect(&mut self) -> Result<Report, Error> {
         let (session, wants, timer) = (&mut self.session, self.wants, &mut self.timer);
+        let (cache, max_age) = (&mut self.owners_cache, self.owners_max_age);
         let result = session.walk()?;
         timer.phase("walk");
         let ns = if wants.namespaces || wants.requests {
@@ -371,27 +390,35 @@ impl Prepared {
         let mut result = result;
         let mut owner_warnings = Vec::new();
         if wants.owners {
-            let wanted = result
+            let wanted: std::collections::HashSet<u64> = result
                 .listeners
                 .iter()
                 .flat_map(|l| [l.sock, l.socket])
                 .filter(|&a| a != 0)
                 .collect();
-            if let Some(found) = session.owners(&wanted)? {
-                for l in &mut result.listeners {
-                    // A file points at the socket; its sk is the listener, or (MPTCP) the socket's own sock.
-                    let mut v: Vec<_> = [l.sock, l.socket]
-                        .iter()
-                        .filter(|&&a| a != 0)
-                        .filter_map(|a| found.owners.get(a))
-                        .flatten()
-                        .cloned()
-                        .collect();
-                    v.sort();
-                    v.dedup_by_key(|o| o.pid);
-                    l.owners = Some(v);
+            let reusable = cache.as_ref().is_some_and(|c| {
+                max_age.is_some_and(|m| c.at.elapsed() < m)
+                    && wanted.iter().all(|a| c.owners.contains_key(a))
+            });
+            if !reusable {
+                *cache = None;
+                if let Some(found) = session.owners(&wanted)? {
+                    let mut owners = found.owners;
+                    for a in &wanted {
+                        owners.entry(*a).or_default();
+                    }
+                    // A walk with warnings is not kept: the next one tries again.
+                    if max_age.is_some() && found.warnings.is_empty() {
+                        *cache = Some(OwnersCache {
+                            at: Instant::now(),
+                            owners: owners.clone(),
+                        });
+                    }
+                    owner_warnings = found.warnings;
+                    attach_owners(&mut result.listeners, &owners);
                 }
-                owner_warnings = found.warnings;
+            } else if let Some(c) = cache.as_ref() {
+                attach_owners(&mut result.listeners, &c.owners);
             }
         }
         timer.phase("owners");
@@ -445,6 +472,26 @@ impl Prepared {
     /// With SYNQ_TIMING, the memory use so far.
     pub fn memory(&self) {
         self.timer.memory();
+    }
+}
+
+/// Each listener's owners from `found` (by sock or socket address), each process once, by pid.
+fn attach_owners(
+    listeners: &mut [crate::walk::Listener],
+    found: &std::collections::HashMap<u64, Vec<crate::walk::owners::Owner>>,
+) {
+    for l in listeners {
+        // A file points at the socket; its sk is the listener, or (MPTCP) the socket's own sock.
+        let mut v: Vec<_> = [l.sock, l.socket]
+            .iter()
+            .filter(|&&a| a != 0)
+            .filter_map(|a| found.get(a))
+            .flatten()
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup_by_key(|o| o.pid);
+        l.owners = Some(v);
     }
 }
 

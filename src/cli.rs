@@ -246,6 +246,52 @@ impl Cli {
     }
 }
 
+/// The man page: clap_mangen's sections, but the commands as one section of this page (there are no
+/// separate synq-serve(1) pages) and the examples kept line by line (no fill), with the environment after.
+fn manpage(cmd: clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let man = clap_mangen::Man::new(cmd.clone().after_help(None::<&str>));
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    out.extend_from_slice(b".SH COMMANDS\n");
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        out.extend_from_slice(
+            format!(
+                ".TP\n\\fBsynq {}\\fR\n{}\n",
+                sub.get_name(),
+                roff_text(&about)
+            )
+            .as_bytes(),
+        );
+    }
+    out.extend_from_slice(b".SH EXAMPLES\n.nf\n");
+    for line in EXAMPLES.lines().skip(1) {
+        if let Some(env) = line.strip_prefix("Environment: ") {
+            out.extend_from_slice(
+                format!(".fi\n.SH ENVIRONMENT\n{}\n.nf\n", roff_text(env)).as_bytes(),
+            );
+        } else {
+            out.extend_from_slice(format!("{}\n", roff_text(line)).as_bytes());
+        }
+    }
+    out.extend_from_slice(b".fi\n");
+    man.render_version_section(out)?;
+    Ok(())
+}
+
+/// Text for a roff line: backslashes doubled, and a leading dot or quote kept from becoming a request.
+fn roff_text(s: &str) -> String {
+    let s = s.replace('\\', "\\\\");
+    if s.starts_with('.') || s.starts_with('\'') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
+}
+
 /// Writes `local`'s output to stdout.
 pub fn run_local(local: Local) -> std::io::Result<()> {
     let mut cmd = Cli::command();
@@ -253,7 +299,7 @@ pub fn run_local(local: Local) -> std::io::Result<()> {
     let mut buf = Vec::new();
     match local {
         Local::Completions(shell) => clap_complete::generate(shell, &mut cmd, "synq", &mut buf),
-        Local::Manpage => clap_mangen::Man::new(cmd).render(&mut buf)?,
+        Local::Manpage => manpage(cmd, &mut buf)?,
     }
     let mut out = std::io::stdout().lock();
     out.write_all(&buf)?;

@@ -133,6 +133,23 @@ impl User {
                 Ok(u)
             };
         }
+        // /etc/passwd first, read directly: a static build's getpwnam would load NSS modules built against
+        // the shared libc (libnss_systemd, sssd), which crash a static process.
+        if let Some(u) = passwd_entry(name) {
+            return if u.uid == 0 {
+                Err(format!(
+                    "user {name:?} is root: give an unprivileged user with --user"
+                ))
+            } else {
+                Ok(u)
+            };
+        }
+        if cfg!(target_feature = "crt-static") {
+            return Err(format!(
+                "no user {name:?} in /etc/passwd (this static build asks no other user database): give an \
+                 existing user, or --user UID:GID"
+            ));
+        }
         let cname = std::ffi::CString::new(name).map_err(|_| format!("bad user name {name:?}"))?;
         // SAFETY: passwd is plain data (integers and pointers); all zero is a valid value to be filled in.
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -174,6 +191,33 @@ impl User {
             gid: pwd.pw_gid,
         })
     }
+}
+
+/// `name`'s uid and gid in /etc/passwd (at most 1 MiB of it read).
+fn passwd_entry(name: &str) -> Option<User> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open("/etc/passwd")
+        .ok()?
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
+    passwd_lookup(&text, name)
+}
+
+/// `name`'s uid and gid in the text of a passwd file (`name:x:uid:gid:...`).
+fn passwd_lookup(text: &str, name: &str) -> Option<User> {
+    text.lines().find_map(|line| {
+        let mut f = line.split(':');
+        if f.next()? != name {
+            return None;
+        }
+        let _password = f.next()?;
+        Some(User {
+            uid: f.next()?.parse().ok()?,
+            gid: f.next()?.parse().ok()?,
+        })
+    })
 }
 
 impl User {
@@ -291,5 +335,19 @@ mod tests {
         assert!(User::lookup("0").is_err());
         assert!(User::lookup("0:5").is_err());
         assert!(User::lookup("no-such-user-synq").is_err());
+    }
+
+    #[test]
+    fn passwd_lines() {
+        let text = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\nbad:x:y:1\n";
+        assert_eq!(
+            super::passwd_lookup(text, "nobody"),
+            Some(User {
+                uid: 65534,
+                gid: 65534
+            })
+        );
+        assert_eq!(super::passwd_lookup(text, "bad"), None);
+        assert_eq!(super::passwd_lookup(text, "nobod"), None);
     }
 }

@@ -8,7 +8,9 @@
 //! The server is one thread and one connection at a time: a request head of at most 8 KiB, read and written
 //! with 5-second timeouts; `GET /metrics` (the text format), `GET /` (a page linking to it), `HEAD` of
 //! both; every response closes its connection. One walk at a time, at most one per `--min-interval`: a
-//! scrape in between gets the last result, so concurrent and frequent scrapes share one walk. HTTP requests
+//! scrape in between gets the last result, so concurrent and frequent scrapes share one walk. The owners of
+//! the listeners (every process's open files, the costliest part of a walk on a busy host) are looked up again
+//! when a listener appears whose owners are not known, and at least every minute. HTTP requests
 //! are parsed by `httparse` (the parser under hyper): a whole HTTP server crate would bring threads that
 //! start after the seccomp filter is in place, or no per-connection timeouts; this loop needs neither.
 
@@ -25,6 +27,9 @@ use crate::session::{Error, Session};
 
 /// The default `--listen`: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9813";
+
+/// How long a scrape may reuse the owners found by an earlier walk (a new listener is looked up at once).
+const OWNERS_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// The largest request head read.
 const MAX_HEAD: usize = 8 << 10;
@@ -294,13 +299,15 @@ pub fn run(opts: &Options, session: Session) -> Result<Outcome, Error> {
         requests: false,
     };
     let mut dropped = None;
-    let prepared = Prepared::new(session, wants, || {
+    let mut prepared = Prepared::new(session, wants, || {
         let d = privdrop::drop_privileges_with(Profile::Serve, user);
         if let Ok(d) = &d {
             dropped = Some(d.clone());
         }
         d
     })?;
+    // The owners walk reads every process's open files: on a busy host the costliest part of a scrape.
+    prepared.reuse_owners(OWNERS_MAX_AGE);
     let who = match dropped.as_ref().and_then(|d| d.user) {
         Some(u) => format!("uid {} gid {}", u.uid, u.gid),
         // SAFETY: getuid has no preconditions and cannot fail.

@@ -4,6 +4,7 @@
 //! Counters are shown as deltas over the interval — a listener's drops, a namespace's TcpExt counters —
 //! and gauges (the queues) as they are. Listeners are matched across intervals by namespace, address, port
 //! and inode, never by row: one that appears has no delta yet, one that went is simply no longer listed.
+//! Owners are looked up again when a listener appears whose owners are not known, and at least every minute.
 //! The loop ends after `--count` intervals, on SIGINT or SIGTERM (between two writes, so a JSON line is never
 //! cut), or when stdout is closed.
 
@@ -220,6 +221,8 @@ pub fn run(opts: &Options, session: Session) -> Result<Outcome, Error> {
     let mut p = Prepared::new(session, Wants::of(opts), || {
         privdrop::drop_privileges_with(Profile::Watch, None)
     })?;
+    // Owners (every process's open files) are looked up again for a new listener, and at least every minute.
+    p.reuse_owners(Duration::from_secs(60));
     let tty = std::io::stdout().is_terminal() && opts.output == Output::Table;
     let mut deltas = Deltas::new();
     let mut status = 0;

@@ -11,6 +11,9 @@
 # virtio modules (/lib/modules/virtio/*.ko and their insmod order) and lime.ko
 # (/lib/modules/lime.ko), or, where fetch-tools.sh recorded that LiME cannot be
 # built for this kernel, the reason (/etc/synq-lime-unavailable).
+# With SYNQ_STATIC_BIN=PATH (run.sh's static entry), a guest with no libc at all:
+# that static synq as /bin/synq, no `ss` (it needs libc) and no shared library
+# or loader anywhere (checked here; the guest records it again).
 # A missing synq binary is NOT an error here: the guest records it and
 # check.py fails on it, so the ground-truth part still runs and is visible.
 set -euo pipefail
@@ -118,6 +121,23 @@ if [[ ${SYNQ_SNAPSHOT_TOOLS:-0} == 1 ]]; then
   else
     die "neither $tools/$id/lime.ko nor lime.unavailable (run fetch-tools.sh $id)"
   fi
+fi
+
+if [[ -n ${SYNQ_STATIC_BIN:-} ]]; then
+  static_bin=$SYNQ_STATIC_BIN
+  [[ $static_bin == /* ]] || static_bin=$ROOT/$static_bin
+  [[ -x $static_bin ]] || die "SYNQ_STATIC_BIN=$SYNQ_STATIC_BIN is not an executable (build it: packaging/build-static.sh)"
+  if ldd "$static_bin" >/dev/null 2>&1 && ! ldd "$static_bin" 2>&1 | grep -q 'statically linked'; then
+    die "$static_bin is dynamic: $(ldd "$static_bin" | tr '\n' ' ') (build it with packaging/build-static.sh)"
+  fi
+  # ss and the libraries copy_elf brought (its and a dynamic synq's): a guest without any libc.
+  rm -rf "$stage/bin/ss" "$stage/lib64" "$stage/lib/x86_64-linux-gnu" "$stage/usr/lib" "$stage/usr/lib64"
+  cp -L "$static_bin" "$stage/bin/synq"
+  left=$(cd "$stage" && find . \( -name 'ld-linux*' -o -name 'libc.so*' -o -name 'libc-*' -o -name '*.so' \
+    -o -name '*.so.*' \) -print)
+  [[ -z $left ]] || die "the static guest still holds shared libraries: $left"
+  echo "$static_bin" >"$stage/etc/synq-static"
+  echo "build-initramfs: static synq from $static_bin; no ss, no shared library" >&2
 fi
 
 install -m 0755 "$HERE/init.sh" "$stage/init"

@@ -12,6 +12,9 @@ mode "test":
   unpriv/{kcore-mode,id,synq-json.*}
 mode "lockdown" (booted with lockdown=confidentiality):
   status, release, lockdown, lockdown-run/{cmdline,dmesg-lockdown,synq.*,synq-json.*}
+mode "static" (the static synq in a guest without libc; check_static):
+  status, release, basic/ns*/{netns,tcp,tcp6,tcp.after,tcp6.after,expect,kinds}, basic/synq-{json,total}.*,
+  static/{built-from,ls-lib,libs-found,ss,serve-status,serve-maps,serve-exe,serve.rc,metrics.txt,serve-nouser.*}
 
 Independent of synq's code: the truth comes from the kernel's own /proc text.
   * a listener is a line with st 0A; its accept queue is rx_queue (hex);
@@ -693,6 +696,9 @@ def run_check(root):
         s = check_lockdown(root, release, fails)
         d = check_production.check_doctor(root, release, fails, lockdown_run=True)
         return fails, [x for x in (s, d) if x], release
+    if mode == "static":
+        s = check_static(root, release, fails)
+        return fails, [s] if s else [], release
     if mode != "test":
         fails.add(root, f"guest mode {mode or 'missing'!r}, want 'test' or 'lockdown'")
         return fails, summaries, release
@@ -735,6 +741,156 @@ def run_check(root):
     if integrity:
         summaries.append("under lockdown=integrity")
     return fails, summaries, release
+
+
+# Mappings of a static synq that are not files: anything else in /proc/PID/maps must be /bin/synq itself
+# (synq's own memfd, e.g. "/memfd:synq-btf (deleted)", is anonymous memory, not a file of the guest).
+STATIC_PSEUDO_MAPS = ("[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]")
+STATIC_SERVE_PORT = 9813  # init.sh's mode_static: synq serve --listen 127.0.0.1:9813
+
+
+def check_static_scenario(root, release, fails):
+    """The "basic" listeners against the static synq: /proc before and after, the fixture's declaration,
+    synq --json per key (n/syn/acc, young, kinds) and its totals, synq --total. Returns (summary, truth)."""
+    where = f"[{release}] static basic"
+    sdir = os.path.join(root, "basic")
+    ns_dirs = sorted(os.path.join(sdir, d) for d in os.listdir(sdir)
+                     if d.startswith("ns") and os.path.isdir(os.path.join(sdir, d)))
+    if len(ns_dirs) < 2:
+        fails.add(where, f"expected >= 2 namespace snapshots, found {len(ns_dirs)}")
+        return None, ({}, {})
+    young_before, young_after = {}, {}
+    truth, total_req = ground_truth(ns_dirs, "", fails, where, young_before)
+    after, total_after = ground_truth(ns_dirs, ".after", fails, where, young_after)
+    compare_groups("fixture", expected_from_fixture(ns_dirs, fails, where), "/proc", truth, fails,
+                   where + " (scenario as built)")
+    compare_groups("/proc before", truth, "/proc after", after, fails, where + " (stability)")
+    if total_req != total_after:
+        fails.add(where, f"half-open total moved while synq ran: {total_req} -> {total_after}")
+    sanity("basic", truth, fails, where)
+    kinds = kinds_from_fixture(ns_dirs, fails, where)
+    n = sum(v[0] for v in truth.values())
+    syn = sum(v[1] for v in truth.values())
+    acc = sum(v[2] for v in truth.values())
+    base = os.path.join(sdir, "synq-json")
+    if check_synq_rc(base, "synq --json (static)", fails, where):
+        text = read_text(base + ".out") or ""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            fails.add(where, f"synq --json output is not JSON ({e}); starts: {text[:300]!r}")
+            doc = None
+        if not (isinstance(doc, dict) and isinstance(doc.get("listeners"), list)
+                and isinstance(doc.get("totals"), dict) and isinstance(doc.get("kernel"), dict)
+                and isinstance(doc.get("warnings"), list)):
+            if doc is not None:
+                fails.add(where, "synq --json lacks listeners / totals / kernel / warnings")
+        else:
+            if doc["warnings"]:
+                fails.add(where, "synq --json warnings:\n  " + "\n  ".join(map(str, doc["warnings"])))
+            if doc["kernel"].get("release") != release:
+                fails.add(where, f"synq kernel.release {doc['kernel'].get('release')!r} != guest uname -r {release!r}")
+            got, _ = synq_groups(doc, fails, where)
+            compare_groups("/proc", truth, "synq", got, fails, where + " (synq --json per key)")
+            check_young(doc, young_before, young_after, fails, where)
+            check_kinds(doc, kinds, fails, where)
+            want = {"listeners": n, "syn_queue": syn, "accept_queue": acc}
+            for f, v in want.items():
+                if doc["totals"].get(f) != v:
+                    fails.add(where, f"synq totals.{f} = {doc['totals'].get(f)!r}, ground truth {v}")
+    base = os.path.join(sdir, "synq-total")
+    if check_synq_rc(base, "synq --total (static)", fails, where):
+        out = (read_text(base + ".out") or "").strip()
+        if not re.fullmatch(r"\d+", out) or int(out) != total_req:
+            fails.add(where, f"synq --total printed {out[:200]!r}, ground truth {total_req} st 03 lines in all namespaces")
+    return f"{len(truth)} keys, {n} listeners, syn {syn}, acc {acc}", (truth, after)
+
+
+def check_static(root, release, fails):
+    """The static synq in a guest without libc: the guest holds no shared library, no loader and no ss; synq's
+    answers equal /proc's; synq serve becomes nobody (its user found without NSS modules), maps no library and
+    scrapes /proc's figures; a --user that does not exist is refused cleanly (exit 1), not a crash."""
+    where = f"[{release}] static"
+    t = os.path.join(root, "static")
+    built = (read_text(os.path.join(t, "built-from")) or "").strip()
+    if not built or built.startswith("no /etc/synq-static"):
+        fails.add(where, f"not the static initramfs (built-from: {built!r})")
+    libs = read_text(os.path.join(t, "libs-found"))
+    if libs is None:
+        fails.add(where, "static/libs-found not recorded (the guest's find over /)")
+    elif libs.strip():
+        fails.add(where, f"the guest holds a libc, loader or shared library: {libs.split()[:5]}")
+    ls = read_text(os.path.join(t, "ls-lib")) or ""
+    if re.search(r"libc|ld-linux|\.so(\.|\s|$)", ls):
+        fails.add(where, f"ls -la /lib /lib64 /usr/lib shows a libc or shared library: {ls[:400]!r}")
+    ss = (read_text(os.path.join(t, "ss")) or "").strip()
+    if ss != "absent":
+        fails.add(where, f"ss is in the static guest ({ss!r}); it needs libc, so the guest would have one")
+    try:
+        summary, (truth, after) = check_static_scenario(root, release, fails)
+    except (OSError, ValueError, TypeError) as e:
+        fails.add(where, f"cannot read the basic scenario: {e!r}")
+        summary, truth, after = None, {}, {}
+
+    w = where + " serve"
+    rc = (read_text(os.path.join(t, "serve.rc")) or "").strip()
+    if rc != "0":
+        fails.add(w, f"synq serve exited {rc!r} on SIGTERM (stderr: {(read_text(os.path.join(t, 'serve.err')) or '')[-300:]!r})")
+    st = check_production.status_fields(read_text(os.path.join(t, "serve-status")))
+    if st.get("Uid") != ["65534"] * 4 or st.get("Gid") != ["65534"] * 4:
+        fails.add(w, f"synq serve --user nobody runs as uid {st.get('Uid')} gid {st.get('Gid')}, want 65534")
+    for f in ("CapEff", "CapPrm"):
+        if st.get(f, ["?"])[0].strip("0"):
+            fails.add(w, f"synq serve holds capabilities after the open: {f} {st.get(f)}")
+    if st.get("NoNewPrivs") != ["1"] or st.get("Seccomp") != ["2"]:
+        fails.add(w, f"synq serve NoNewPrivs {st.get('NoNewPrivs')}, Seccomp {st.get('Seccomp')}: want 1 and 2")
+    exe = (read_text(os.path.join(t, "serve-exe")) or "").strip()
+    if exe != "/bin/synq":
+        fails.add(w, f"/proc/PID/exe of synq serve is {exe!r}, want /bin/synq")
+    maps = read_text(os.path.join(t, "serve-maps")) or ""
+    files, others = set(), set()
+    for line in maps.splitlines():
+        parts = line.split(None, 5)
+        path = parts[5].strip() if len(parts) == 6 else ""
+        if path and path not in STATIC_PSEUDO_MAPS and not path.startswith("/memfd:"):
+            (files if path == exe else others).add(path)
+    if not files:
+        fails.add(w, f"/proc/PID/maps of synq serve does not map {exe or '/bin/synq'}: {maps[:300]!r}")
+    if others:
+        fails.add(w, f"synq serve maps files other than itself (a shared library?): {sorted(others)[:5]}")
+    if read_text(os.path.join(t, "scrape-error")):
+        fails.add(w, f"the scrape failed: {read_text(os.path.join(t, 'scrape-error')).strip()!r}")
+    metrics = read_text(os.path.join(t, "metrics.txt")) or ""
+    got = {m: check_production.samples(metrics, m)
+           for m in ("synq_listener_sockets", "synq_syn_queue", "synq_accept_queue")}
+    if not got["synq_syn_queue"]:
+        fails.add(w, "the scrape holds no synq_syn_queue sample")
+    bad = []
+    # synq serve's own listener, opened after the ground truth was read: synq must see it, alone.
+    own = [k for k in got["synq_listener_sockets"] if k[1:] == ("inet", "127.0.0.1", STATIC_SERVE_PORT)]
+    if len(own) != 1 or got["synq_listener_sockets"][own[0]] != 1:
+        fails.add(w, f"the scrape does not show synq serve's own listener 127.0.0.1:{STATIC_SERVE_PORT} once: {own}")
+    for key in sorted((set(truth) | set(after) | set(got["synq_syn_queue"])) - set(own), key=str):
+        b, a = truth.get(key, [0, 0, 0]), after.get(key, [0, 0, 0])
+        for i, m in enumerate(("synq_listener_sockets", "synq_syn_queue", "synq_accept_queue")):
+            v = got[m].get(key)
+            if v is None or not min(b[i], a[i]) <= v <= max(b[i], a[i]):
+                bad.append(f"{fmt_key(key)}: scraped {m} {v}, /proc {b[i]} before and {a[i]} after")
+    if bad:
+        fails.add(w, f"the scrape differs from /proc on {len(bad)} values: " + "; ".join(bad[:5]))
+
+    w = where + " --user no-such-user"
+    base = os.path.join(t, "serve-nouser")
+    nrc = read_rc(base + ".rc")
+    err = read_text(base + ".err") or ""
+    if nrc != 1 or "no-such-user" not in err:
+        fails.add(w, f"synq serve --user no-such-user: exit {nrc} (want 1, a refusal; >128 is a crash), "
+                  f"stderr {err.strip()[:300]!r}")
+    if summary:
+        print(f"info: [{release}] static synq ({built}): no libc, loader or ss in the guest; "
+              f"serve as nobody mapping only {exe}; no-such-user: {first_line(err)!r}")
+        return f"static synq without libc: {summary}; serve as nobody, scrape equals /proc"
+    return None
 
 
 def check_integrity(root, release, fails):
@@ -942,6 +1098,24 @@ def selftest_cases(root):
                 ("lockdown", _write("[none] integrity confidentiality\n"), "lockdown"),
             "lockdown: doctor says synq works": ("lockdown-run/doctor.out", lambda p: _perturb_json(
                 p, lambda d: d.update(works=True)), "doctor"),
+        }
+    if mode == "static":
+        return {
+            "static: a libc in the guest": ("static/libs-found", _write("./lib/x86_64-linux-gnu/libc.so.6\n"), "libc"),
+            "static: ld-linux under /lib64": ("static/ls-lib", _write(
+                "/lib64:\nlrwxrwxrwx 1 0 0 42 ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2\n"),
+                "shared library"),
+            "static: ss present": ("static/ss", _write("/bin/ss\n"), "ss is in"),
+            "static: --total off by one": ("basic/synq-total.out", _bump_total, "--total"),
+            "static: syn_queue +1 on one key": ("basic/synq-json.out", lambda p: _perturb_json(p, _bump_syn), None),
+            "static: a shared library mapped into synq serve": ("static/serve-maps", _edit_text(
+                lambda t: t + "7f0000000000-7f0000001000 r-xp 00000000 00:02 99 /lib/x86_64-linux-gnu/libc.so.6\n"),
+                "maps files other"),
+            "static: serve still root": ("static/serve-status", _set_status("Uid", "0\t0\t0\t0"), "serve"),
+            "static: a scraped accept queue +1": ("static/metrics.txt", _edit_text(lambda t: re.sub(
+                r"^(synq_accept_queue\{[^}]*\} )(\d+)$", lambda m: m.group(1) + str(int(m.group(2)) + 1), t,
+                count=1, flags=re.M)), "scrape differs"),
+            "static: no-such-user crashed": ("static/serve-nouser.rc", _write("139\n"), "no-such-user"),
         }
     cases = {
         "syn_queue +1 on one key": ("basic/synq-json.out", lambda p: _perturb_json(p, _bump_syn), None),

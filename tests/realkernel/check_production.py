@@ -139,6 +139,12 @@ def check_watch(root, release, fails):
     if r3["syn_queue"] != step[2][0] or not ss_drops or r3.get("drops_delta") != ss_drops or r3.get("drops") != ss_drops:
         fails.add(w, f"interval 3: syn_queue {r3['syn_queue']} (/proc after the fill: {step[2][0]}), drops "
                   f"{r3.get('drops')!r} delta {r3.get('drops_delta')!r} (ss -ltm d: {ss_drops})")
+    # Its owner, in every interval (the owners walk is reused between intervals): the fixture's daemon.
+    pid = (read(os.path.join(d, "pid")) or "").strip()
+    for i, r in enumerate((r1, r2, r3)):
+        owners = [(o.get("pid"), o.get("comm")) for o in r.get("owners") or []]
+        if owners != [(int(pid or -1), "synq-fixture")]:
+            fails.add(w, f"interval {i + 1}: owners {owners}, want the watch-target daemon {pid}")
     return (f"watch: 3 intervals, syn_queue {r1['syn_queue']} -> {r2['syn_queue']} -> {r3['syn_queue']}, "
             f"drops_delta {r1.get('drops_delta')} -> {r2.get('drops_delta')} -> {r3.get('drops_delta')} (ss d {ss_drops})")
 

@@ -28,6 +28,12 @@
 #                     at once per namespace (default 64); synq.churn_rate=R:
 #                     open/close cycles a second per namespace (default 1500;
 #                     0: as fast as the guest can)
+#   synq.mode=static  (the static initramfs: build-initramfs.sh with SYNQ_STATIC_BIN)
+#                     no libc, no loader, no ss: what the guest holds of shared
+#                     libraries (nothing), the "basic" listeners with ground
+#                     truth from /proc alone, synq --json and --total, synq serve
+#                     as nobody (maps, status, one scrape), and a --user that
+#                     does not exist (mode_static)
 #   synq.runs=R       timed runs per command in bench mode (default 5)
 #   synq.half=H       half-open requests per bench configuration (default 5)
 #
@@ -432,6 +438,7 @@ check_watch() {
   mkdir -p $W
   start_fixture $W/target synq-fixture watch-target $W
   wpid=$FIXTURE_PID
+  echo "$wpid" >$W/pid
   synq --watch 3 --count 3 --json >$W/watch.out 2>$W/watch.err &
   spid=$!
   if wait_until "[ \$(grep -c . $W/watch.out) -ge 1 ]" 600; then
@@ -833,6 +840,62 @@ mode_bench() {
   done
 }
 
+# Ground truth of one namespace from /proc alone (snapshot_ns without ss, for the static guest): $1 dir,
+# $2 pid of a process in it, $3 suffix.
+snapshot_ns_proc() {
+  mkdir -p "$1"
+  readlink "/proc/$2/ns/net" >"$1/netns" || fail "readlink /proc/$2/ns/net"
+  cat "/proc/$2/net/tcp" >"$1/tcp$3" || fail "read /proc/$2/net/tcp"
+  cat "/proc/$2/net/tcp6" >"$1/tcp6$3" || fail "read /proc/$2/net/tcp6"
+}
+
+# Static mode: synq built static (packaging/build-static.sh) in a guest that has no libc, no loader and no
+# ss at all. Records what the guest holds of shared libraries, the "basic" listeners' ground truth (/proc
+# only) around synq --json and --total, then synq serve as nobody (found in /etc/passwd by the static
+# glibc's built-in files lookup): its status, its memory map (no shared library) and one scrape; then a
+# --user that does not exist, which must be refused cleanly.
+mode_static() {
+  T=$R/static
+  mkdir -p $T
+  cat /etc/synq-static >$T/built-from 2>&1 || echo "no /etc/synq-static: not the static initramfs" >$T/built-from
+  ls -la /lib /lib64 /usr/lib >$T/ls-lib 2>&1
+  find / -xdev -name 'ld-linux*' -o -name 'libc.so*' -o -name 'libc-*' -o -name '*.so' -o -name '*.so.*' \
+    >$T/libs-found 2>&1
+  command -v ss >$T/ss 2>&1 || echo absent >$T/ss
+  load_modules
+  start_listeners
+  sc=$R/basic
+  mkdir -p "$sc"
+  for spec in "ns1:$pid1:$F/main.out" "ns2:$pid2:$F/ns2.out"; do
+    d=${spec%%:*}; rest=${spec#*:}; pid=${rest%%:*}; exp=${rest#*:}
+    snapshot_ns_proc "$sc/$d" "$pid" ""
+    grep '^EXPECT ' "$exp" >"$sc/$d/expect" || fail "no EXPECT lines in $exp"
+    grep '^KIND ' "$exp" >"$sc/$d/kinds" || true
+  done
+  run_synq "$sc/synq-json" --json
+  run_synq "$sc/synq-total" --total
+  for spec in "ns1:$pid1" "ns2:$pid2"; do
+    snapshot_ns_proc "$sc/${spec%%:*}" "${spec#*:}" ".after"
+  done
+  synq serve --listen 127.0.0.1:9813 --min-interval 0 >$T/serve.out 2>$T/serve.err &
+  spid=$!
+  if wait_until "grep -q 'serving http://' $T/serve.err" 600; then
+    cat /proc/$spid/status >$T/serve-status 2>&1
+    cat /proc/$spid/maps >$T/serve-maps 2>&1
+    readlink /proc/$spid/exe >$T/serve-exe 2>&1
+    wget -q -O $T/metrics.txt http://127.0.0.1:9813/metrics || echo "wget failed: $?" >$T/scrape-error
+    kill -TERM $spid
+  else
+    kill -9 $spid 2>/dev/null
+  fi
+  rc=0
+  wait $spid || rc=$?
+  echo $rc >$T/serve.rc
+  run_cmd $T/serve-nouser synq serve --user no-such-user --listen 127.0.0.1:0
+  log "static: libraries found: $(grep -c . $T/libs-found); serve exit $(cat $T/serve.rc)," \
+    "$(grep -E '^(Uid|CapEff):' $T/serve-status 2>/dev/null | tr '\n\t' '  '); no-such-user exit $(cat $T/serve-nouser.rc)"
+}
+
 log "kernel $(uname -r), cmdline: $(cat /proc/cmdline)"
 mode=$(cmdline_arg synq.mode test)
 echo "$mode" >$R/mode
@@ -869,6 +932,7 @@ case $mode in
   dump) mode_dump; finish_dump ;;
   snapshot) mode_snapshot ;;
   soak) mode_soak ;;
+  static) mode_static ;;
   *) fail "unknown synq.mode=$mode" ;;
 esac
 finish OK

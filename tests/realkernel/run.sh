@@ -10,16 +10,20 @@
 #
 #   tests/realkernel/run.sh 6.1          # one kernel (5.10, 6.1, 6.12)
 #   tests/realkernel/run.sh lockdown     # only the lockdown=confidentiality boot
-#   tests/realkernel/run.sh all          # all three + the lockdown boot (also the default)
+#   tests/realkernel/run.sh static       # only the static-synq boot (no libc in the guest)
+#   tests/realkernel/run.sh all          # all three + the lockdown and static boots (also the default)
 #
 # Env: SYNQ_BIN (default target/release/synq), SYNQ_KERNEL_CACHE (default
 # /var/cache/synq-kernels), SYNQ_VM_TIMEOUT (seconds per guest, default 300),
 # SYNQ_QEMU_CPU (default max,-la57; "max" gives 6.1/6.12 5-level paging),
 # SYNQ_EXTRA_APPEND (more kernel arguments for the normal boots, e.g.
 # lockdown=integrity; not given to the lockdown boot), SYNQ_LOCKDOWN_KERNEL
-# (kernel id of the lockdown boot, default 6.1).
+# (kernel id of the lockdown boot, default 6.1), SYNQ_STATIC_KERNEL (kernel id of
+# the static boot, default 6.12), SYNQ_STATIC_BIN (the static synq; default:
+# packaging/build-static.sh builds or refreshes target/static/...).
 # Outputs: target/realkernel/<id>/{initramfs.cpio.gz,console.log,results/,check.txt},
-# the lockdown boot in target/realkernel/lockdown-<kernel id>/.
+# the lockdown boot in target/realkernel/lockdown-<kernel id>/, the static boot in
+# target/realkernel/static-<kernel id>/.
 # Never skips: a missing synq, a boot failure, a timeout or any mismatch fails.
 set -euo pipefail
 
@@ -27,6 +31,11 @@ set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 lockdown_kernel=${SYNQ_LOCKDOWN_KERNEL:-6.1}
+static_kernel=${SYNQ_STATIC_KERNEL:-6.12}
+if [[ " ${ALL_KERNELS[*]} " != *" $static_kernel "* ]]; then
+  echo "SYNQ_STATIC_KERNEL=$static_kernel is not a known kernel id (${ALL_KERNELS[*]})" >&2
+  exit 2
+fi
 if [[ " ${ALL_KERNELS[*]} " != *" $lockdown_kernel "* ]]; then
   echo "SYNQ_LOCKDOWN_KERNEL=$lockdown_kernel is not a known kernel id (${ALL_KERNELS[*]})" >&2
   exit 2
@@ -34,25 +43,28 @@ fi
 
 # "all" (or nothing) = every kernel + the lockdown boot; "lockdown" = that boot.
 want_lockdown=0
+want_static=0
 kargs=()
 [[ $# -gt 0 ]] || set -- all
 for a in "$@"; do
   case $a in
-    all) kargs+=(all); want_lockdown=1 ;;
+    all) kargs+=(all); want_lockdown=1; want_static=1 ;;
     lockdown) want_lockdown=1 ;;
+    static) want_static=1 ;;
     *) kargs+=("$a") ;;
   esac
 done
 ids=()
 if [[ ${#kargs[@]} -gt 0 ]]; then
   if ! known=$(rk_kernel_ids "${kargs[@]}"); then
-    echo "run.sh: ids are kernel ids, 'all' or 'lockdown'" >&2
+    echo "run.sh: ids are kernel ids, 'all', 'lockdown' or 'static'" >&2
     exit 2
   fi
   mapfile -t ids < <(awk '!seen[$0]++' <<<"$known")
 fi
 fetch_ids=("${ids[@]}")
 [[ $want_lockdown -eq 0 ]] || fetch_ids+=("$lockdown_kernel")
+[[ $want_static -eq 0 ]] || fetch_ids+=("$static_kernel")
 
 t0=$SECONDS
 "$REALKERNEL_DIR/setup-host.sh"
@@ -123,6 +135,20 @@ for id in "${ids[@]}"; do
 done
 if [[ $want_lockdown -eq 1 ]]; then
   run_entry "lockdown-$lockdown_kernel" "$lockdown_kernel" "synq.mode=lockdown lockdown=confidentiality"
+fi
+# The static synq (packaging/build-static.sh: glibc static-pie) in a guest with no libc, no loader and no ss.
+# Its own initramfs: the kernel's cached one (with libraries) must not be reused, nor this one afterwards.
+if [[ $want_static -eq 1 ]]; then
+  static_bin=${SYNQ_STATIC_BIN:-}
+  if [[ -z $static_bin ]]; then
+    # Builds it, or only checks that it is current (cargo), in its own target directory.
+    static_bin=$("$REPO_ROOT/packaging/build-static.sh" | tail -n 1) || static_bin=
+    [[ -n $static_bin ]] || rk_log "static-$static_kernel: packaging/build-static.sh failed; the entry will FAIL"
+  fi
+  unset "initramfs_of[$static_kernel]"
+  SYNQ_STATIC_BIN=${static_bin:-/nonexistent/static-synq} \
+    run_entry "static-$static_kernel" "$static_kernel" "synq.mode=static"
+  unset "initramfs_of[$static_kernel]"
 fi
 
 rk_log "total $((SECONDS - t0))s"
