@@ -26,6 +26,15 @@ elif ! grep -q 'must be built with panic = "unwind"' <<<"$out"; then
 fi
 step "cargo build --release"
 cargo build --release --quiet
+step "man page and completions from the CLI (packaging/gen-assets.sh: no groff warning), and man -l renders it"
+packaging/gen-assets.sh target/assets target/release/synq
+if ! command -v man >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends man-db </dev/null >/dev/null
+fi
+man_out=$(MANWIDTH=100 man --warnings -l target/assets/synq.1 2>&1)
+for want in "synq serve" "SYNQ_TIMING" "--prometheus" "EXAMPLES"; do
+  grep -qF -- "$want" <<<"$man_out" || { echo "man -l target/assets/synq.1 lacks '$want'" >&2; exit 1; }
+done
 step "cargo test (unit, layouts vs layouts.json, synthetic images, dumps and snapshots, errors)"
 cargo test --quiet --lib --bins --tests
 step "crash dumps of real kernels (QMP, ELF and kdump-zlib; 6.1 also without VMCOREINFO): synq --core against the guest's ground truth"
