@@ -682,7 +682,27 @@ def check_fingerprints(rd, fails, where, what="dump"):
               f"{before.get('mode')}, {before.get('hashed')})")
 
 
-def check_synq(results, rd, truth_info, young, release, fails, where, usage_note=USAGE_NOTE):
+# Warnings a live memory snapshot may rightly cause: the task list moved while it was imaged (a process
+# exited, its memory reused), so the owners walk met a torn list. The queues are still compared exactly.
+TORN_TASK_LIST = ("process list:", "listener owners may be incomplete")
+
+
+def _torn_only(base):
+    """True when synq exited 2 and every warning of its JSON is a torn task list's."""
+    if (check.read_text(base + ".rc") or "").strip() != "2":
+        return False
+    try:
+        doc = json.loads(check.read_text(base + ".out") or "")
+    except json.JSONDecodeError:
+        return False
+    ws = doc.get("warnings") if isinstance(doc, dict) else None
+    return bool(ws) and all(any(t in str(x) for t in TORN_TASK_LIST) for x in ws)
+
+
+def check_synq(results, rd, truth_info, young, release, fails, where, usage_note=USAGE_NOTE, live_image=False):
+    """live_image: a snapshot taken while the kernel ran (LiME, AVML): its pages were copied at different
+    moments, so a torn task list (warned, exit 2) is accepted and request timers are not compared with
+    jiffies (read at another moment)."""
     truth, total_req, kinds, ns_dirs, mptcp_keys = truth_info
     n_truth = sum(v[0] for v in truth.values())
     syn_truth = sum(v[1] for v in truth.values())
@@ -692,7 +712,11 @@ def check_synq(results, rd, truth_info, young, release, fails, where, usage_note
     nfail = len(fails.items)
     w = where + " synq --core --json"
     base = os.path.join(rd, "synq-json")
-    if check_rc(base, "synq", fails, w, usage_note):
+    torn = live_image and _torn_only(base)
+    if torn:
+        print(f"info: {where}: synq exited 2 on a torn task list (the snapshot was taken live): "
+              f"{(check.read_text(base + '.out') or '')[-300:]!r}")
+    if torn or check_rc(base, "synq", fails, w, usage_note):
         text = check.read_text(base + ".out") or ""
         try:
             doc = json.loads(text)
@@ -706,8 +730,9 @@ def check_synq(results, rd, truth_info, young, release, fails, where, usage_note
                 fails.add(w, "lacks listeners (list) / totals / kernel (objects) / warnings (list); top-level: "
                           f"{list(doc) if isinstance(doc, dict) else type(doc).__name__}")
             else:
-                if doc["warnings"]:
-                    fails.add(w, "warnings:\n  " + "\n  ".join(map(str, doc["warnings"])))
+                ws = [x for x in doc["warnings"] if not (torn and any(t in str(x) for t in TORN_TASK_LIST))]
+                if ws:
+                    fails.add(w, "warnings:\n  " + "\n  ".join(map(str, ws)))
                 rel = doc["kernel"].get("release")
                 if rel != release:
                     fails.add(w, f"kernel.release {rel!r} != the guest's uname -r {release!r}")
@@ -733,7 +758,7 @@ def check_synq(results, rd, truth_info, young, release, fails, where, usage_note
                 # Drops are stable by then (the fixture closed the clients it had dropped): the dump must show
                 # the ground truth recorded before it.
                 details = check_details.check(doc, os.path.join(results, "basic"), ns_dirs, fails, w,
-                                              after_suffix=".none")
+                                              after_suffix=".none", atomic=not live_image)
                 print(f"info: {where}: kinds: {n_label} {check.MPTCP_KIND}, {n_null} null; symbols from "
                       f"{doc['kernel'].get('symbols')!r}")
                 print(f"info: {where}: {details}")

@@ -472,7 +472,8 @@ def judge(outdir, rd):
     check_dump.check_fingerprints(rd, fails, where, "snapshot")
     summary = None
     if truth is not None:
-        summary = check_dump.check_synq(results, rd, truth, young, release, fails, where, USAGE_NOTE)
+        summary = check_dump.check_synq(results, rd, truth, young, release, fails, where, USAGE_NOTE,
+                                        live_image=True)
     check_synq_info(results, rd, fails, where)
     return fails, summary, release
 
