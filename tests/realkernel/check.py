@@ -1194,7 +1194,7 @@ def selftest_cases(root):
         "serve: a scraped SYN queue +1": ("serve/metrics.txt", _edit_text(lambda t: re.sub(
             r"^(synq_syn_queue\{[^}]*\} )(\d+)$", lambda m: m.group(1) + str(int(m.group(2)) + 1), t, count=1,
             flags=re.M)), "scraped"),
-        "serve: RSS grew": ("serve/rss-last", _write("VmRSS:\t999999 kB\n"), "RSS"),
+        "serve: RSS grew": ("serve/rss-last", _write("VmRSS:\t999999 kB\nRssAnon:\t999999 kB\n"), "RSS"),
         "serve: exit 1 on SIGTERM": ("serve/rc", _write("1\n"), "serve"),
         "watch: the new requests in the wrong interval": ("watch/watch.out", _edit_text(lambda t: "\n".join(
             json.dumps(_watch_zero(json.loads(l))) if i == 1 else l for i, l in enumerate(t.splitlines())) + "\n"),

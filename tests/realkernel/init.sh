@@ -413,7 +413,7 @@ check_serve() {
   snapshot_ns $S/ns1 "$pid1" ".after"
   snapshot_ns $S/ns2 "$pid2" ".after"
   wget -q -O $S/index.html http://127.0.0.1:9813/ || echo "wget / failed: $?" >>$S/scrape-errors
-  grep '^VmRSS' /proc/$spid/status >$S/rss-first
+  grep -E '^(VmRSS|RssAnon|RssFile|RssShmem)' /proc/$spid/status >$S/rss-first
   t0=$(date +%s)
   i=0
   while [ $i -lt 1000 ]; do
@@ -421,13 +421,13 @@ check_serve() {
     i=$((i + 1))
   done
   echo $(($(date +%s) - t0)) >$S/scrapes-seconds
-  grep '^VmRSS' /proc/$spid/status >$S/rss-last
+  grep -E '^(VmRSS|RssAnon|RssFile|RssShmem)' /proc/$spid/status >$S/rss-last
   kill -TERM $spid
   rc=0
   wait $spid || rc=$?
   echo $rc >$S/rc
   log "serve: $(grep -E '^(Uid|CapEff):' $S/status | tr '\n\t' '  '); 1000 scrapes in $(cat $S/scrapes-seconds) s;" \
-    "RSS $(cat $S/rss-first) -> $(cat $S/rss-last); exit $rc; $(tail -n 1 $S/serve.err)"
+    "RSS $(tr '\n\t' '  ' <$S/rss-first) -> $(tr '\n\t' '  ' <$S/rss-last); exit $rc; $(tail -n 1 $S/serve.err)"
 }
 
 # synq --watch 3 --count 3 --json (issue 9) around two changes the fixture makes to a fresh listener
