@@ -197,7 +197,8 @@ impl User {
 fn passwd_entry(name: &str) -> Option<User> {
     use std::io::Read;
     let mut text = String::new();
-    std::fs::File::open("/etc/passwd")
+    // Regular file only, never blocking (a FIFO in its place is refused, as every file synq reads).
+    crate::input::open_regular(std::path::Path::new("/etc/passwd"))
         .ok()?
         .take(1 << 20)
         .read_to_string(&mut text)
