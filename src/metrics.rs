@@ -10,7 +10,7 @@
 //! `max_series` bounds the per-listener series; beyond it the fullest listeners are kept and
 //! `synq_series_limit_exceeded` says so. No client timestamps.
 
-use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -93,117 +93,386 @@ const NETNS_COUNTERS: [(&str, &str, &str); 7] = [
     ),
 ];
 
-/// The owner label of a listener: its first owner's comm, empty when it has none (or none were read).
-fn owner(l: &Listener) -> String {
-    l.owners
-        .as_ref()
-        .and_then(|o| o.first())
-        .map(|o| o.comm.clone())
-        .unwrap_or_default()
-}
-
-/// The label values of a listener, in [`LABELS`] order.
-fn labels(l: &Listener) -> [String; 5] {
-    [
-        l.netns.to_string(),
-        l.family.name().to_string(),
-        l.addr.to_string(),
-        l.port.to_string(),
-        owner(l),
-    ]
-}
-
-/// The text exposition of `rep`.
+/// The text exposition of `rep` (one-shot: `--prometheus`, `--textfile`).
 pub fn render(rep: &Report, settings: &Settings, scrape: Scrape) -> String {
-    match build(rep, settings, scrape) {
-        Ok(text) => text,
-        // Only a metric definition synq itself got wrong can fail; say so in the output, as a comment.
-        Err(e) => format!("# synq: internal error building the metrics: {e}\n"),
-    }
+    let mut out = String::new();
+    Exposition::new(settings.clone()).render_into(rep, scrape, &mut out);
+    out
 }
 
-/// One metric family being filled: its samples as (label values, value).
-struct Family {
-    name: &'static str,
-    help: &'static str,
-    kind: MetricType,
-    labels: &'static [&'static str],
-    samples: Vec<(Vec<String>, f64)>,
+/// The labels of a per-listener series, typed: they sort numerically and compare without allocating.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key<'a> {
+    netns: u64,
+    family: crate::walk::Family,
+    addr: IpAddr,
+    port: u16,
+    owner: &'a str,
 }
 
-impl Family {
-    fn new(
-        name: &'static str,
-        help: &'static str,
-        kind: MetricType,
-        labels: &'static [&'static str],
-    ) -> Family {
-        Family {
-            name,
-            help,
-            kind,
-            labels,
-            samples: Vec::new(),
+impl Key<'_> {
+    fn of(l: &Listener) -> Key<'_> {
+        Key {
+            netns: l.netns,
+            family: l.family,
+            addr: l.addr,
+            port: l.port,
+            owner: owner(l),
         }
     }
 
-    fn gauge(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Family {
-        Family::new(name, help, MetricType::GAUGE, labels)
+    /// The label pairs, sorted by name as Prometheus's own registries give them.
+    fn label_pairs(&self) -> Vec<LabelPair> {
+        let pair = |name: &str, value: String| {
+            let mut p = LabelPair::default();
+            p.set_name(name.to_string());
+            p.set_value(value);
+            p
+        };
+        vec![
+            pair("addr", self.addr.to_string()),
+            pair("family", self.family.name().to_string()),
+            pair("netns", self.netns.to_string()),
+            pair("owner", self.owner.to_string()),
+            pair("port", self.port.to_string()),
+        ]
+    }
+}
+
+/// The owner label of a listener: its first owner's comm, empty when it has none (or none were read).
+fn owner(l: &Listener) -> &str {
+    l.owners
+        .as_ref()
+        .and_then(|o| o.first())
+        .map(|o| o.comm.as_str())
+        .unwrap_or_default()
+}
+
+/// The figures of one label set: its listeners (an SO_REUSEPORT group's members) summed.
+struct Group<'a> {
+    key: Key<'a>,
+    sockets: u64,
+    syn: u64,
+    young: u64,
+    accept: u64,
+    limit: u64,
+    /// Absent unless every member has the field (before 4.7 none has): no series rather than a false 0.
+    drops: Option<u64>,
+    flood: Option<bool>,
+}
+
+impl<'a> Group<'a> {
+    fn new(key: Key<'a>) -> Group<'a> {
+        Group {
+            key,
+            sockets: 0,
+            syn: 0,
+            young: 0,
+            accept: 0,
+            limit: 0,
+            drops: Some(0),
+            flood: Some(false),
+        }
     }
 
-    fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Family {
-        Family::new(name, help, MetricType::COUNTER, labels)
+    fn add(&mut self, l: &Listener) {
+        self.sockets = self.sockets.saturating_add(1);
+        self.syn = self.syn.saturating_add(l.syn_queue);
+        self.young = self.young.saturating_add(l.syn_young);
+        self.accept = self.accept.saturating_add(l.accept_queue);
+        self.limit = self.limit.saturating_add(l.max_backlog);
+        self.drops = self.drops.zip(l.drops).map(|(a, b)| a.saturating_add(b));
+        self.flood = self.flood.zip(l.synflood_warned).map(|(a, b)| a || b);
     }
 
-    fn push(&mut self, values: &[String], v: f64) {
-        self.samples.push((values.to_vec(), v));
+    /// Which listeners to keep when they must be cut to `--max-series`: the fullest, then the most dropping.
+    fn weight(&self) -> (u64, u64) {
+        (
+            self.syn.saturating_add(self.accept),
+            self.drops.unwrap_or(0),
+        )
     }
 
-    /// Like `push`, taking the label values.
-    fn push_owned(&mut self, values: Vec<String>, v: f64) {
-        self.samples.push((values, v));
+    /// The per-listener families' values, in [`PER_LISTENER`] order (`None`: no series).
+    fn values(&self) -> [Option<f64>; SERIES_PER_LISTENER] {
+        [
+            Some(f(self.sockets)),
+            Some(f(self.syn)),
+            Some(f(self.young)),
+            Some(f(self.accept)),
+            Some(f(self.limit)),
+            self.drops.map(f),
+            self.flood.map(|w| if w { 1.0 } else { 0.0 }),
+        ]
     }
+}
 
-    /// The family for the encoder: label pairs sorted by name, as Prometheus's own registries give them.
-    fn into_proto(self) -> MetricFamily {
-        let mut order: Vec<usize> = (0..self.labels.len()).collect();
-        order.sort_by_key(|&i| self.labels.get(i).copied().unwrap_or(""));
-        let metrics = self
-            .samples
+/// The per-listener families: name, help, counter (else gauge).
+const PER_LISTENER: [(&str, &str, bool); SERIES_PER_LISTENER] = [
+    (
+        "synq_listener_sockets",
+        "Listening sockets under these labels (an SO_REUSEPORT group has several).",
+        false,
+    ),
+    (
+        "synq_syn_queue",
+        "Half-open requests (SYN received, SYN-ACK sent, no final ACK yet) in the SYN queue.",
+        false,
+    ),
+    (
+        "synq_syn_queue_young",
+        "Half-open requests whose SYN-ACK was not retransmitted yet.",
+        false,
+    ),
+    (
+        "synq_accept_queue",
+        "Completed connections waiting for accept().",
+        false,
+    ),
+    (
+        "synq_accept_queue_limit",
+        "The accept-queue limit: listen(2)'s backlog, capped by net.core.somaxconn.",
+        false,
+    ),
+    (
+        "synq_listener_drops_total",
+        "Packets the listener dropped (sk_drops; ss -ltm's d): SYNs refused by a full queue among them.",
+        true,
+    ),
+    (
+        "synq_listener_synflood_warned",
+        "1 when the listener has hit a full SYN queue (the kernel's \"Possible SYN flooding\" warning).",
+        false,
+    ),
+];
+
+/// A sample's value, set in place.
+fn set_value(m: &mut Metric, counter: bool, v: f64) {
+    if counter {
+        let mut c = Counter::default();
+        c.set_value(v);
+        m.set_counter(c);
+    } else {
+        let mut g = Gauge::default();
+        g.set_value(v);
+        m.set_gauge(g);
+    }
+}
+
+/// A family of label-less or namespace samples, built anew on every scrape (they are few).
+fn family(
+    name: &str,
+    help: &str,
+    counter: bool,
+    samples: Vec<(Vec<LabelPair>, f64)>,
+) -> MetricFamily {
+    let mut mf = MetricFamily::default();
+    mf.set_name(name.to_string());
+    mf.set_help(help.to_string());
+    mf.set_field_type(if counter {
+        MetricType::COUNTER
+    } else {
+        MetricType::GAUGE
+    });
+    mf.set_metric(
+        samples
             .into_iter()
-            .map(|(values, v)| {
-                let mut values: Vec<Option<String>> = values.into_iter().map(Some).collect();
-                let label = order
-                    .iter()
-                    .filter_map(|&i| {
-                        let mut p = LabelPair::default();
-                        p.set_name((*self.labels.get(i)?).to_string());
-                        p.set_value(values.get_mut(i)?.take()?);
-                        Some(p)
-                    })
-                    .collect();
+            .map(|(label, v)| {
                 let mut m = Metric::from_label(label);
-                match self.kind {
-                    MetricType::COUNTER => {
-                        let mut c = Counter::default();
-                        c.set_value(v);
-                        m.set_counter(c);
-                    }
-                    _ => {
-                        let mut g = Gauge::default();
-                        g.set_value(v);
-                        m.set_gauge(g);
-                    }
-                }
+                set_value(&mut m, counter, v);
                 m
             })
+            .collect(),
+    );
+    mf
+}
+
+/// One label pair.
+fn label(name: &str, value: String) -> LabelPair {
+    let mut p = LabelPair::default();
+    p.set_name(name.to_string());
+    p.set_value(value);
+    p
+}
+
+/// A label set seen by the last scrape, with which of the optional series it had.
+#[derive(PartialEq, Eq)]
+struct Shape {
+    netns: u64,
+    family: crate::walk::Family,
+    addr: IpAddr,
+    port: u16,
+    owner: String,
+    drops: bool,
+    flood: bool,
+}
+
+impl Shape {
+    fn matches(&self, g: &Group) -> bool {
+        let k = &g.key;
+        self.netns == k.netns
+            && self.family == k.family
+            && self.addr == k.addr
+            && self.port == k.port
+            && self.owner == k.owner
+            && self.drops == g.drops.is_some()
+            && self.flood == g.flood.is_some()
+    }
+}
+
+/// The exposition kept between the scrapes of `synq serve`. Its per-listener part is the `prometheus`
+/// crate's own encoding of the last label sets, kept as text with the position of every sample's value; while
+/// the label sets stay the same, a scrape writes that text with only the values replaced, formatted as the
+/// crate formats them (`f64`'s `Display`). Building and encoding 7 series of 5 labels for each listener is
+/// otherwise nearly all of a scrape's cost (about 1 µs a sample natively).
+pub struct Exposition {
+    settings: Settings,
+    /// The label sets of `text`, in order.
+    shape: Vec<Shape>,
+    /// The per-listener families as the crate encoded them.
+    text: String,
+    /// Where each sample's value lies in `text`, in encoding order (family by family).
+    values: Vec<std::ops::Range<usize>>,
+}
+
+impl Exposition {
+    pub fn new(settings: Settings) -> Exposition {
+        Exposition {
+            settings,
+            shape: Vec::new(),
+            text: String::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// The listeners grouped by label set, in label order, cut to `--max-series`; and how many were cut.
+    fn groups<'r>(&self, rep: &'r Report) -> (Vec<Group<'r>>, usize) {
+        let mut keyed: Vec<(Key, &Listener)> =
+            rep.listeners.iter().map(|l| (Key::of(l), l)).collect();
+        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut groups: Vec<Group> = Vec::new();
+        for (key, l) in keyed {
+            match groups.last_mut() {
+                Some(g) if g.key == key => g.add(l),
+                _ => {
+                    let mut g = Group::new(key);
+                    g.add(l);
+                    groups.push(g);
+                }
+            }
+        }
+        let max_keys = self.settings.max_series / SERIES_PER_LISTENER;
+        let omitted = groups.len().saturating_sub(max_keys);
+        if omitted > 0 {
+            groups.sort_by(|a, b| b.weight().cmp(&a.weight()).then_with(|| a.key.cmp(&b.key)));
+            groups.truncate(max_keys);
+            groups.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        (groups, omitted)
+    }
+
+    /// Writes the per-listener families of `groups` to `out`: the kept text with new values when the label
+    /// sets are the last scrape's, else encoded anew (and kept).
+    fn per_listener(&mut self, groups: &[Group], out: &mut String) {
+        let same = self.shape.len() == groups.len()
+            && self.shape.iter().zip(groups).all(|(s, g)| s.matches(g));
+        if same && self.refill(groups, out) {
+            return;
+        }
+        self.encode(groups);
+        out.push_str(&self.text);
+    }
+
+    /// The kept text with the values of `groups` (false, writing nothing, if they do not fit it).
+    fn refill(&self, groups: &[Group], out: &mut String) -> bool {
+        use std::fmt::Write;
+        let values = groups.iter().map(Group::values).collect::<Vec<_>>();
+        let in_order = (0..SERIES_PER_LISTENER).flat_map(|i| {
+            values
+                .iter()
+                .filter_map(move |v| v.get(i).copied().flatten())
+        });
+        if in_order.clone().count() != self.values.len() {
+            return false;
+        }
+        let mut at = 0;
+        for (v, range) in in_order.zip(&self.values) {
+            out.push_str(self.text.get(at..range.start).unwrap_or_default());
+            let _ = write!(out, "{v}");
+            at = range.end;
+        }
+        out.push_str(self.text.get(at..).unwrap_or_default());
+        true
+    }
+
+    /// Encodes the per-listener families of `groups` with the crate, keeping the text and where its values are.
+    fn encode(&mut self, groups: &[Group]) {
+        let mut samples: Vec<Vec<(Vec<LabelPair>, f64)>> = (0..SERIES_PER_LISTENER)
+            .map(|_| Vec::with_capacity(groups.len()))
             .collect();
-        let mut mf = MetricFamily::default();
-        mf.set_name(self.name.to_string());
-        mf.set_help(self.help.to_string());
-        mf.set_field_type(self.kind);
-        mf.set_metric(metrics);
-        mf
+        for g in groups {
+            let labels = g.key.label_pairs();
+            for (v, s) in g.values().into_iter().zip(samples.iter_mut()) {
+                if let Some(v) = v {
+                    s.push((labels.clone(), v));
+                }
+            }
+        }
+        let families: Vec<MetricFamily> = PER_LISTENER
+            .iter()
+            .zip(samples)
+            .map(|((name, help, counter), s)| family(name, help, *counter, s))
+            .collect();
+        self.text.clear();
+        encode(&families, &mut self.text);
+        drop(families);
+        // A sample line is `name{labels} value`: the value follows the line's last space (label values may
+        // hold spaces, but a newline in one is escaped, and the crate writes no timestamp).
+        self.values.clear();
+        let mut at = 0;
+        for line in self.text.split_inclusive('\n') {
+            let body = line.strip_suffix('\n').unwrap_or(line);
+            if !body.starts_with('#')
+                && let Some(space) = body.rfind(' ')
+            {
+                self.values.push(at + space + 1..at + body.len());
+            }
+            at += line.len();
+        }
+        self.shape = groups
+            .iter()
+            .map(|g| Shape {
+                netns: g.key.netns,
+                family: g.key.family,
+                addr: g.key.addr,
+                port: g.key.port,
+                owner: g.key.owner.to_string(),
+                drops: g.drops.is_some(),
+                flood: g.flood.is_some(),
+            })
+            .collect();
+    }
+
+    /// The text exposition of `rep`, written over `out` (whose capacity a resident exporter keeps).
+    pub fn render_into(&mut self, rep: &Report, scrape: Scrape, out: &mut String) {
+        out.clear();
+        let (groups, omitted) = self.groups(rep);
+        self.per_listener(&groups, out);
+        encode(&others(rep, scrape, omitted), out);
+    }
+}
+
+/// Appends the crate's text encoding of `families` to `out`. Families without a sample are left out (the
+/// encoder refuses them), as a registry's gather() does.
+fn encode(families: &[MetricFamily], out: &mut String) {
+    let encoder = prometheus::TextEncoder::new();
+    for mf in families.iter().filter(|mf| !mf.get_metric().is_empty()) {
+        if let Err(e) = encoder.encode_utf8(std::slice::from_ref(mf), out) {
+            // Only a metric definition synq itself got wrong can fail; say so in the output.
+            out.push_str(&format!(
+                "# synq: internal error building the metrics: {e}\n"
+            ));
+        }
     }
 }
 
@@ -212,190 +481,108 @@ fn f(v: u64) -> f64 {
     v as f64
 }
 
-fn build(rep: &Report, settings: &Settings, scrape: Scrape) -> prometheus::Result<String> {
-    let l = &LABELS;
-    let mut sockets = Family::gauge(
-        "synq_listener_sockets",
-        "Listening sockets under these labels (an SO_REUSEPORT group has several).",
-        l,
-    );
-    let mut syn = Family::gauge(
-        "synq_syn_queue",
-        "Half-open requests (SYN received, SYN-ACK sent, no final ACK yet) in the SYN queue.",
-        l,
-    );
-    let mut young = Family::gauge(
-        "synq_syn_queue_young",
-        "Half-open requests whose SYN-ACK was not retransmitted yet.",
-        l,
-    );
-    let mut acc = Family::gauge(
-        "synq_accept_queue",
-        "Completed connections waiting for accept().",
-        l,
-    );
-    let mut limit = Family::gauge(
-        "synq_accept_queue_limit",
-        "The accept-queue limit: listen(2)'s backlog, capped by net.core.somaxconn.",
-        l,
-    );
-    let mut drops = Family::counter(
-        "synq_listener_drops_total",
-        "Packets the listener dropped (sk_drops; ss -ltm's d): SYNs refused by a full queue among them.",
-        l,
-    );
-    let mut flood = Family::gauge(
-        "synq_listener_synflood_warned",
-        "1 when the listener has hit a full SYN queue (the kernel's \"Possible SYN flooding\" warning).",
-        l,
-    );
-
-    // The listeners, fullest first when they must be cut to max_series.
-    let mut keyed: BTreeMap<[String; 5], Vec<&Listener>> = BTreeMap::new();
-    for li in &rep.listeners {
-        keyed.entry(labels(li)).or_default().push(li);
-    }
-    let mut groups: Vec<([String; 5], Vec<&Listener>)> = keyed.into_iter().collect();
-    let max_keys = settings.max_series / SERIES_PER_LISTENER;
-    let omitted = groups.len().saturating_sub(max_keys);
-    if omitted > 0 {
-        let weight = |v: &Vec<&Listener>| -> (u64, u64) {
-            let q = v
-                .iter()
-                .map(|l| l.syn_queue.saturating_add(l.accept_queue))
-                .sum();
-            (q, v.iter().filter_map(|l| l.drops).sum())
-        };
-        groups.sort_by(|a, b| weight(&b.1).cmp(&weight(&a.1)).then_with(|| a.0.cmp(&b.0)));
-        groups.truncate(max_keys);
-        groups.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-    for (key, members) in groups {
-        let sum = |f: fn(&Listener) -> u64| {
-            members.iter().map(|l| f(l)).fold(0u64, u64::saturating_add) as f64
-        };
-        sockets.push(&key, members.len() as f64);
-        syn.push(&key, sum(|l| l.syn_queue));
-        young.push(&key, sum(|l| l.syn_young));
-        acc.push(&key, sum(|l| l.accept_queue));
-        // Absent where the kernel has no such field (before 4.7): no series rather than a false 0.
-        if members.iter().all(|l| l.drops.is_some()) {
-            drops.push(&key, sum(|l| l.drops.unwrap_or(0)));
-        }
-        if members.iter().all(|l| l.synflood_warned.is_some()) {
-            let any = members.iter().any(|l| l.synflood_warned == Some(true));
-            flood.push(&key, if any { 1.0 } else { 0.0 });
-        }
-        // The last family takes the label values themselves.
-        limit.push_owned(key.into(), sum(|l| l.max_backlog));
-    }
-    let mut families = vec![sockets, syn, young, acc, limit, drops, flood];
-    let mut exceeded = Family::gauge(
-        "synq_series_limit_exceeded",
-        "1 when there were more listeners than --max-series allows: the fullest were kept.",
-        &[],
-    );
-    exceeded.push(&[], if omitted > 0 { 1.0 } else { 0.0 });
-    let mut omitted_g = Family::gauge(
-        "synq_listeners_omitted",
-        "Listener label sets left out because of --max-series.",
-        &[],
-    );
-    omitted_g.push(&[], omitted as f64);
-    families.extend([exceeded, omitted_g]);
-
-    // Per network namespace: the listen sysctls and the TcpExt counters.
-    const NS: &[&str] = &["netns"];
-    let mut sysctls = [
-        Family::gauge(
-            "synq_netns_somaxconn",
-            "net.core.somaxconn: the cap on every listen(2) backlog.",
-            NS,
+/// The families that are not per listener: the --max-series state, the namespaces, the scrape itself.
+fn others(rep: &Report, scrape: Scrape, omitted: usize) -> Vec<MetricFamily> {
+    let mut families = vec![
+        family(
+            "synq_series_limit_exceeded",
+            "1 when there were more listeners than --max-series allows: the fullest were kept.",
+            false,
+            vec![(Vec::new(), if omitted > 0 { 1.0 } else { 0.0 })],
         ),
-        Family::gauge(
-            "synq_netns_tcp_max_syn_backlog",
-            "net.ipv4.tcp_max_syn_backlog.",
-            NS,
-        ),
-        Family::gauge(
-            "synq_netns_tcp_syncookies",
-            "net.ipv4.tcp_syncookies: 0 off, 1 when a SYN queue overflows, 2 always.",
-            NS,
-        ),
-        Family::gauge(
-            "synq_netns_tcp_synack_retries",
-            "net.ipv4.tcp_synack_retries: SYN-ACK retransmits before a request is dropped.",
-            NS,
+        family(
+            "synq_listeners_omitted",
+            "Listener label sets left out because of --max-series.",
+            false,
+            vec![(Vec::new(), omitted as f64)],
         ),
     ];
-    let mut counters: Vec<Family> = NETNS_COUNTERS
-        .iter()
-        .map(|(_, name, help)| Family::counter(name, help, NS))
-        .collect();
+
+    // Per network namespace: the listen sysctls and the TcpExt counters.
+    const SYSCTLS: [(&str, &str); 4] = [
+        (
+            "synq_netns_somaxconn",
+            "net.core.somaxconn: the cap on every listen(2) backlog.",
+        ),
+        (
+            "synq_netns_tcp_max_syn_backlog",
+            "net.ipv4.tcp_max_syn_backlog.",
+        ),
+        (
+            "synq_netns_tcp_syncookies",
+            "net.ipv4.tcp_syncookies: 0 off, 1 when a SYN queue overflows, 2 always.",
+        ),
+        (
+            "synq_netns_tcp_synack_retries",
+            "net.ipv4.tcp_synack_retries: SYN-ACK retransmits before a request is dropped.",
+        ),
+    ];
+    let mut sysctls: [Vec<(Vec<LabelPair>, f64)>; 4] = Default::default();
+    let mut counters: Vec<Vec<(Vec<LabelPair>, f64)>> =
+        NETNS_COUNTERS.iter().map(|_| Vec::new()).collect();
     for ns in rep.namespaces.iter().flatten() {
-        let k = [ns.inum.to_string()];
-        for (fam, val) in sysctls.iter_mut().zip([
+        let k = || vec![label("netns", ns.inum.to_string())];
+        for (s, val) in sysctls.iter_mut().zip([
             ns.somaxconn,
             ns.max_syn_backlog,
             ns.syncookies,
             ns.synack_retries,
         ]) {
             if let Some(val) = val {
-                fam.push(&k, f(val));
+                s.push((k(), f(val)));
             }
         }
-        for (fam, (kernel_name, _, _)) in counters.iter_mut().zip(NETNS_COUNTERS) {
+        for (s, (kernel_name, _, _)) in counters.iter_mut().zip(NETNS_COUNTERS) {
             let val = ns
                 .counters
                 .iter()
                 .find(|(n, _)| *n == kernel_name)
                 .and_then(|c| c.1);
             if let Some(val) = val {
-                fam.push(&k, f(val));
+                s.push((k(), f(val)));
             }
         }
     }
-    families.extend(sysctls);
-    families.extend(counters);
+    families.extend(
+        SYSCTLS
+            .iter()
+            .zip(sysctls)
+            .map(|((name, help), s)| family(name, help, false, s)),
+    );
+    families.extend(
+        NETNS_COUNTERS
+            .iter()
+            .zip(counters)
+            .map(|((_, name, help), s)| family(name, help, true, s)),
+    );
 
     // The scrape itself.
-    let mut dur = Family::gauge(
+    families.push(family(
         "synq_scrape_duration_seconds",
         "How long synq took to walk kernel memory for these figures.",
-        &[],
-    );
-    dur.push(&[], scrape.duration.as_secs_f64());
-    let mut warn = Family::counter(
+        false,
+        vec![(Vec::new(), scrape.duration.as_secs_f64())],
+    ));
+    families.push(family(
         "synq_walk_warnings_total",
         "Warnings while walking (a page unreadable, the kernel changing under the walk): figures may be partial.",
-        &[],
-    );
-    warn.push(&[], f(scrape.warnings_total));
-    let mut info = Family::gauge(
+        true,
+        vec![(Vec::new(), f(scrape.warnings_total))],
+    ));
+    families.push(family(
         "synq_build_info",
         "synq's version, and the kernel it reads (always 1).",
-        &["version", "release", "source"],
-    );
-    info.push(
-        &[
-            env!("CARGO_PKG_VERSION").to_string(),
-            rep.release.clone(),
-            rep.source.clone(),
-        ],
-        1.0,
-    );
-    families.extend([dur, warn, info]);
-
-    // Families without a sample are left out (the encoder refuses them), as a registry's gather() does.
-    let protos: Vec<MetricFamily> = families
-        .into_iter()
-        .filter(|fam| !fam.samples.is_empty())
-        .map(Family::into_proto)
-        .collect();
-    let mut out =
-        String::with_capacity(protos.iter().map(|p| p.get_metric().len()).sum::<usize>() * 128);
-    prometheus::TextEncoder::new().encode_utf8(&protos, &mut out)?;
-    Ok(out)
+        false,
+        vec![(
+            vec![
+                label("release", rep.release.clone()),
+                label("source", rep.source.clone()),
+                label("version", env!("CARGO_PKG_VERSION").to_string()),
+            ],
+            1.0,
+        )],
+    ));
+    families
 }
 
 /// `--textfile PATH`: a temporary file created beside PATH before the privilege drop (which forbids opening
@@ -659,5 +846,74 @@ mod tests {
         }]);
         let text = render(&report(vec![l]), &Settings::default(), Scrape::default());
         assert!(text.contains(r#"owner="a\"b\\c\nd""#), "{text}");
+    }
+
+    /// A resident exporter's scrape equals a fresh encoding of the same report, byte for byte: when only the
+    /// values change (the kept text, refilled) and when the label sets change (encoded anew).
+    #[test]
+    fn resident_scrapes_equal_a_fresh_encoding() {
+        let odd = |port, syn, drops, comm: &str| {
+            let mut l = listener(port, syn, drops);
+            l.owners = Some(vec![Owner {
+                pid: 1,
+                comm: comm.into(),
+            }]);
+            l
+        };
+        // Label values with spaces, quotes, backslashes and newlines: the value is still the last token.
+        let base = || {
+            vec![
+                odd(80, 3, Some(2), "a b\"c"),
+                odd(81, 0, Some(0), "x\ny\\ 1"),
+                listener(443, 7, Some(1)),
+                listener(443, 2, Some(5)),
+            ]
+        };
+        let mut steps = vec![base()];
+        // Values only: queues fill, drops grow, a fraction and a flood flag.
+        let mut v = base();
+        v[0].syn_queue = 129;
+        v[1].drops = Some(1_000_000_007);
+        v[2].accept_queue = 42;
+        v[3].max_backlog = 4096;
+        steps.push(v);
+        // A listener comes; one goes; an owner changes; drops become unknown for one.
+        let mut v = base();
+        v.push(listener(8080, 1, Some(0)));
+        steps.push(v);
+        let mut v = base();
+        v.remove(1);
+        steps.push(v);
+        let mut v = base();
+        v[0].owners = None;
+        steps.push(v);
+        let mut v = base();
+        v[2].drops = None;
+        steps.push(v);
+        steps.push(base());
+        let settings = Settings { max_series: 14 };
+        for settings in [Settings::default(), settings] {
+            let mut expo = Exposition::new(settings.clone());
+            let mut out = String::new();
+            for (i, listeners) in steps.iter().enumerate() {
+                let rep = report(listeners.clone());
+                let scrape = Scrape {
+                    duration: Duration::from_millis(i as u64 * 7),
+                    warnings_total: i as u64,
+                };
+                expo.render_into(&rep, scrape, &mut out);
+                assert_eq!(out, render(&rep, &settings, scrape), "step {i}");
+                assert!(out.contains("synq_syn_queue{"), "step {i}: {out}");
+            }
+        }
+        // The refilled text really carries the new values.
+        let mut expo = Exposition::new(Settings::default());
+        let mut out = String::new();
+        expo.render_into(&report(steps[0].clone()), Scrape::default(), &mut out);
+        expo.render_into(&report(steps[1].clone()), Scrape::default(), &mut out);
+        assert!(out.contains("port=\"80\"} 129\n"), "{out}");
+        assert!(out.contains("} 1000000007\n"), "{out}");
+        // ... from the kept text, not a new encoding (which would have replaced it).
+        assert!(!expo.text.contains("} 1000000007\n") && expo.text.contains("port=\"80\"} 3\n"));
     }
 }

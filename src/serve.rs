@@ -14,6 +14,7 @@
 //! are parsed by `httparse` (the parser under hyper): a whole HTTP server crate would bring threads that
 //! start after the seccomp filter is in place, or no per-connection timeouts; this loop needs neither.
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -64,7 +65,8 @@ struct Cached {
 /// The server's state between connections.
 pub struct Server {
     prepared: Prepared,
-    settings: metrics::Settings,
+    /// The exposition, kept between walks: while the listeners stay the same, a walk only changes its values.
+    exposition: metrics::Exposition,
     min_interval: Duration,
     cached: Option<Cached>,
     warnings_total: u64,
@@ -82,7 +84,10 @@ impl Server {
         if !fresh {
             let started = Instant::now();
             self.walks += 1;
-            let (status, body) = match self.prepared.collect() {
+            // The last body's buffer is written over: a 10,000-listener exposition is megabytes.
+            let mut body = self.cached.take().map(|c| c.body).unwrap_or_default();
+            body.clear();
+            let status = match self.prepared.collect() {
                 Ok(rep) => {
                     self.warnings_total += rep.warnings.len() as u64;
                     if let Some(first) = rep.warnings.first() {
@@ -96,11 +101,13 @@ impl Server {
                         duration: started.elapsed(),
                         warnings_total: self.warnings_total,
                     };
-                    (200, metrics::render(&rep, &self.settings, scrape))
+                    self.exposition.render_into(&rep, scrape, &mut body);
+                    200
                 }
                 Err(e) => {
                     eprintln!("synq: walk {}: {e}", self.walks);
-                    (503, format!("synq: the walk failed: {e}\n"))
+                    body.push_str(&format!("synq: the walk failed: {e}\n"));
+                    503
                 }
             };
             self.cached = Some(Cached {
@@ -116,7 +123,7 @@ impl Server {
     }
 
     /// Answers one request head.
-    pub fn respond(&mut self, head: &[u8]) -> Response {
+    pub fn respond(&mut self, head: &[u8]) -> Response<'_> {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(head) {
@@ -144,14 +151,14 @@ impl Server {
                 Response {
                     status,
                     content_type: ctype,
-                    body: body.as_bytes().to_vec(),
+                    body: Cow::Borrowed(body.as_bytes()),
                     extra: Vec::new(),
                 }
             }
             "/" => Response {
                 status: 200,
                 content_type: "text/html; charset=utf-8",
-                body: INDEX.as_bytes().to_vec(),
+                body: Cow::Borrowed(INDEX.as_bytes()),
                 extra: Vec::new(),
             },
             _ => Response::text(404, "not found: the metrics are on /metrics\n"),
@@ -159,7 +166,7 @@ impl Server {
         if head_only {
             resp.extra
                 .push(("Content-Length".into(), resp.body.len().to_string()));
-            resp.body.clear();
+            resp.body = Cow::Borrowed(&[]);
         }
         resp
     }
@@ -168,31 +175,31 @@ impl Server {
 const INDEX: &str = "<!doctype html>\n<html><head><title>synq</title></head><body>\n<h1>synq</h1>\n<p>TCP listen \
 queues read from kernel memory: <a href=\"/metrics\">/metrics</a>.</p>\n</body></html>\n";
 
-/// An HTTP response.
-pub struct Response {
+/// An HTTP response; its body borrowed from the server's cached exposition where it is one.
+pub struct Response<'a> {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: Vec<u8>,
+    pub body: Cow<'a, [u8]>,
     extra: Vec<(String, String)>,
 }
 
-impl Response {
-    fn text(status: u16, body: &str) -> Response {
+impl Response<'_> {
+    fn text(status: u16, body: &str) -> Response<'static> {
         Response {
             status,
             content_type: "text/plain; charset=utf-8",
-            body: body.as_bytes().to_vec(),
+            body: Cow::Owned(body.as_bytes().to_vec()),
             extra: Vec::new(),
         }
     }
 
-    fn with_header(mut self, k: &str, v: &str) -> Response {
+    fn with_header(mut self, k: &str, v: &str) -> Self {
         self.extra.push((k.into(), v.into()));
         self
     }
 
-    /// The bytes on the wire.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// The status line and headers, up to the blank line.
+    pub fn head(&self) -> Vec<u8> {
         let reason = match self.status {
             200 => "OK",
             400 => "Bad Request",
@@ -213,7 +220,12 @@ impl Response {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        let mut out = head.into_bytes();
+        head.into_bytes()
+    }
+
+    /// The bytes on the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.head();
         out.extend_from_slice(&self.body);
         out
     }
@@ -221,7 +233,7 @@ impl Response {
 
 /// Reads a request head (up to the blank line) within the timeout and [`MAX_HEAD`]. `Err` holds the
 /// response to give instead (or none, when the client went away).
-fn read_head(conn: &mut TcpStream) -> Result<Vec<u8>, Option<Response>> {
+fn read_head(conn: &mut TcpStream) -> Result<Vec<u8>, Option<Response<'static>>> {
     let deadline = Instant::now() + IO_TIMEOUT;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -253,7 +265,10 @@ fn handle(server: &mut Server, mut conn: TcpStream) {
         Err(Some(r)) => r,
         Err(None) => return,
     };
-    let _ = conn.write_all(&resp.to_bytes());
+    // The head, then the body from where it lies (no copy of a megabytes-long exposition).
+    let _ = conn
+        .write_all(&resp.head())
+        .and_then(|()| conn.write_all(&resp.body));
     let _ = conn.flush();
     let _ = conn.shutdown(std::net::Shutdown::Both);
 }
@@ -321,7 +336,7 @@ pub fn run(opts: &Options, session: Session) -> Result<Outcome, Error> {
     );
     let mut server = Server {
         prepared,
-        settings: opts.metrics.clone(),
+        exposition: metrics::Exposition::new(opts.metrics.clone()),
         min_interval: so.min_interval,
         cached: None,
         warnings_total: 0,
