@@ -13,7 +13,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use common::*;
 const LHASH2: &str = "cilium-ebpf-7.1-x86_64.btf.xz";
 
 /// A synthetic kernel with two listeners (5 and 7 half-open, 1 and 3 waiting); returns the source args.
-fn kernel(name: &str) -> (PathBuf, Vec<String>) {
+fn kernel(name: &str) -> (Scratch, Vec<String>) {
     let dir = scratch(name);
     let mut k = Kernel::new(LHASH2, 4);
     k.add(0, Sock::listen("2001:db8::1", 443, 5, 1));

@@ -38,7 +38,7 @@ fn vmcoreinfo(release: &str, top: u64) -> String {
 /// A synthetic kernel with a few listeners, its kcore image and kallsyms (the reference), and its
 /// physical memory with the kernel's own VMCOREINFO note.
 struct World {
-    dir: PathBuf,
+    dir: Scratch,
     mem: PhysImage,
     kallsyms: PathBuf,
     reference: Vec<Row>,

@@ -30,12 +30,35 @@ pub fn layout_of(btf: &str) -> Layout {
     synq::btf::resolve(&loaded.btf).unwrap()
 }
 
-/// A fresh scratch directory per test.
-pub fn scratch(name: &str) -> PathBuf {
+/// A fresh scratch directory per test, removed when the test is done with it (some hold dumps of
+/// hundreds of MiB: left behind, every run of the suite would cost a gigabyte of /tmp).
+pub fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("synq-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
+}
+
+/// A scratch directory; removed on drop.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Writes `value` into the bit range of `f` (little-endian), as the kernel would have stored it.
