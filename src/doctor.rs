@@ -1315,7 +1315,7 @@ fn live_findings(
                 .ok_or_else(|| "the BTF's source is unknown".to_string())
         });
     let btf_matches_sysfs = if btf.is_ok() && given_btf(side).is_some() && facts.btf_sysfs {
-        let own = providers::load(&BtfChain::new(None, None, true), None)
+        let own = providers::load(&BtfChain::new(None, None, true, false), None)
             .ok()
             .and_then(|found| crate::btf::resolve(&found.btf).ok());
         match (own, session.layout()) {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use btf_rs::Btf;
+use crate::btf::Btf;
 
 use crate::btf::netns::NetnsLayout;
 use crate::btf::owners::OwnersLayout;
@@ -122,6 +122,7 @@ impl Session {
             self.side.btf.as_deref(),
             self.side.vmlinux.as_deref(),
             self.live(),
+            self.target.is_some(),
         )
     }
 
@@ -186,12 +187,18 @@ impl Session {
         if self.btf.is_none() {
             let chain = self.btf_chain();
             let found = if chain.reads_memory() {
-                self.symbols()?;
+                // Live, the symbols' failure leaves the sysfs file to try; a dump has only its memory.
+                if let Err(e) = self.symbols()
+                    && chain.only_memory()
+                {
+                    return Err(e);
+                }
                 let target = self.target.as_ref().ok_or_else(unreachable_state)?;
                 let m = MemoryBtf {
                     mem: target,
                     symbols: self.symbols.as_ref(),
                     target: target.path(),
+                    live: target.is_live(),
                 };
                 providers::load(&chain, Some(&m))?
             } else {

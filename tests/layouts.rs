@@ -285,3 +285,35 @@ fn owners_chain_resolves_on_every_corpus_kernel() {
         assert_ne!(l.f_op.offset(), l.private_data.offset(), "{file}");
     }
 }
+
+/// The load-time struct index (one pass over the raw type section, `btf::index`) finds, on every real BTF of
+/// the corpus, exactly the ids btf-rs's own name scan finds for the structs synq looks up (full definitions:
+/// forward declarations and empty structs left out). Why: `find_struct` trusts those ids first.
+#[test]
+fn struct_index_agrees_with_btf_rs_on_every_corpus_file() {
+    let text = std::fs::read_to_string(fixtures().join("layouts.json")).unwrap();
+    let all: Value = serde_json::from_str(&text).unwrap();
+    let mut checked = 0;
+    for file in all.as_object().unwrap().keys() {
+        let loaded = synq::btf::load_file(&fixtures().join(file)).unwrap();
+        let btf = &loaded.btf;
+        for name in synq::btf::index::NAMES {
+            let scanned: Vec<u32> = btf
+                .resolve_ids_by_name(name)
+                .unwrap()
+                .into_iter()
+                .filter(|&id| {
+                    matches!(btf.resolve_type_by_id(id), Ok(btf_rs::Type::Struct(s)) if !s.members.is_empty())
+                })
+                .collect();
+            assert_eq!(
+                btf.struct_ids(name),
+                Some(scanned.as_slice()),
+                "{file}: struct {name}"
+            );
+            checked += usize::from(!scanned.is_empty());
+        }
+    }
+    // Most of the names exist on most of the 12 kernels.
+    assert!(checked > 100, "only {checked} structs found");
+}

@@ -4,7 +4,9 @@
 //! Each detail is optional: a kernel that lacks a member reports `null` for it, never 0, and a detail that
 //! cannot be resolved never costs the queue figures. Every branch names the upstream change it follows.
 
-use btf_rs::{Btf, Struct, Type};
+use btf_rs::{Struct, Type};
+
+use super::Btf;
 
 use super::types::{as_struct, find_member, find_path, struct_via, type_by_id};
 use super::{Field, atomic_field, field_of};

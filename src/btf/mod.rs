@@ -6,6 +6,7 @@
 //! the upstream change it follows.
 
 mod details;
+pub mod index;
 pub mod netns;
 pub mod owners;
 pub mod providers;
@@ -18,7 +19,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use btf_rs::{Btf, Type};
+use btf_rs::Type;
 use serde_json::{Value, json};
 
 use types::{
@@ -78,6 +79,35 @@ pub enum LayoutError {
     Malformed(String),
 }
 
+/// Parsed BTF (btf-rs's lazily indexed backend, which every lookup goes through) and the ids of the structs
+/// synq looks up by name, found in one pass when it was loaded ([`index`]).
+pub struct Btf {
+    inner: btf_rs::Btf,
+    structs: index::StructIndex,
+}
+
+impl Btf {
+    /// `inner`, with the struct ids found in `raw`, its bytes (none: every lookup scans, as btf-rs does).
+    fn new(inner: btf_rs::Btf, raw: Option<&[u8]>) -> Btf {
+        Btf {
+            inner,
+            structs: raw.map(index::StructIndex::scan).unwrap_or_default(),
+        }
+    }
+
+    /// The ids of `struct NAME` as the load-time pass found them (a hint: check the names).
+    pub fn struct_ids(&self, name: &str) -> Option<&[u32]> {
+        self.structs.ids(name)
+    }
+}
+
+impl std::ops::Deref for Btf {
+    type Target = btf_rs::Btf;
+    fn deref(&self) -> &btf_rs::Btf {
+        &self.inner
+    }
+}
+
 /// Parsed BTF plus where it came from, for messages.
 pub struct LoadedBtf {
     pub btf: Btf,
@@ -106,14 +136,15 @@ pub fn load_file(path: &Path) -> Result<LoadedBtf, BtfLoadError> {
         // The header's own checks first, so that a bad or truncated file says what is wrong with it.
         let size = file.metadata().map_err(io)?.len();
         check_header(head, size, path)?;
-        // SAFETY: a read-only private mapping of a file opened read-only, used only to learn whether the
-        // file can be mapped (sysfs before 6.16 cannot); dropped at once.
-        let mappable = unsafe { memmap2::Mmap::map(&file) }.is_ok();
-        let btf = if mappable {
-            Some(mmap_btf(path).map_err(|msg| BtfLoadError::Parse {
+        // SAFETY: a read-only private mapping of a file opened read-only, to learn whether the file can be
+        // mapped (sysfs before 6.16 cannot) and to find the struct ids; dropped once the BTF is parsed.
+        let mapped = unsafe { memmap2::Mmap::map(&file) }.ok();
+        let btf = if let Some(raw) = mapped {
+            let inner = mmap_btf(path).map_err(|msg| BtfLoadError::Parse {
                 path: path.to_path_buf(),
                 msg,
-            })?)
+            })?;
+            Some(Btf::new(inner, Some(&raw)))
         } else {
             // Not mappable: let the kernel copy it into a memory file (std::io::copy uses
             // copy_file_range/sendfile where it can), then map that.
@@ -230,9 +261,11 @@ fn check_header(head: &[u8], size: u64, origin: &Path) -> Result<(), BtfLoadErro
 }
 
 /// Lazily indexed BTF over a read-only mapping of `path`, or the parser's own error.
-fn mmap_btf(path: &Path) -> Result<Btf, String> {
+fn mmap_btf(path: &Path) -> Result<btf_rs::Btf, String> {
     // btf-rs asserts some invariants with `expect`: contain them (see parse_bytes).
-    match std::panic::catch_unwind(|| Btf::from_file_with_backend(path, btf_rs::Backend::Mmap)) {
+    match std::panic::catch_unwind(|| {
+        btf_rs::Btf::from_file_with_backend(path, btf_rs::Backend::Mmap)
+    }) {
         Ok(Ok(btf)) => Ok(btf),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the BTF parser rejected the data".into()),
@@ -306,7 +339,10 @@ fn memfd() -> Option<File> {
 /// btf-rs maps files by path: hand it the memory file through /proc/self/fd.
 fn map_memfd(memfd: &File) -> Result<Btf, String> {
     use std::os::fd::AsRawFd;
-    mmap_btf(Path::new(&format!("/proc/self/fd/{}", memfd.as_raw_fd())))
+    let inner = mmap_btf(Path::new(&format!("/proc/self/fd/{}", memfd.as_raw_fd())))?;
+    // SAFETY: the memory file is ours alone and no longer written; a read-only mapping for the struct ids.
+    let raw = unsafe { memmap2::Mmap::map(memfd) }.ok();
+    Ok(Btf::new(inner, raw.as_deref()))
 }
 
 /// Lazily indexed BTF over an anonymous memory file holding `raw`; `None` when memory files are unavailable.
@@ -314,6 +350,37 @@ fn memfd_btf(raw: &[u8]) -> Option<Result<Btf, String>> {
     let mut f = memfd()?;
     f.write_all(raw).ok()?;
     Some(map_memfd(&f))
+}
+
+/// BTF of `len` bytes that `fill` writes, parsed lazily: written straight into a memory file's pages (mapped
+/// with its pages allocated up front, so no page faults one page at a time), which the parser then maps;
+/// into a buffer when memory files are unavailable. The header is checked before the parser sees the data.
+/// `fill`'s error is returned as it is.
+pub fn parse_filled<E: From<BtfLoadError>>(
+    len: usize,
+    origin: &Path,
+    fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+) -> Result<Btf, E> {
+    if len as u64 > MAX_BTF_BYTES {
+        return Err(BtfLoadError::TooLarge(origin.to_path_buf()).into());
+    }
+    let parse_err = |msg: String| BtfLoadError::Parse {
+        path: origin.to_path_buf(),
+        msg,
+    };
+    if let Some(memfd) = memfd()
+        && memfd.set_len(len as u64).is_ok()
+        // SAFETY: the memory file is ours alone; nothing else maps or truncates it while this mapping lives.
+        && let Ok(mut map) = unsafe { memmap2::MmapOptions::new().populate().map_mut(&memfd) }
+    {
+        fill(&mut map)?;
+        check_header(&map, len as u64, origin)?;
+        drop(map);
+        return Ok(map_memfd(&memfd).map_err(parse_err)?);
+    }
+    let mut buf = vec![0u8; len];
+    fill(&mut buf)?;
+    Ok(parse_bytes(&buf, origin)?)
 }
 
 const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
@@ -337,9 +404,9 @@ pub fn parse_bytes(bytes: &[u8], origin: &Path) -> Result<Btf, BtfLoadError> {
     }
     // btf-rs reads through a cursor and reports truncation as errors, but a few of its accessors assert
     // invariants with `expect`. Input is untrusted, so a broken file must become an error, not an abort.
-    let parsed = std::panic::catch_unwind(|| Btf::from_bytes(raw));
+    let parsed = std::panic::catch_unwind(|| btf_rs::Btf::from_bytes(raw));
     match parsed {
-        Ok(Ok(btf)) => Ok(btf),
+        Ok(Ok(btf)) => Ok(Btf::new(btf, Some(raw))),
         Ok(Err(e)) => Err(BtfLoadError::Parse {
             path: origin.to_path_buf(),
             msg: e.to_string(),
@@ -988,7 +1055,7 @@ mod tests {
         let mut head = [0u8; 6];
         assert_eq!(read_up_to(&mut f, &mut head).unwrap(), 6);
         let copied = memfd_copy_btf(&mut f, &head, &path).unwrap().unwrap();
-        let mapped = mmap_btf(&path).unwrap();
+        let mapped = Btf::new(mmap_btf(&path).unwrap(), None);
         assert_eq!(resolve(&copied).unwrap(), resolve(&mapped).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }

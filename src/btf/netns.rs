@@ -5,7 +5,9 @@
 //! indexed by the anonymous `enum { LINUX_MIB_... }` whose values change between kernels (ListenOverflows is
 //! 19 in 5.4, 23 in 6.18): the indices are read from that enum in the BTF, never assumed.
 
-use btf_rs::{Btf, BtfType, Type};
+use btf_rs::{BtfType, Type};
+
+use super::Btf;
 
 use super::types::{find_member, find_path, find_struct, size_of, struct_via, type_by_id};
 use super::{Field, field_of};

@@ -6,7 +6,7 @@
 //! its `private_data`, and `socket->sk` is the sock the listening walk reports. Threads share their leader's
 //! table, so walking leaders lists each process once.
 
-use btf_rs::Btf;
+use super::Btf;
 
 use super::Field;
 use super::field_of;

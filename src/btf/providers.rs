@@ -7,11 +7,12 @@
 //! | [`BtfProvider::Sysfs`] | `/sys/kernel/btf/vmlinux`, the running kernel's own |
 //! | [`BtfProvider::Memory`] | between `__start_BTF` and `__stop_BTF` in the memory read (a dump's own) |
 //!
-//! A given file is the only provider; otherwise the live kernel's sysfs file, or a dump's own BTF.
+//! A given file is the only provider; otherwise, live, the kernel's own BTF out of `/proc/kcore` when the run
+//! reads kcore anyway (checked against the sysfs file's size), then the sysfs file; a dump's own BTF.
 
 use std::path::{Path, PathBuf};
 
-use btf_rs::Btf;
+use super::Btf;
 
 use super::{BtfLoadError, load_file, parse_bytes};
 use crate::memory::Memory;
@@ -41,11 +42,20 @@ pub enum BtfProvider {
 pub struct BtfChain(pub Vec<BtfProvider>);
 
 impl BtfChain {
-    /// `--btf`, else `--vmlinux`, else the live kernel's sysfs file or the dump's own BTF.
-    pub fn new(btf: Option<&Path>, vmlinux: Option<&Path>, live: bool) -> BtfChain {
+    /// `--btf`, else `--vmlinux`, else the live kernel's sysfs file or the dump's own BTF. `kcore_open`:
+    /// live, `/proc/kcore` is open for the walk anyway, so the BTF is read out of it first, in a few reads
+    /// (sysfs serves one 4 KiB page per read: 1,000+ system calls); sysfs if that fails. Without it (`synq
+    /// layout`, `doctor`), sysfs alone: nothing needs root.
+    pub fn new(
+        btf: Option<&Path>,
+        vmlinux: Option<&Path>,
+        live: bool,
+        kcore_open: bool,
+    ) -> BtfChain {
         BtfChain(match (btf, vmlinux) {
             (Some(p), _) => vec![BtfProvider::File(p.to_path_buf())],
             (None, Some(vm)) => vec![BtfProvider::Vmlinux(vm.to_path_buf())],
+            (None, None) if live && kcore_open => vec![BtfProvider::Memory, BtfProvider::Sysfs],
             (None, None) if live => vec![BtfProvider::Sysfs],
             (None, None) => vec![BtfProvider::Memory],
         })
@@ -54,6 +64,11 @@ impl BtfChain {
     /// Whether a provider reads kernel memory, so the symbols must include [`BTF_BOUNDS`].
     pub fn reads_memory(&self) -> bool {
         self.0.contains(&BtfProvider::Memory)
+    }
+
+    /// Whether memory is the only provider (a dump's own BTF): its failures are the run's.
+    pub fn only_memory(&self) -> bool {
+        self.0 == [BtfProvider::Memory]
     }
 }
 
@@ -79,6 +94,8 @@ pub struct MemoryBtf<'a> {
     pub mem: &'a dyn Memory,
     pub symbols: Option<&'a Symbols>,
     pub target: &'a Path,
+    /// The running kernel's memory (its sysfs BTF, when there, must be as long).
+    pub live: bool,
 }
 
 /// Parsed BTF and where it came from.
@@ -122,17 +139,17 @@ fn load_one(p: &BtfProvider, memory: Option<&MemoryBtf>) -> Result<FoundBtf, Btf
                 path: PathBuf::new(),
                 why: "no memory to read it from".into(),
             })?;
-            let bytes = memory_btf(m)?;
             Ok(FoundBtf {
-                btf: parse_bytes(&bytes, m.target)?,
+                btf: memory_btf(m)?,
                 source: format!("{} (__start_BTF..__stop_BTF)", m.target.display()),
             })
         }
     }
 }
 
-/// The kernel's BTF, read out of memory between `__start_BTF` and `__stop_BTF`.
-fn memory_btf(m: &MemoryBtf) -> Result<Vec<u8>, BtfError> {
+/// The kernel's BTF, read out of memory between `__start_BTF` and `__stop_BTF`. Live, its length must be the
+/// size of `/sys/kernel/btf/vmlinux` (which the kernel sets to the same bounds), when that file exists.
+fn memory_btf(m: &MemoryBtf) -> Result<Btf, BtfError> {
     let no_btf = |why: String| BtfError::NoMemoryBtf {
         path: m.target.to_path_buf(),
         why,
@@ -154,12 +171,22 @@ fn memory_btf(m: &MemoryBtf) -> Result<Vec<u8>, BtfError> {
                 "__start_BTF {start:#x} .. __stop_BTF {stop:#x} is not a sane range"
             ))
         })?;
-    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    for (i, chunk) in bytes.chunks_mut(MEMORY_CHUNK).enumerate() {
-        let at = start.wrapping_add((i * MEMORY_CHUNK) as u64);
-        m.mem
-            .read(at, chunk)
-            .map_err(|e| no_btf(format!("reading it failed: {e}")))?;
+    if m.live
+        && let Ok(meta) = std::fs::metadata(SYSFS_BTF)
+        && meta.len() != len
+    {
+        return Err(no_btf(format!(
+            "__start_BTF..__stop_BTF holds {len} bytes, {SYSFS_BTF} {}",
+            meta.len()
+        )));
     }
-    Ok(bytes)
+    super::parse_filled(usize::try_from(len).unwrap_or(0), m.target, |bytes| {
+        for (i, chunk) in bytes.chunks_mut(MEMORY_CHUNK).enumerate() {
+            let at = start.wrapping_add((i * MEMORY_CHUNK) as u64);
+            m.mem
+                .read(at, chunk)
+                .map_err(|e| no_btf(format!("reading it failed: {e}")))?;
+        }
+        Ok(())
+    })
 }

@@ -6,7 +6,7 @@
 //! 6.1, d1e5e6408b30 ("tcp: Introduce optional per-netns ehash"): a namespace may have its own table,
 //! `net->ipv4.tcp_death_row.hashinfo`.
 
-use btf_rs::Btf;
+use super::Btf;
 
 use super::types::{find_member, find_path, find_struct};
 use super::{Field, field_of};

@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use btf_rs::{Btf, BtfType, Struct, Type};
+use btf_rs::{BtfType, Struct, Type};
+
+use super::Btf;
 
 use super::LayoutError;
 
@@ -85,13 +87,27 @@ pub fn size_of(btf: &Btf, ty: &Type, ptr_size: u64) -> Result<u64, LayoutError> 
     Err(LayoutError::Malformed("array nesting too deep".into()))
 }
 
-/// Finds `struct NAME` by name. Each lookup scans every type name (btf-rs's lazy backend), so `resolve` only
-/// looks up its two roots by name and reaches every other struct through member types.
+/// Finds `struct NAME` by name: through the ids the load-time pass found for the names in
+/// [`super::index::NAMES`]; any other name scans every type name (btf-rs's lazy backend), so `resolve` looks
+/// up its two roots by name and reaches every other struct through member types.
 ///
 /// Non-deduplicated BTF (early BTFHub files) holds many copies of the same struct, and forward declarations
 /// share the name: take the largest full definition, as pahole's own users do.
 pub fn find_struct(btf: &Btf, name: &str) -> Result<Struct, LayoutError> {
-    let types = btf.resolve_types_by_name(name).map_err(btf_err)?;
+    // The ids the load-time pass found, each checked to be a `struct NAME`; btf-rs's own scan otherwise.
+    let hinted = btf.struct_ids(name).and_then(|ids| {
+        ids.iter()
+            .map(|&id| match btf.resolve_type_by_id(id) {
+                Ok(Type::Struct(s)) if name_of(btf, &s) == name => Some(Type::Struct(s)),
+                _ => None,
+            })
+            .collect::<Option<Vec<Type>>>()
+            .filter(|types| !types.is_empty())
+    });
+    let types = match hinted {
+        Some(types) => types,
+        None => btf.resolve_types_by_name(name).map_err(btf_err)?,
+    };
     types
         .into_iter()
         .filter_map(|t| match t {
