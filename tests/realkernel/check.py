@@ -451,6 +451,11 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
                 rel = doc["kernel"].get("release")
                 if rel != release:
                     fails.add(where, f"synq kernel.release {rel!r} != guest uname -r {release!r}")
+                # Live, the BTF is read out of /proc/kcore (issue 10), checked against the sysfs file's size;
+                # falling back to sysfs would still work, but slower: say so.
+                btf_from = doc["kernel"].get("btf")
+                if btf_from != "/proc/kcore (__start_BTF..__stop_BTF)":
+                    fails.add(where, f"synq kernel.btf {btf_from!r}: not read out of /proc/kcore")
                 got, got_bl = synq_groups(doc, fails, where)
                 n_label, n_null = check_kinds(doc, kinds, fails, where)
                 kinds_note = (f"kinds: {n_label} labelled ({MPTCP_KIND}: "
@@ -1120,6 +1125,8 @@ def selftest_cases(root):
     cases = {
         "syn_queue +1 on one key": ("basic/synq-json.out", lambda p: _perturb_json(p, _bump_syn), None),
         "accept entry moved between keys": ("basic/synq-json.out", lambda p: _perturb_json(p, _move_acc), None),
+        "BTF from sysfs, not kcore": ("basic/synq-json.out", lambda p: _perturb_json(
+            p, lambda d: d["kernel"].__setitem__("btf", "/sys/kernel/btf/vmlinux")), "not read out of"),
         "one listener dropped (totals adjusted)":
             ("big/synq-json.out", lambda p: _perturb_json(p, _drop_listener), None),
         "wrong netns on one listener": ("basic/synq-json.out", lambda p: _perturb_json(p, _wrong_netns), None),
