@@ -51,6 +51,12 @@ impl ReadError {
 pub trait Memory {
     /// Fills `buf` with the bytes at `addr`, or fails for the whole buffer.
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError>;
+
+    /// [`Memory::read`] for one large read (the kernel's BTF: megabytes). A source whose pages cost CPU to
+    /// produce (a compressed dump's) may share the work among threads; the bytes are the same.
+    fn read_large(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        self.read(addr, buf)
+    }
 }
 
 /// Read-only access to physical memory: the pages of a crash dump or memory snapshot.
@@ -63,11 +69,17 @@ impl<T: Memory + ?Sized> Memory for &T {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         (**self).read(addr, buf)
     }
+    fn read_large(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        (**self).read_large(addr, buf)
+    }
 }
 
 impl<T: Memory + ?Sized> Memory for Box<T> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         (**self).read(addr, buf)
+    }
+    fn read_large(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        (**self).read_large(addr, buf)
     }
 }
 

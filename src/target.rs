@@ -317,6 +317,15 @@ impl Memory for Target {
             Mem::File(t) => t.read(addr, buf),
         }
     }
+
+    /// A file's pages are read by several threads (a compressed dump's each need inflating); kcore's, which
+    /// the kernel copies, in one pass.
+    fn read_large(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        match &self.mem {
+            Mem::Live(k) => k.read(addr, buf),
+            Mem::File(t) => t.read_threaded(addr, buf),
+        }
+    }
 }
 
 /// Opens the kcore, telling "not root" from lockdown from a missing capability from a kernel without kcore.

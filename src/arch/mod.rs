@@ -197,6 +197,97 @@ impl<P: PhysMemory, A: Translate> Translated<P, A> {
     }
 }
 
+/// A physical address and a length.
+type Piece = (u64, usize);
+
+/// Threads a large read is shared among, at most.
+const MAX_READ_THREADS: usize = 4;
+/// Below this many bytes a read is not shared.
+const MIN_SHARED_READ: usize = 256 << 10;
+
+impl<P: PhysMemory + Sync, A: Translate> Translated<P, A> {
+    /// [`Memory::read`], with the physical reads shared among up to [`MAX_READ_THREADS`] threads (as many
+    /// as the machine has cores): the translation first, in order, then each thread fills its own part of
+    /// `buf`. For a compressed dump, where each page must be inflated, this divides the time of reading the
+    /// kernel's BTF. The first failure in address order is the error, as for `read`.
+    pub fn read_threaded(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_READ_THREADS);
+        if threads < 2 || buf.len() < MIN_SHARED_READ {
+            return self.read(addr, buf);
+        }
+        // (physical address, length) of each piece, in order.
+        let total = buf.len();
+        let mut pieces: Vec<Piece> = Vec::new();
+        let mut at = 0usize;
+        while at < total {
+            let cur = addr
+                .checked_add(at as u64)
+                .ok_or(ReadError::TooLarge { addr, len: total })?;
+            let m = self.arch.lookup(&self.phys, cur)?;
+            let n = usize::try_from(m.len).map_or(total - at, |len| len.min(total - at));
+            if n == 0 {
+                return Err(ReadError::TooLarge { addr, len: total });
+            }
+            // A large physically contiguous piece (the kernel image is one) is cut, so threads can share it.
+            let mut done = 0usize;
+            while done < n {
+                let part = (n - done).min(MIN_SHARED_READ);
+                pieces.push((m.paddr.saturating_add(done as u64), part));
+                done += part;
+            }
+            at += n;
+        }
+        // Contiguous runs of pieces of about equal bytes, one per thread.
+        let share = total.div_ceil(threads);
+        let mut groups: Vec<(Vec<Piece>, &mut [u8])> = Vec::new();
+        let mut rest: &mut [u8] = buf;
+        let mut group = Vec::new();
+        let mut bytes = 0usize;
+        for (i, &(paddr, n)) in pieces.iter().enumerate() {
+            group.push((paddr, n));
+            bytes += n;
+            if bytes >= share || i + 1 == pieces.len() {
+                let cut = bytes.min(rest.len());
+                let (mine, later) = std::mem::take(&mut rest).split_at_mut(cut);
+                groups.push((std::mem::take(&mut group), mine));
+                rest = later;
+                bytes = 0;
+            }
+        }
+        let phys = &self.phys;
+        let results: Vec<Result<(), ReadError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .map(|(pieces, out)| {
+                    scope.spawn(move || {
+                        let mut off = 0usize;
+                        for (paddr, n) in pieces {
+                            let part = out
+                                .get_mut(off..off + n)
+                                .ok_or(ReadError::TooLarge { addr, len: total })?;
+                            phys.read_phys(paddr, part)?;
+                            off += n;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or(Err(ReadError::Corrupt {
+                        paddr: 0,
+                        msg: "a reading thread failed".into(),
+                    }))
+                })
+                .collect()
+        });
+        results.into_iter().collect()
+    }
+}
+
 impl<P: PhysMemory, A: Translate> Memory for Translated<P, A> {
     /// Translates page by page (a large page, or the image, is one piece), so a read that crosses into an
     /// unmapped page fails with that page's first address. A read running past the top of the address space

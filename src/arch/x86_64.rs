@@ -469,7 +469,6 @@ mod tests {
     use super::*;
     use crate::arch::Translated;
     use crate::memory::{MAX_READ, Memory, read_ptr};
-    use std::cell::Cell;
     use std::collections::{BTreeSet, HashMap};
     use test_case::test_case;
 
@@ -522,7 +521,7 @@ mod tests {
     struct TestPhys {
         tables: HashMap<u64, Vec<u8>>,
         ram: Vec<Range<u64>>,
-        table_reads: Cell<usize>,
+        table_reads: std::sync::atomic::AtomicUsize,
     }
 
     impl PhysMemory for TestPhys {
@@ -541,7 +540,8 @@ mod tests {
                 }
             }
             if touched_table {
-                self.table_reads.set(self.table_reads.get() + 1);
+                self.table_reads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(())
         }
@@ -549,9 +549,12 @@ mod tests {
 
     impl TestPhys {
         fn reads_during<T>(&self, f: impl FnOnce() -> T) -> (T, usize) {
-            let before = self.table_reads.get();
+            let before = self.table_reads.load(std::sync::atomic::Ordering::Relaxed);
             let out = f();
-            (out, self.table_reads.get() - before)
+            (
+                out,
+                self.table_reads.load(std::sync::atomic::Ordering::Relaxed) - before,
+            )
         }
     }
 
@@ -653,7 +656,7 @@ mod tests {
             TestPhys {
                 tables: self.tables,
                 ram,
-                table_reads: Cell::new(0),
+                table_reads: std::sync::atomic::AtomicUsize::new(0),
             }
         }
     }
@@ -1489,6 +1492,36 @@ mod tests {
         );
         assert_eq!(mem.translate(VMALLOC + K4), Ok(0x3000_1000));
         assert_eq!(dyn_mem.read(VMALLOC, &mut []), Ok(()));
+    }
+
+    /// A large read shared among threads gives the bytes, or the error, of one read.
+    #[test]
+    fn threaded_read_equals_one_read() {
+        let (phys, mmu) = translated_world();
+        let mem = Translated::new(&phys, mmu);
+        let mut read_ok = 0;
+        // A 2 MiB page, then the 4 KiB pages after it; and runs past what is mapped.
+        for (at, len) in [
+            (VMALLOC + 4 * M2, M2 as usize),
+            (VMALLOC + 4 * M2 + 8, M2 as usize),
+            (
+                VMALLOC + 4 * M2 + M2 / 2,
+                M2 as usize / 2 + 3 * K4 as usize + 5,
+            ),
+            (VMALLOC + 4 * M2, 4 * M2 as usize),
+            (VMALLOC, M2 as usize),
+        ] {
+            let mut one = vec![0u8; len];
+            let mut shared = vec![1u8; len];
+            let r1 = mem.read(at, &mut one);
+            let r2 = mem.read_threaded(at, &mut shared);
+            assert_eq!(r1, r2, "{at:#x} + {len:#x}");
+            if r1.is_ok() {
+                assert!(one == shared, "{at:#x} + {len:#x}: bytes differ");
+                read_ok += 1;
+            }
+        }
+        assert!(read_ok >= 2, "only {read_ok} of the reads succeeded");
     }
 
     /// A read that runs into an unmapped page fails with that page's first address and level.

@@ -147,7 +147,8 @@ struct Headers {
     pub vmcoreinfo: Option<String>,
     pub warnings: Vec<String>,
     cache: Mutex<PageCache>,
-    decoders: Mutex<Decoders>,
+    /// Decompression contexts not in use (at most [`MAX_DECODERS`]).
+    decoders: Mutex<Vec<Decoders>>,
     /// Compression flags met in page descriptors so far.
     seen: AtomicU32,
 }
@@ -395,7 +396,7 @@ impl Headers {
             vmcoreinfo: None,
             warnings,
             cache: Mutex::new(PageCache::default()),
-            decoders: Mutex::new(Decoders::default()),
+            decoders: Mutex::new(Vec::new()),
             seen: AtomicU32::new(0),
         };
 
@@ -674,15 +675,22 @@ impl Headers {
         let packed = src
             .bytes(data_off, size as usize)
             .map_err(|e| corrupt(format!("{where_}: page data: {e}")))?;
-        let page = self
-            .decoders_lock()
-            .decompress(method, &packed, bs as usize)
-            .map_err(|e| {
-                corrupt(format!(
-                    "{where_}: {} page data at file offset {data_off:#x} ({size:#x} bytes): {e}",
-                    compression_names(method).first().copied().unwrap_or("?")
-                ))
-            })?;
+        // A context from the pool (or a new one), used without holding the lock: threads sharing a large
+        // read inflate their pages at the same time.
+        let mut decoders = self.decoders_lock().pop().unwrap_or_default();
+        let page = decoders.decompress(method, &packed, bs as usize);
+        {
+            let mut pool = self.decoders_lock();
+            if pool.len() < MAX_DECODERS {
+                pool.push(decoders);
+            }
+        }
+        let page = page.map_err(|e| {
+            corrupt(format!(
+                "{where_}: {} page data at file offset {data_off:#x} ({size:#x} bytes): {e}",
+                compression_names(method).first().copied().unwrap_or("?")
+            ))
+        })?;
         let part = page
             .get(in_page..in_page.saturating_add(out.len()))
             .ok_or_else(|| corrupt(format!("{where_}: read past the page")))?;
@@ -702,7 +710,7 @@ impl Headers {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn decoders_lock(&self) -> std::sync::MutexGuard<'_, Decoders> {
+    fn decoders_lock(&self) -> std::sync::MutexGuard<'_, Vec<Decoders>> {
         self.decoders
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -847,6 +855,9 @@ impl PageCache {
         }
     }
 }
+
+/// Decompression contexts kept for reuse, at most (one per reading thread).
+const MAX_DECODERS: usize = 4;
 
 /// Reusable decompression contexts.
 #[derive(Default)]
