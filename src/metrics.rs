@@ -20,9 +20,6 @@ use crate::report::Report;
 use crate::session::Error;
 use crate::walk::Listener;
 
-/// The per-listener label names.
-pub const LABELS: [&str; 5] = ["netns", "family", "addr", "port", "owner"];
-
 /// Series per listener key: sockets, syn_queue, syn_queue_young, accept_queue, accept_queue_limit, drops,
 /// synflood_warned.
 pub const SERIES_PER_LISTENER: usize = 7;
@@ -123,18 +120,12 @@ impl Key<'_> {
 
     /// The label pairs, sorted by name as Prometheus's own registries give them.
     fn label_pairs(&self) -> Vec<LabelPair> {
-        let pair = |name: &str, value: String| {
-            let mut p = LabelPair::default();
-            p.set_name(name.to_string());
-            p.set_value(value);
-            p
-        };
         vec![
-            pair("addr", self.addr.to_string()),
-            pair("family", self.family.name().to_string()),
-            pair("netns", self.netns.to_string()),
-            pair("owner", self.owner.to_string()),
-            pair("port", self.port.to_string()),
+            label("addr", self.addr.to_string()),
+            label("family", self.family.name().to_string()),
+            label("netns", self.netns.to_string()),
+            label("owner", self.owner.to_string()),
+            label("port", self.port.to_string()),
         ]
     }
 }
