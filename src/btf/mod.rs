@@ -194,11 +194,11 @@ fn check_magic(raw: &[u8], origin: &Path) -> Result<(), BtfLoadError> {
 
 /// `struct btf_header` (include/uapi/linux/btf.h): magic u16, version u8, flags u8, hdr_len u32, then the
 /// type and string sections' offsets and lengths (u32 each), relative to the end of the header.
-const HEADER_LEN: usize = 24;
+pub(crate) const HEADER_LEN: usize = 24;
 
 /// The header of raw BTF `head` (its first bytes) in a file of `size` bytes: magic, version 1, flags 0, and
 /// both sections inside the file. Each failure says what is wrong, before any parser sees the data.
-fn check_header(head: &[u8], size: u64, origin: &Path) -> Result<(), BtfLoadError> {
+pub(crate) fn check_header(head: &[u8], size: u64, origin: &Path) -> Result<(), BtfLoadError> {
     check_magic(head, origin)?;
     let bad = |msg: String| BtfLoadError::Parse {
         path: origin.to_path_buf(),

@@ -178,6 +178,13 @@ fn memory_btf(m: &MemoryBtf) -> Result<Btf, BtfError> {
             meta.len()
         )));
     }
+    // The header first: a range that a damaged dump's symbols make up is refused before megabytes are
+    // allocated and read for it.
+    let mut head = [0u8; super::HEADER_LEN];
+    m.mem
+        .read(start, &mut head)
+        .map_err(|e| no_btf(format!("reading its header failed: {e}")))?;
+    super::check_header(&head, len, m.target)?;
     let started = std::time::Instant::now();
     let mut read_took = None;
     let btf = super::parse_filled(usize::try_from(len).unwrap_or(0), m.target, |bytes| {
@@ -200,4 +207,52 @@ fn memory_btf(m: &MemoryBtf) -> Result<Btf, BtfError> {
         );
     }
     Ok(btf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::ReadError;
+    use std::cell::Cell;
+
+    /// Memory of zeros that counts the bytes read.
+    struct Zeros(Cell<usize>);
+
+    impl Memory for Zeros {
+        fn read(&self, _addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+            self.0.set(self.0.get() + buf.len());
+            buf.fill(0);
+            Ok(())
+        }
+    }
+
+    /// A __start_BTF..__stop_BTF range that holds no BTF costs a header read, not the range's size.
+    #[test]
+    fn a_range_without_btf_is_refused_from_its_header() {
+        let mem = Zeros(Cell::new(0));
+        let symbols = Symbols {
+            addrs: [
+                ("__start_BTF", 0x1000u64),
+                ("__stop_BTF", 0x1000 + (48 << 20)),
+            ]
+            .into_iter()
+            .map(|(n, a)| (n.to_string(), a))
+            .collect(),
+            source: String::new(),
+            listed_in: PathBuf::new(),
+            link_time: false,
+        };
+        let m = MemoryBtf {
+            mem: &mem,
+            symbols: Some(&symbols),
+            target: Path::new("dump"),
+            live: false,
+        };
+        let err = match memory_btf(&m) {
+            Ok(_) => String::from("parsed"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("not raw BTF"), "{err}");
+        assert_eq!(mem.0.get(), 24, "{err}");
+    }
 }
