@@ -497,3 +497,87 @@ impl<T: std::fmt::Display> Serialize for Display<'_, T> {
         s.collect_str(self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::walk::{Family, Kind};
+
+    fn listener(netns: u64, addr: IpAddr, port: u16, sock: u64) -> Listener {
+        Listener {
+            sock,
+            netns,
+            family: if addr.is_ipv4() {
+                Family::Inet
+            } else {
+                Family::Inet6
+            },
+            addr,
+            port,
+            bound_dev_if: 0,
+            syn_queue: 0,
+            syn_young: 0,
+            accept_queue: 0,
+            max_backlog: 0,
+            kind: Kind::User,
+            drops: None,
+            synflood_warned: None,
+            defer_accept: None,
+            fastopen: None,
+            reuseport: None,
+            inode: None,
+            owners: None,
+            socket: 0,
+        }
+    }
+
+    /// The integer key orders as (netns, addr, port, sock) with IpAddr's own order (IPv4 before IPv6).
+    #[test]
+    fn listeners_sort_as_netns_address_port_sock() {
+        let addrs: [IpAddr; 5] = [
+            "10.0.0.1".parse().unwrap(),
+            "127.0.0.1".parse().unwrap(),
+            "255.255.255.255".parse().unwrap(),
+            "::".parse().unwrap(),
+            "fe80::1".parse().unwrap(),
+        ];
+        let mut all = Vec::new();
+        let mut sock = 0u64;
+        for netns in [7u64, 3] {
+            for a in addrs.iter().rev() {
+                for port in [443u16, 22, 8080] {
+                    for _ in 0..2 {
+                        sock = sock
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        all.push(listener(netns, *a, port, sock >> 8));
+                    }
+                }
+            }
+        }
+        let mut want = all.clone();
+        want.sort_by(|a, b| {
+            (a.netns, a.addr, a.port, a.sock).cmp(&(b.netns, b.addr, b.port, b.sock))
+        });
+        let mut rep = Report {
+            release: String::new(),
+            source: String::new(),
+            symbols: String::new(),
+            btf: String::new(),
+            era: String::new(),
+            listeners: all,
+            namespaces: None,
+            requests: None,
+            warnings: Vec::new(),
+        };
+        rep.sort();
+        let order = |v: &[Listener]| {
+            v.iter()
+                .map(|l| (l.netns, l.addr, l.port, l.sock))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&rep.listeners), order(&want));
+        assert_eq!(rep.listeners[0].addr, addrs[0]);
+        assert!(rep.listeners.last().unwrap().addr.is_ipv6());
+    }
+}
