@@ -515,10 +515,13 @@ fn report(opts: &Options, session: Session) -> Result<Outcome, Error> {
         duration: started.elapsed(),
         warnings_total: rep.warnings.len() as u64,
     };
-    let mut stdout = render(opts, &rep, scrape);
-    if let Some(t) = textfile {
-        t.write(stdout.as_bytes())?;
-        stdout.clear();
+    let mut stdout = String::new();
+    match textfile {
+        Some(t) => t.write(render(opts, &rep, scrape).as_bytes())?,
+        // JSON is streamed to stdout, not built as one string first (at 100,000 listeners the string alone
+        // would be some 30 MiB of the peak memory).
+        None if opts.output == Output::Json => write_json_stdout(&rep)?,
+        None => stdout = render(opts, &rep, scrape),
     }
     p.phase("output");
     p.memory();
@@ -528,6 +531,20 @@ fn report(opts: &Options, session: Session) -> Result<Outcome, Error> {
         rep.warnings,
         opts.output == Output::Json,
     ))
+}
+
+/// `rep` as JSON on stdout, through a buffer; a reader that closed the pipe is not an error.
+fn write_json_stdout(rep: &Report) -> Result<(), Error> {
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    match rep
+        .write_json(&mut w)
+        .and_then(|_| w.write_all(b"\n"))
+        .and_then(|_| w.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output(e)),
+        _ => Ok(()),
+    }
 }
 
 /// A report as `opts.output` says.

@@ -121,6 +121,15 @@ impl Report {
     /// The `--json` object, serialized straight from borrowed data (no intermediate value tree: with
     /// 10,000 listeners that tree costs more than the walk itself under emulation).
     pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(512 + 256 * self.listeners.len());
+        // Writing into a Vec cannot fail, nor can serializing strings and integers.
+        let _ = self.write_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The `--json` object written straight to `w` (no copy of the whole text in memory: at 100,000 listeners
+    /// that is some 30 MiB).
+    pub fn write_json<W: std::io::Write>(&self, w: W) -> std::io::Result<()> {
         let t = self.totals();
         let doc = JsonDoc {
             kernel: JsonKernel {
@@ -186,10 +195,9 @@ impl Report {
             totals: t,
             warnings: &self.warnings,
         };
-        // Serialization of these types cannot fail: they hold only strings and integers.
-        let mut out = Vec::with_capacity(512 + 256 * self.listeners.len());
-        let _ = serde_json::to_writer(&mut out, &doc);
-        String::from_utf8(out).unwrap_or_default()
+        // Serialization of these types cannot fail (they hold only strings and integers): an error is the
+        // writer's.
+        serde_json::to_writer(w, &doc).map_err(std::io::Error::from)
     }
 
     /// The table; with `wide`, each namespace's sysctls, counters and verdicts under it; with requests,

@@ -80,6 +80,9 @@ pub enum Error {
     Textfile { path: PathBuf, why: String },
     #[error("serve: {0}")]
     Serve(String),
+    /// Writing the report to stdout failed (not a closed pipe: a reader that stopped reading is fine).
+    #[error("writing output: {0}")]
+    Output(std::io::Error),
     #[error("internal error: {0}")]
     Internal(&'static str),
 }

@@ -477,3 +477,59 @@ fn closing_listener_with_port_zero_is_skipped() {
         warnings(&v)
     );
 }
+
+/// The JSON report is streamed to stdout: a reader that closed the pipe early is no error (exit 0 as
+/// without it), a full disk is (exit 1, "writing output"), and a complete read is one valid object.
+#[test]
+fn json_streams_to_stdout_and_reports_write_errors() {
+    use std::process::Stdio;
+    let dir = scratch("json-stream");
+    let mut k = Kernel::new(LHASH2, 64);
+    for p in 0..400u16 {
+        k.add(u64::from(p % 64), Sock::listen("10.0.0.1", 1000 + p, 1, 0));
+    }
+    let (core, ks) = write_kernel(&dir, &k);
+    let cmd = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_synq"));
+        c.arg("--json")
+            .arg("--kcore")
+            .arg(&core)
+            .arg("--kallsyms")
+            .arg(&ks)
+            .arg("--btf")
+            .arg(fixture(LHASH2));
+        c
+    };
+    let whole = cmd().output().unwrap();
+    assert_eq!(whole.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    assert_eq!(v["listeners"].as_array().map(Vec::len), Some(400));
+    assert!(whole.stdout.len() > 64 * 1024, "more than one buffer");
+
+    // A reader that stops after the first bytes (`synq --json | head -c 100`).
+    let mut child = cmd()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 100];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    drop(out);
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(first.starts_with(b"{\"kernel\""), "{first:?}");
+
+    let full = cmd()
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(full.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&full.stderr);
+    assert!(err.contains("writing output"), "{err}");
+}
