@@ -402,7 +402,9 @@ impl Prepared {
             });
             if !reusable {
                 *cache = None;
-                if let Some(found) = session.owners(&wanted)? {
+                // A listener without a known struct socket is found through each open socket's sk.
+                let by_sk = result.listeners.iter().any(|l| l.socket == 0);
+                if let Some(found) = session.owners(&wanted, by_sk)? {
                     let mut owners = found.owners;
                     for a in &wanted {
                         owners.entry(*a).or_default();

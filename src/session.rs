@@ -279,9 +279,11 @@ impl Session {
     }
 
     /// The processes holding the socks in `wanted`. `None` when the BTF or the symbols do not allow it.
+    /// `by_sk`: some listener's `struct socket` is unknown (see [`walk::owners::walk`]).
     pub fn owners(
         &mut self,
         wanted: &std::collections::HashSet<u64>,
+        by_sk: bool,
     ) -> Result<Option<OwnersResult>, Error> {
         self.owners_layout()?;
         self.symbols()?;
@@ -307,6 +309,7 @@ impl Session {
             },
             ptr,
             wanted,
+            by_sk,
         )))
     }
 
