@@ -14,6 +14,8 @@
 # and records the half-open count as synq --total and ss see it (they must
 # agree), and synq's own phase timings (SYNQ_TIMING=1, stderr) once.
 #
+# With SYNQ_BENCH_STATIC_BIN (a static synq: packaging/build-static.sh), `synq --total` of that build
+# is timed in the same guest too (column "static --total").
 # Env: SYNQ_BIN (default target/release/synq), SYNQ_BENCH_RUNS (5),
 # SYNQ_BENCH_CONFIGS (listeners:established,... default below),
 # SYNQ_BENCH_HALF (5), SYNQ_BENCH_TIMEOUT (seconds per guest, 1800).
@@ -36,6 +38,17 @@ half=${SYNQ_BENCH_HALF:-5}
 synq_bin=${SYNQ_BIN:-target/release/synq}
 [[ $synq_bin == /* ]] || synq_bin=$REPO_ROOT/$synq_bin
 [[ -x $synq_bin ]] || { echo "bench: no synq binary at $synq_bin (cargo build --release)" >&2; exit 1; }
+static_bin=${SYNQ_BENCH_STATIC_BIN:-}
+if [[ -n $static_bin ]]; then
+  [[ $static_bin == /* ]] || static_bin=$REPO_ROOT/$static_bin
+  [[ -x $static_bin ]] || { echo "bench: no static synq at $static_bin (packaging/build-static.sh)" >&2; exit 1; }
+fi
+labels=(synq_total synq_json ss_ltn ss_synrecv synq_requests serve_scrape)
+heads=("synq --total" "synq --json" "ss -ltn" "ss -tn state syn-recv|wc" "synq --json --requests" "serve scrape")
+if [[ -n $static_bin ]]; then
+  labels+=(synq_total_static)
+  heads+=("static --total")
+fi
 
 "$REALKERNEL_DIR/setup-host.sh"
 "$REALKERNEL_DIR/fetch-kernels.sh" "${ids[@]}" >/dev/null
@@ -52,7 +65,8 @@ for id in "${ids[@]}"; do
   out=$REPO_ROOT/target/bench/$id
   mkdir -p "$out"
   t0=$SECONDS
-  SYNQ_BIN=$synq_bin "$REALKERNEL_DIR/build-initramfs.sh" "$id" "$out/initramfs.cpio.gz"
+  SYNQ_BIN=$synq_bin SYNQ_BENCH_STATIC_BIN=$static_bin \
+    "$REALKERNEL_DIR/build-initramfs.sh" "$id" "$out/initramfs.cpio.gz"
   # 2 GiB: 10,000 listeners + 40,000 connected sockets.
   if ! rk_boot "$id" "$out" 2048 "${SYNQ_BENCH_TIMEOUT:-1800}" \
       "synq.mode=bench synq.bench=$configs synq.runs=$runs synq.half=$half"; then
@@ -64,9 +78,9 @@ for id in "${ids[@]}"; do
   {
     echo
     echo "kernel $release (id $id), QEMU TCG, 1 vCPU, 2 GiB; wall ms, median of $runs (min-max)"
-    printf '%9s %7s | %-20s | %-20s | %-20s | %-24s | %-24s | %-20s | %s\n' listeners estab \
-      "synq --total" "synq --json" "ss -ltn" "ss -tn state syn-recv|wc" "synq --json --requests" \
-      "serve scrape" "half-open: synq / ss"
+    printf '%9s %7s |' listeners estab
+    printf ' %-24s |' "${heads[@]}"
+    printf ' %s\n' "half-open: synq / ss"
     for c in ${configs//,/ }; do
       n=${c%%:*}; m=${c#*:}
       f=$out/results/bench/l${n}_c${m}.txt
@@ -76,7 +90,7 @@ for id in "${ids[@]}"; do
         continue
       fi
       cells=()
-      for label in synq_total synq_json ss_ltn ss_synrecv synq_requests serve_scrape; do
+      for label in "${labels[@]}"; do
         line=$(grep "^TIME $label " "$f" || true)
         if [[ -z $line ]]; then cells+=("missing"); bad=1; continue; fi
         cell="$(field median_ms "$line") ($(field min_ms "$line")-$(field max_ms "$line"))"
@@ -92,7 +106,9 @@ for id in "${ids[@]}"; do
         agree="$agree  DISAGREE (/proc: $s_proc, synq rc $(field synq_rc "$v"))"
         bad=1
       fi
-      printf '%9s %7s | %-20s | %-20s | %-20s | %-24s | %-24s | %-20s | %s\n' "$n" "$m" "${cells[@]}" "$agree"
+      printf '%9s %7s |' "$n" "$m"
+      printf ' %-24s |' "${cells[@]}"
+      printf ' %s\n' "$agree"
     done
     echo "checks: listeners/established as ss sees them:"
     for c in ${configs//,/ }; do

@@ -17,7 +17,9 @@
 # `synq --core DUMP --total`. One kernel/size at a time: dumps are deleted after measuring unless
 # SYNQ_KEEP_DUMPS=1.
 #
-# Env: SYNQ_BIN (target/release/synq), SYNQ_KERNEL_CACHE, SYNQ_BENCH_DUMP_DIR (/tmp/synq-bench-dumps),
+# With SYNQ_BIN_BEFORE (an earlier synq build), that build is timed on the same dumps too (column "before
+# ms"), so a change is measured against its predecessor in one run.
+# Env: SYNQ_BIN (target/release/synq), SYNQ_BIN_BEFORE, SYNQ_KERNEL_CACHE, SYNQ_BENCH_DUMP_DIR (/tmp/synq-bench-dumps),
 # SYNQ_BENCH_SIZES ("512 2048", MiB), SYNQ_BENCH_RUNS (5), SYNQ_BENCH_DRGN (1; 0 skips drgn),
 # SYNQ_KEEP_DUMPS, SYNQ_VM_TIMEOUT (300 s to SYNQ-DUMP-READY), SYNQ_DUMP_LA57_KERNELS ("6.12").
 # Outputs: target/bench-dump/<id>-<mib>/ (console.log, qmp.log, results/, runs.txt, layout.json,
@@ -44,6 +46,11 @@ synq_bin=${SYNQ_BIN:-target/release/synq}
 if [[ ! -x $synq_bin ]]; then
   rk_log "no $synq_bin: cargo build --release"
   (cd "$REPO_ROOT" && cargo build --release)
+fi
+before_bin=${SYNQ_BIN_BEFORE:-}
+if [[ -n $before_bin ]]; then
+  [[ $before_bin == /* ]] || before_bin=$REPO_ROOT/$before_bin
+  [[ -x $before_bin ]] || { echo "dump-bench: SYNQ_BIN_BEFORE=$before_bin is not an executable" >&2; exit 1; }
 fi
 if [[ ! -x /usr/bin/time ]]; then
   rk_log "installing GNU time (Debian package 'time')"
@@ -179,9 +186,14 @@ bench_one() {
     total=$("$synq_bin" --core "$f" "${side[@]}" --total 2>"$out/total-$fmt.err") \
       || { echo "dump-bench: synq --total on $f failed: $(cat "$out/total-$fmt.err")" >&2; ok=1; continue; }
     m=$(measure "synq $id $mib $fmt" "$synq_bin" --core "$f" "${side[@]}" --json) || { ok=1; continue; }
-    rows+=("$(printf '%-5s %5s %-10s %10.1f %10s %10s %9.1f %6s' "$id" "$mib" "$fmt" \
+    local mb="- -"
+    if [[ -n $before_bin ]]; then
+      mb=$(measure "before $id $mib $fmt" "$before_bin" --core "$f" "${side[@]}" --json) || { ok=1; continue; }
+    fi
+    rows+=("$(printf '%-5s %5s %-10s %10.1f %10s %10s %9.1f %6s %10s %10s' "$id" "$mib" "$fmt" \
       "$(awk -v b="$size" 'BEGIN { print b / 1048576 }')" "$size" "${m% *}" \
-      "$(awk -v k="${m#* }" 'BEGIN { print k / 1024 }')" "$total")")
+      "$(awk -v k="${m#* }" 'BEGIN { print k / 1024 }')" "$total" "${mb% *}" \
+      "$(awk -v k="${mb#* }" 'BEGIN { if (k == "-") print "-"; else printf "%.1f", k / 1024 }')")")
     if [[ $use_drgn == 1 ]]; then
       local dr=$out/drgn-$fmt.json d dt
       if [[ $have_side != 1 ]]; then
@@ -227,7 +239,9 @@ done
   echo "Warm page cache: one warm-up run, then $runs measured runs (wall = median, through /usr/bin/time; RSS = max %M)."
   echo "5.10: with --btf/--kallsyms side files; 6.x: the dump alone. total = synq --core DUMP --total."
   echo
-  printf '%-5s %5s %-10s %10s %10s %10s %9s %6s\n' kernel RAM format 'dump MiB' 'dump bytes' 'synq ms' 'RSS MiB' total
+  [[ -z $before_bin ]] || echo "before = $before_bin ($("$before_bin" --version 2>/dev/null || echo '?')), same dumps, same way."
+  printf '%-5s %5s %-10s %10s %10s %10s %9s %6s %10s %10s\n' kernel RAM format 'dump MiB' 'dump bytes' 'synq ms' \
+    'RSS MiB' total 'before ms' 'before RSS'
   printf '%s\n' "${rows[@]}"
   if [[ $use_drgn == 1 ]]; then
     echo

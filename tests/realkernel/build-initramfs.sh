@@ -140,6 +140,13 @@ if [[ -n ${SYNQ_STATIC_BIN:-} ]]; then
   echo "build-initramfs: static synq from $static_bin; no ss, no shared library" >&2
 fi
 
+# With SYNQ_BENCH_STATIC_BIN=PATH (bench.sh), a static synq beside the dynamic one, as /bin/synq-static:
+# the benchmark times both in the same guest (start-up cost of dynamic linking).
+if [[ -n ${SYNQ_BENCH_STATIC_BIN:-} ]]; then
+  [[ -x $SYNQ_BENCH_STATIC_BIN ]] || die "SYNQ_BENCH_STATIC_BIN=$SYNQ_BENCH_STATIC_BIN is not an executable"
+  cp -L "$SYNQ_BENCH_STATIC_BIN" "$stage/bin/synq-static"
+fi
+
 install -m 0755 "$HERE/init.sh" "$stage/init"
 install -m 0755 "$HERE/netns-setup.sh" "$stage/bin/netns-setup"
 

@@ -164,11 +164,51 @@ static void addr_hex(int family, const void *addr, char out[33])
 	}
 }
 
+/* An open-addressing index over keys (slot = index + 1, 0 = empty): the bench
+ * makes up to 200,000 listeners, and a linear find_key per listener and per
+ * /proc line made its setup quadratic (hours under emulation). */
+static size_t *khash;
+static size_t khcap; /* a power of two, more than twice nkeys */
+
+static size_t key_hash(int family, const char *hex, unsigned port)
+{
+	size_t h = 1469598103934665603u ^ (size_t)family ^ ((size_t)port << 8);
+	for (const char *c = hex; *c; c++)
+		h = (h ^ (unsigned char)*c) * 1099511628211u;
+	return h;
+}
+
+static void khash_put(size_t i)
+{
+	size_t m = khcap - 1, h = key_hash(keys[i].family, keys[i].hex, keys[i].port) & m;
+	while (khash[h])
+		h = (h + 1) & m;
+	khash[h] = i + 1;
+}
+
+static void khash_grow(void)
+{
+	if (2 * (nkeys + 1) < khcap)
+		return;
+	free(khash);
+	khcap = khcap ? khcap * 2 : 256;
+	khash = calloc(khcap, sizeof(*khash));
+	if (!khash)
+		fail("out of memory");
+	for (size_t i = 0; i < nkeys; i++)
+		khash_put(i);
+}
+
 static struct key *find_key(int family, const char *hex, unsigned port)
 {
-	for (size_t i = 0; i < nkeys; i++)
-		if (keys[i].family == family && keys[i].port == port && strcmp(keys[i].hex, hex) == 0)
-			return &keys[i];
+	if (!khcap)
+		return NULL;
+	size_t m = khcap - 1;
+	for (size_t h = key_hash(family, hex, port) & m; khash[h]; h = (h + 1) & m) {
+		struct key *k = &keys[khash[h] - 1];
+		if (k->family == family && k->port == port && strcmp(k->hex, hex) == 0)
+			return k;
+	}
 	return NULL;
 }
 
@@ -188,6 +228,7 @@ static struct key *get_key(int family, const char *text, unsigned port)
 		if (!keys)
 			fail("out of memory");
 	}
+	khash_grow();
 	k = &keys[nkeys++];
 	memset(k, 0, sizeof(*k));
 	k->defer_secs = -1;
@@ -196,6 +237,7 @@ static struct key *get_key(int family, const char *text, unsigned port)
 	strcpy(k->hex, hex);
 	/* Print the text form the way RFC 5952 / inet_ntop does. */
 	inet_ntop(family, a, k->text, sizeof(k->text));
+	khash_put(nkeys - 1);
 	return k;
 }
 
@@ -815,18 +857,24 @@ static void mode_idle(long count, long base)
 
 static void mode_bench(long nlisten, long nconn, long nhalf)
 {
-	if (nlisten < 2 || nconn < 0 || nhalf < 0 || nlisten > 30000)
+	/* 200,000 listeners: 10 loopback addresses of 20,000 ports each. */
+	const long per_addr = 20000;
+	if (nlisten < 2 || nconn < 0 || nhalf < 0 || nlisten > 10 * per_addr || nconn > 220000)
 		fail("bench: bad arguments");
 	raise_nofile(nlisten + 2 * nconn + nhalf + 256);
 	const unsigned base = 10000;
 	/* Listener 0 on 192.0.2.1 takes the half-open requests; the others are on
-	 * 127.0.0.1 (ports 10001.., below the ephemeral range). */
+	 * 127.0.0.1, then 127.0.0.2 and on, ports 10001..30000 (below the ephemeral
+	 * range, so no connect() competes for them). */
 	int *lfd = calloc((size_t)nlisten, sizeof(int));
 	if (!lfd)
 		fail("out of memory");
 	lfd[0] = listen_on(V4_LISTEN, base, 4096, 0);
-	for (long i = 1; i < nlisten; i++)
-		lfd[i] = listen_on("127.0.0.1", (unsigned)(base + i), 128, 0);
+	for (long i = 1; i < nlisten; i++) {
+		char addr[16];
+		snprintf(addr, sizeof(addr), "127.0.0.%ld", 1 + (i - 1) / per_addr);
+		lfd[i] = listen_on(addr, (unsigned)(base + 1 + (i - 1) % per_addr), 128, 0);
+	}
 	/* ESTABLISHED connections spread over up to 8 listeners so no single
 	 * destination comes near ephemeral-port exhaustion (28k ports each). */
 	long spread = nlisten - 1 < 8 ? nlisten - 1 : 8;

@@ -786,15 +786,28 @@ mode_bench() {
   configs=$(cmdline_arg synq.bench "10:1000,1000:1000,10000:1000,10:20000,1000:20000,10000:20000")
   runs=$(cmdline_arg synq.runs 5)
   half=$(cmdline_arg synq.half 5)
+  # synq.only=curve: only synq --total and ss's syn-recv count (bench/crossover.sh).
+  only=$(cmdline_arg synq.only all)
   B=$R/bench
   mkdir -p $B
+  # 200,000 connections are 400,000 sockets and files: more than the default file-max of a 2 GiB guest.
+  echo 1048576 >/proc/sys/fs/file-max
+  # connect() tries ports of one parity first and scans that whole half before the other: with 25,000
+  # connections to one destination in the default 28,232-port range every connect scanned ~14,000 ports,
+  # and 200,000 connections took longer than an hour. The wide range keeps each destination's share in
+  # the first half (ports bound by listeners are skipped by connect(), as ever).
+  echo "1024 65535" >/proc/sys/net/ipv4/ip_local_port_range
   step "netns-setup (initial namespace)" netns-setup
   [ -x /bin/synq ] || fail "synq binary missing from the initramfs (SYNQ_BIN not built?)"
   for c in $(echo "$configs" | tr ',' ' '); do
     n=${c%%:*}; m=${c#*:}
     tag="l${n}_c${m}"
     t0=$(date +%s)
+    # Progress on the console while a large configuration is set up (sockets in use, memory left).
+    ( while sleep 60; do log "bench $tag setup: $(grep TCP: /proc/net/sockstat), $(grep MemAvailable /proc/meminfo)"; done ) &
+    progress=$!
     start_fixture "$B/$tag.fixture" synq-fixture bench "$n" "$m" "$half"
+    kill $progress 2>/dev/null || true
     pid=$FIXTURE_PID
     t1=$(date +%s)
     out=$B/$tag.txt
@@ -802,8 +815,17 @@ mode_bench() {
     log "bench $tag ready in $((t1 - t0)) s"
     # What is measured is exactly what a user would type; stdout of the timed
     # command is discarded by the fixture's time mode.
-    {
+    if [ "$only" = curve ]; then
+      {
+        synq-fixture time "$runs" synq_total -- synq --total
+        synq-fixture time "$runs" ss_synrecv -- sh -c 'ss -tn state syn-recv | wc -l'
+      } >>"$out" 2>>"$B/$tag.err"
+    else {
       synq-fixture time "$runs" synq_total -- synq --total
+      # The static build, where bench.sh put one in (SYNQ_BENCH_STATIC_BIN).
+      if [ -x /bin/synq-static ]; then
+        synq-fixture time "$runs" synq_total_static -- synq-static --total
+      fi
       synq-fixture time "$runs" synq_json -- sh -c 'synq --json >/dev/null'
       synq-fixture time "$runs" synq_requests -- sh -c 'synq --json --requests >/dev/null'
       # One scrape of the resident exporter (issue 9), a walk per scrape (--min-interval 0): wget's own start
@@ -818,6 +840,7 @@ mode_bench() {
       synq-fixture time "$runs" ss_ltn -- sh -c 'ss -ltn >/dev/null'
       synq-fixture time "$runs" ss_synrecv -- sh -c 'ss -tn state syn-recv | wc -l'
     } >>"$out" 2>>"$B/$tag.err"
+    fi
     rc=0
     v_synq=$(synq --total 2>>"$B/$tag.err") || rc=$?
     v_ss=$(ss -Htn state syn-recv | wc -l)
@@ -827,11 +850,13 @@ mode_bench() {
     echo "VALUES synq_total=$v_synq synq_rc=$rc ss_synrecv=$v_ss proc_synrecv=$v_proc ss_listeners=$v_lst ss_established=$v_est" >>"$out"
     # synq's own phase timings, if it offers them.
     SYNQ_TIMING=1 synq --total >/dev/null 2>"$B/$tag.timing" || true
-    SYNQ_TIMING=1 synq --json >/dev/null 2>"$B/$tag.timing-json" || true
-    SYNQ_TIMING=1 synq --json --requests >/dev/null 2>"$B/$tag.timing-requests" || true
-    # --requests lists each half-open request once: as many as /proc's st 03 rows.
-    v_req=$(synq --json --requests 2>/dev/null | sed -n 's/.*"requests":{"count":\([0-9]*\).*/\1/p')
-    echo "REQUESTS synq_requests=${v_req:-none} proc_synrecv=$v_proc" >>"$out"
+    if [ "$only" != curve ]; then
+      SYNQ_TIMING=1 synq --json >/dev/null 2>"$B/$tag.timing-json" || true
+      SYNQ_TIMING=1 synq --json --requests >/dev/null 2>"$B/$tag.timing-requests" || true
+      # --requests lists each half-open request once: as many as /proc's st 03 rows.
+      v_req=$(synq --json --requests 2>/dev/null | sed -n 's/.*"requests":{"count":\([0-9]*\).*/\1/p')
+      echo "REQUESTS synq_requests=${v_req:-none} proc_synrecv=$v_proc" >>"$out"
+    fi
     kill -9 "$pid"
     i=0
     while [ -d "/proc/$pid" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
