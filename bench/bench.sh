@@ -15,7 +15,8 @@
 # agree), and synq's own phase timings (SYNQ_TIMING=1, stderr) once.
 #
 # With SYNQ_BENCH_STATIC_BIN (a static synq: packaging/build-static.sh), `synq --total` of that build
-# is timed in the same guest too (column "static --total").
+# is timed in the same guest too (column "static --total"); with SYNQ_BENCH_BEFORE_BIN (an earlier
+# build), its --total and --json are (columns "before: ..."): old and new side by side from one run.
 # Env: SYNQ_BIN (default target/release/synq), SYNQ_BENCH_RUNS (5),
 # SYNQ_BENCH_CONFIGS (listeners:established,... default below),
 # SYNQ_BENCH_HALF (5), SYNQ_BENCH_TIMEOUT (seconds per guest, 1800).
@@ -49,6 +50,13 @@ if [[ -n $static_bin ]]; then
   labels+=(synq_total_static)
   heads+=("static --total")
 fi
+before_bin=${SYNQ_BENCH_BEFORE_BIN:-}
+if [[ -n $before_bin ]]; then
+  [[ $before_bin == /* ]] || before_bin=$REPO_ROOT/$before_bin
+  [[ -x $before_bin ]] || { echo "bench: no earlier synq at $before_bin" >&2; exit 1; }
+  labels+=(synq_total_before synq_json_before)
+  heads+=("before: --total" "before: --json")
+fi
 
 "$REALKERNEL_DIR/setup-host.sh"
 "$REALKERNEL_DIR/fetch-kernels.sh" "${ids[@]}" >/dev/null
@@ -65,7 +73,7 @@ for id in "${ids[@]}"; do
   out=$REPO_ROOT/target/bench/$id
   mkdir -p "$out"
   t0=$SECONDS
-  SYNQ_BIN=$synq_bin SYNQ_BENCH_STATIC_BIN=$static_bin \
+  SYNQ_BIN=$synq_bin SYNQ_BENCH_STATIC_BIN=$static_bin SYNQ_BENCH_BEFORE_BIN=$before_bin \
     "$REALKERNEL_DIR/build-initramfs.sh" "$id" "$out/initramfs.cpio.gz"
   # 2 GiB: 10,000 listeners + 40,000 connected sockets.
   if ! rk_boot "$id" "$out" 2048 "${SYNQ_BENCH_TIMEOUT:-1800}" \

@@ -146,6 +146,12 @@ if [[ -n ${SYNQ_BENCH_STATIC_BIN:-} ]]; then
   [[ -x $SYNQ_BENCH_STATIC_BIN ]] || die "SYNQ_BENCH_STATIC_BIN=$SYNQ_BENCH_STATIC_BIN is not an executable"
   cp -L "$SYNQ_BENCH_STATIC_BIN" "$stage/bin/synq-static"
 fi
+# With SYNQ_BENCH_BEFORE_BIN=PATH (bench.sh), an earlier synq build as /bin/synq-before (dynamic, the same
+# libraries): old and new timed in one guest.
+if [[ -n ${SYNQ_BENCH_BEFORE_BIN:-} ]]; then
+  [[ -x $SYNQ_BENCH_BEFORE_BIN ]] || die "SYNQ_BENCH_BEFORE_BIN=$SYNQ_BENCH_BEFORE_BIN is not an executable"
+  copy_elf "$SYNQ_BENCH_BEFORE_BIN" bin/synq-before
+fi
 
 install -m 0755 "$HERE/init.sh" "$stage/init"
 install -m 0755 "$HERE/netns-setup.sh" "$stage/bin/netns-setup"

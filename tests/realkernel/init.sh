@@ -826,6 +826,11 @@ mode_bench() {
       if [ -x /bin/synq-static ]; then
         synq-fixture time "$runs" synq_total_static -- synq-static --total
       fi
+      # An earlier build, where bench.sh put one in (SYNQ_BENCH_BEFORE_BIN).
+      if [ -x /bin/synq-before ]; then
+        synq-fixture time "$runs" synq_total_before -- synq-before --total
+        synq-fixture time "$runs" synq_json_before -- sh -c 'synq-before --json >/dev/null'
+      fi
       synq-fixture time "$runs" synq_json -- sh -c 'synq --json >/dev/null'
       synq-fixture time "$runs" synq_requests -- sh -c 'synq --json --requests >/dev/null'
       # One scrape of the resident exporter (issue 9), a walk per scrape (--min-interval 0): wget's own start
