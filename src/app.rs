@@ -466,6 +466,12 @@ impl Prepared {
         Ok(rep)
     }
 
+    /// Frees the BTF: every layout `wants` needs was resolved in [`Prepared::new`]. For a one-shot run,
+    /// whose walk, owners and output then peak with 5 MiB less.
+    pub fn release_btf(&mut self) {
+        self.session.release_btf();
+    }
+
     /// With SYNQ_TIMING, a phase mark (output, for example).
     pub fn phase(&mut self, name: &str) {
         self.timer.phase(name);
@@ -511,6 +517,7 @@ fn report(opts: &Options, session: Session) -> Result<Outcome, Error> {
     let mut p = Prepared::new(session, Wants::of(opts), || {
         privdrop::drop_privileges_with(profile, None)
     })?;
+    p.release_btf();
     let started = Instant::now();
     let rep = p.collect()?;
     let scrape = metrics::Scrape {

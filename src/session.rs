@@ -346,6 +346,12 @@ impl Session {
         )))
     }
 
+    /// Frees the BTF (some 5 MiB of memory file and index) once every layout a run needs is resolved: it is
+    /// part of the peak memory of a one-shot run otherwise. A layout asked for later loads it again.
+    pub fn release_btf(&mut self) {
+        self.btf = None;
+    }
+
     /// Where the BTF came from, once loaded.
     pub fn btf_source(&self) -> Option<&str> {
         self.btf.as_ref().map(|f| f.source.as_str())
