@@ -1095,8 +1095,9 @@ fn system_map_check(facts: &HostFacts, side: &SideFiles, symbols_ok: Option<bool
                     NAME,
                     Status::Ok,
                     format!(
-                        "{p} lists tcp_hashinfo: the fallback for a kernel without CONFIG_KALLSYMS_ALL \
-                         (--system-map {p})"
+                        "{p} lists tcp_hashinfo: read by default before /proc/kallsyms when its \
+                         linux_banner is the running kernel's (kernels before 6.0); with CONFIG_KALLSYMS_ALL \
+                         off on 6.0+, pass --system-map {p}"
                     ),
                 ),
                 SymbolFile::NoHashinfo => Check::new(

@@ -3,17 +3,26 @@
 //! | provider | file | addresses |
 //! |---|---|---|
 //! | [`Provider::InMemory`] | `kallsyms_mem.rs` | the kernel's own kallsyms tables in the memory read (6.0+: VMCOREINFO locates them) |
+//! | [`Provider::RunningSystemMap`] | `mod.rs` | live, by default: the running kernel's `/boot/System.map-RELEASE` (or Debian's `-dbg` copy), link-time, shifted by kcore's `KERNELOFFSET`, used only if its `linux_banner` holds `/proc/version` |
 //! | [`Provider::Kallsyms`] | `text.rs` | `/proc/kallsyms`, or a file in its format (`--kallsyms`) |
-//! | [`Provider::SystemMap`] | `text.rs` | a System.map: link-time, shifted by the KASLR offset |
+//! | [`Provider::SystemMap`] | `text.rs` | a System.map (`--system-map`): link-time, shifted by the KASLR offset |
 //! | [`Provider::Vmlinux`] | `vmlinux.rs` | an ELF vmlinux's symbol table: link-time, shifted likewise |
 //!
 //! The chain is chosen from what the user gave: a given file is the only source (a given file is
 //! authoritative, so no fallback may hide its error); by default the in-memory tables come first, then, live,
-//! `/proc/kallsyms`. The provider that answered is reported ([`Symbols::source`]).
+//! the running kernel's System.map, then `/proc/kallsyms`. The provider that answered is reported
+//! ([`Symbols::source`]).
+//!
+//! The running kernel's System.map is a shortcut, never an error: on kernels before 6.0 (whose VMCOREINFO does
+//! not locate the in-memory tables) reading `/proc/kallsyms` costs most of a live run, and a System.map is a
+//! file read. It answers only when it lists every name asked for plus `_stext` and `linux_banner`, kcore's
+//! VMCOREINFO gives `KERNELOFFSET`, and the bytes at the shifted `linux_banner` are the running kernel's
+//! `/proc/version` line (a System.map of another build of the same release fails there); otherwise the chain
+//! moves on, silently.
 //!
 //! The KASLR offset for link-time addresses is VMCOREINFO's `KERNELOFFSET` (it describes the very memory
 //! being read); live on kernels before 4.19, whose kcore has no VMCOREINFO, it is `_stext` in kallsyms minus
-//! `_stext` in the file.
+//! `_stext` in the file (`--system-map`, `--vmlinux` only).
 
 pub mod kallsyms_mem;
 pub mod text;
@@ -31,11 +40,23 @@ use vmlinux::{Vmlinux, VmlinuxError};
 /// Where the live kernel lists its symbols.
 pub const PROC_KALLSYMS: &str = "/proc/kallsyms";
 
+/// The symbol whose bytes prove a System.map belongs to the running kernel: `linux_banner`, the text
+/// `/proc/version` prints.
+pub const BANNER: &str = "linux_banner";
+
+/// The most of `/proc/version` read (the banner is ~150 bytes; a longer one is not a banner).
+const MAX_VERSION: u64 = 512;
+/// The most of `/proc/sys/kernel/osrelease` read (a release is at most 64 bytes).
+const MAX_RELEASE: u64 = 128;
+
 /// One place symbol addresses can come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Provider {
     /// The kernel's kallsyms tables in the memory being read, located by VMCOREINFO.
     InMemory,
+    /// Live, by default: the running kernel's own System.map ([`RunningMap`]), used only when it proves
+    /// itself; otherwise passed over without an error.
+    RunningSystemMap,
     /// A file in `/proc/kallsyms` format: run-time addresses.
     Kallsyms(PathBuf),
     /// A System.map: link-time addresses.
@@ -50,6 +71,31 @@ pub enum Provider {
 pub struct Chain {
     pub providers: Vec<Provider>,
     pub stext_from: PathBuf,
+    /// Where [`Provider::RunningSystemMap`] looks.
+    pub running_map: RunningMap,
+}
+
+/// Where the running kernel's System.map is looked for, and what it is checked against (fields, so that
+/// tests can point them elsewhere).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningMap {
+    /// The running kernel's release (`uname -r`).
+    pub osrelease: PathBuf,
+    /// Directories holding `System.map-RELEASE`, tried in order: `/boot` (Debian's is an 83-byte placeholder
+    /// that fails the check), then where Debian's `linux-image-RELEASE-dbg` installs the real one.
+    pub dirs: Vec<PathBuf>,
+    /// The running kernel's banner, which `linux_banner` must hold.
+    pub version: PathBuf,
+}
+
+impl Default for RunningMap {
+    fn default() -> RunningMap {
+        RunningMap {
+            osrelease: PathBuf::from("/proc/sys/kernel/osrelease"),
+            dirs: vec![PathBuf::from("/boot"), PathBuf::from("/usr/lib/debug/boot")],
+            version: PathBuf::from("/proc/version"),
+        }
+    }
 }
 
 impl Chain {
@@ -68,12 +114,17 @@ impl Chain {
             // --kallsyms with --vmlinux: the kallsyms file gives the symbols, the vmlinux only the BTF.
             (None, Some(vm), None) => vec![Provider::Vmlinux(vm.to_path_buf())],
             (None, _, Some(ks)) => vec![Provider::Kallsyms(ks.to_path_buf())],
-            (None, _, None) if live => vec![Provider::InMemory, Provider::Kallsyms(proc_kallsyms)],
+            (None, _, None) if live => vec![
+                Provider::InMemory,
+                Provider::RunningSystemMap,
+                Provider::Kallsyms(proc_kallsyms),
+            ],
             (None, _, None) => vec![Provider::InMemory],
         };
         Chain {
             providers,
             stext_from,
+            running_map: RunningMap::default(),
         }
     }
 }
@@ -158,6 +209,8 @@ pub fn resolve(chain: &Chain, q: &Query, names: &[&str]) -> Result<Symbols, Symb
                     err,
                 }
             }
+            // The running kernel's System.map did not prove itself: the next provider answers.
+            Err(Failure::Skip) => {}
             Err(Failure::Other(e)) => return Err(e),
         }
     }
@@ -167,6 +220,8 @@ pub fn resolve(chain: &Chain, q: &Query, names: &[&str]) -> Result<Symbols, Symb
 enum Failure {
     /// The in-memory tables cannot be used: the next provider may do.
     Tables(KallsymsError),
+    /// An optional provider does not apply here: the next one answers, and nothing is said.
+    Skip,
     Other(SymbolsError),
 }
 
@@ -210,6 +265,9 @@ fn lookup(
                 link_time: false,
             })
         }
+        Provider::RunningSystemMap => {
+            running_system_map(&chain.running_map, q, names).ok_or(Failure::Skip)
+        }
         Provider::Kallsyms(path) => {
             let found = text::scan(path, names)?;
             if !found.saw_nonzero {
@@ -242,6 +300,76 @@ fn lookup(
             link_time(path, link, chain, q)
         }
     }
+}
+
+/// The running kernel's System.map, if it proves itself (see the module's documentation); `None` passes on
+/// to the next provider. Reads no `/proc/kallsyms`: avoiding it is the point.
+fn running_system_map(at: &RunningMap, q: &Query, names: &[&str]) -> Option<Symbols> {
+    if !q.live {
+        return None;
+    }
+    let offset = q.vmcoreinfo.and_then(VmcoreInfo::kernel_offset)?;
+    let release = read_small(&at.osrelease, MAX_RELEASE)?;
+    let release = std::str::from_utf8(release.trim_ascii()).ok()?;
+    if release.is_empty() || release.contains('/') {
+        return None;
+    }
+    // The banner line: the kernel keeps it as "...\n" and a NUL.
+    let version = read_small(&at.version, MAX_VERSION)?;
+    let line = version.split(|&b| b == b'\n').next().unwrap_or_default();
+    if line.is_empty() {
+        return None;
+    }
+    let mut want_banner = line.to_vec();
+    want_banner.extend_from_slice(b"\n\0");
+
+    let mut wanted: Vec<&str> = names.to_vec();
+    for extra in ["_stext", BANNER] {
+        if !wanted.contains(&extra) {
+            wanted.push(extra);
+        }
+    }
+    let file = format!("System.map-{release}");
+    for dir in &at.dirs {
+        let path = dir.join(&file);
+        let Ok(found) = text::scan(&path, &wanted) else {
+            continue;
+        };
+        if wanted.iter().any(|n| !found.symbols.contains_key(*n)) {
+            continue;
+        }
+        let Some(banner) = found.symbols.get(BANNER).map(|a| a.wrapping_add(offset)) else {
+            continue;
+        };
+        let mut got = vec![0u8; want_banner.len()];
+        if q.mem.read(banner, &mut got).is_err() || got != want_banner {
+            continue;
+        }
+        let addrs = found
+            .symbols
+            .into_iter()
+            .map(|(k, v)| (k, v.wrapping_add(offset)))
+            .collect();
+        return Some(Symbols {
+            addrs,
+            source: format!(
+                "{} + KASLR offset {offset:#x} (kcore VMCOREINFO), checked against linux_banner",
+                path.display()
+            ),
+            listed_in: path,
+            link_time: true,
+        });
+    }
+    None
+}
+
+/// At most `max` bytes of a small file (read-only, non-blocking, regular files only); `None` if unreadable.
+fn read_small(path: &Path, max: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = crate::input::open_regular(path).ok()?;
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// Link-time addresses shifted by the KASLR offset: VMCOREINFO's KERNELOFFSET, or live, `_stext` in kallsyms
@@ -288,4 +416,242 @@ fn link_time(
         listed_in: path.to_path_buf(),
         link_time: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::ReadError;
+
+    const OFFSET: u64 = 0x1e00_0000;
+    const LINK_BANNER: u64 = 0xffff_ffff_81e0_0200;
+    const BANNER_TEXT: &[u8] = b"Linux version 5.10.0-32-amd64 (debian-kernel@lists.debian.org) (gcc-10) #1 SMP Debian 5.10.223-1 (2024-08-10)";
+
+    /// Kernel memory: the banner (with its newline and NUL) at its run-time address, nothing else.
+    struct BannerMem {
+        at: u64,
+        bytes: Vec<u8>,
+    }
+
+    impl Memory for BannerMem {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+            let off = addr
+                .checked_sub(self.at)
+                .ok_or(ReadError::NotMapped { addr })? as usize;
+            let src = self
+                .bytes
+                .get(off..off + buf.len())
+                .ok_or(ReadError::NotMapped { addr })?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    /// A directory with `boot/System.map-5.10.0-test`, `proc/version`, `proc/osrelease`, `kallsyms`.
+    struct Host {
+        root: PathBuf,
+    }
+
+    impl Host {
+        fn new(name: &str, map: Option<&str>, version: &[u8]) -> Host {
+            let root = std::env::temp_dir()
+                .join(format!("synq-sysmap-unit-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(root.join("boot")).unwrap();
+            std::fs::create_dir_all(root.join("debug")).unwrap();
+            std::fs::create_dir_all(root.join("proc")).unwrap();
+            if let Some(map) = map {
+                std::fs::write(root.join("boot/System.map-5.10.0-test"), map).unwrap();
+            }
+            std::fs::write(root.join("proc/version"), version).unwrap();
+            std::fs::write(root.join("proc/osrelease"), b"5.10.0-test\n").unwrap();
+            // /proc/kallsyms as the next provider: run-time addresses of its own.
+            std::fs::write(
+                root.join("kallsyms"),
+                "ffffffff9f000000 T _stext\nffffffffa0000040 B tcp_hashinfo\n",
+            )
+            .unwrap();
+            Host { root }
+        }
+
+        fn chain(&self) -> Chain {
+            let mut chain = Chain::new(None, None, None, true);
+            chain.providers = vec![
+                Provider::InMemory,
+                Provider::RunningSystemMap,
+                Provider::Kallsyms(self.root.join("kallsyms")),
+            ];
+            chain.running_map = RunningMap {
+                osrelease: self.root.join("proc/osrelease"),
+                dirs: vec![self.root.join("boot"), self.root.join("debug")],
+                version: self.root.join("proc/version"),
+            };
+            chain
+        }
+    }
+
+    impl Drop for Host {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+
+    fn good_map() -> String {
+        format!(
+            "0000000000000000 D __per_cpu_start\nffffffff81000000 T _stext\n{LINK_BANNER:016x} D linux_banner\n\
+             ffffffff82000040 B tcp_hashinfo\n"
+        )
+    }
+
+    fn banner_mem() -> BannerMem {
+        let mut bytes = BANNER_TEXT.to_vec();
+        bytes.extend_from_slice(b"\n\0");
+        BannerMem {
+            at: LINK_BANNER + OFFSET,
+            bytes,
+        }
+    }
+
+    fn version_file() -> Vec<u8> {
+        let mut v = BANNER_TEXT.to_vec();
+        v.push(b'\n');
+        v
+    }
+
+    fn resolve_with(chain: &Chain, mem: &BannerMem, vmcoreinfo: &str) -> Symbols {
+        let info = VmcoreInfo::parse(vmcoreinfo);
+        let q = Query {
+            mem,
+            vmcoreinfo: Some(&info),
+            target: Path::new("/proc/kcore"),
+            live: true,
+        };
+        resolve(chain, &q, &["tcp_hashinfo"]).unwrap()
+    }
+
+    fn with_offset() -> String {
+        format!("OSRELEASE=5.10.0-test\nKERNELOFFSET={OFFSET:x}\n")
+    }
+
+    /// The System.map whose linux_banner holds /proc/version answers, with addresses shifted by KERNELOFFSET
+    /// and a source saying so.
+    #[test]
+    fn running_system_map_answers_when_its_banner_is_the_running_kernels() {
+        let host = Host::new("good", Some(&good_map()), &version_file());
+        let s = resolve_with(&host.chain(), &banner_mem(), &with_offset());
+        assert_eq!(s.get("tcp_hashinfo"), Some(0xffff_ffff_8200_0040 + OFFSET));
+        assert!(s.link_time);
+        assert_eq!(s.listed_in, host.root.join("boot/System.map-5.10.0-test"));
+        assert!(
+            s.source.ends_with(&format!(
+                "boot/System.map-5.10.0-test + KASLR offset {OFFSET:#x} (kcore VMCOREINFO), checked against \
+                 linux_banner"
+            )),
+            "{}",
+            s.source
+        );
+    }
+
+    /// Another build of the same release: its linux_banner's bytes are not /proc/version; /proc/kallsyms
+    /// answers instead, without an error.
+    #[test]
+    fn running_system_map_with_another_banner_passes_to_kallsyms() {
+        let host = Host::new(
+            "other-build",
+            Some(&good_map()),
+            b"Linux version 5.10.0-test (someone@else) (gcc-10) #2 SMP\n",
+        );
+        let s = resolve_with(&host.chain(), &banner_mem(), &with_offset());
+        assert_eq!(s.source, host.root.join("kallsyms").display().to_string());
+        assert_eq!(s.get("tcp_hashinfo"), Some(0xffff_ffff_a000_0040));
+    }
+
+    /// The banner's line must end where /proc/version's does: a longer banner in memory (no NUL after the
+    /// newline) is another text.
+    #[test]
+    fn running_system_map_needs_the_whole_banner() {
+        let host = Host::new("prefix", Some(&good_map()), &version_file());
+        let mut mem = banner_mem();
+        mem.bytes.truncate(BANNER_TEXT.len() + 1);
+        mem.bytes.extend_from_slice(b"x\0");
+        let s = resolve_with(&host.chain(), &mem, &with_offset());
+        assert_eq!(s.source, host.root.join("kallsyms").display().to_string());
+    }
+
+    /// Without KERNELOFFSET the route does not guess the offset from /proc/kallsyms (which is what it exists
+    /// to avoid): /proc/kallsyms answers.
+    #[test]
+    fn running_system_map_without_kerneloffset_passes_to_kallsyms() {
+        let host = Host::new("no-offset", Some(&good_map()), &version_file());
+        let s = resolve_with(&host.chain(), &banner_mem(), "OSRELEASE=5.10.0-test\n");
+        assert_eq!(s.source, host.root.join("kallsyms").display().to_string());
+    }
+
+    /// No System.map for the release: /proc/kallsyms answers.
+    #[test]
+    fn missing_running_system_map_passes_to_kallsyms() {
+        let host = Host::new("missing", None, &version_file());
+        let s = resolve_with(&host.chain(), &banner_mem(), &with_offset());
+        assert_eq!(s.source, host.root.join("kallsyms").display().to_string());
+    }
+
+    /// A System.map without linux_banner (Debian's placeholder lists nothing at all) cannot prove itself.
+    #[test]
+    fn running_system_map_without_linux_banner_passes_to_kallsyms() {
+        let map = "ffffffff81000000 T _stext\nffffffff82000040 B tcp_hashinfo\n";
+        let host = Host::new("no-banner", Some(map), &version_file());
+        let s = resolve_with(&host.chain(), &banner_mem(), &with_offset());
+        assert_eq!(s.source, host.root.join("kallsyms").display().to_string());
+        let placeholder =
+            "ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n";
+        let host = Host::new("placeholder", Some(placeholder), &version_file());
+        let s = resolve_with(&host.chain(), &banner_mem(), &with_offset());
+        assert_eq!(s.source, host.root.join("kallsyms").display().to_string());
+    }
+
+    /// A System.map that lacks a name asked for is not used (the name would be reported missing when
+    /// /proc/kallsyms may have it).
+    #[test]
+    fn running_system_map_lacking_a_wanted_name_passes_to_kallsyms() {
+        let map = format!("ffffffff81000000 T _stext\n{LINK_BANNER:016x} D linux_banner\n");
+        let host = Host::new("no-name", Some(&map), &version_file());
+        let s = resolve_with(&host.chain(), &banner_mem(), &with_offset());
+        assert_eq!(s.source, host.root.join("kallsyms").display().to_string());
+    }
+
+    /// Debian's layout: a placeholder in /boot, the real map where the -dbg package puts it.
+    #[test]
+    fn running_system_map_is_found_in_the_second_directory() {
+        let placeholder =
+            "ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n";
+        let host = Host::new("dbg", Some(placeholder), &version_file());
+        std::fs::write(host.root.join("debug/System.map-5.10.0-test"), good_map()).unwrap();
+        let s = resolve_with(&host.chain(), &banner_mem(), &with_offset());
+        assert_eq!(s.listed_in, host.root.join("debug/System.map-5.10.0-test"));
+        assert_eq!(s.get("tcp_hashinfo"), Some(0xffff_ffff_8200_0040 + OFFSET));
+    }
+
+    /// The default chains: live has the System.map route between the in-memory tables and /proc/kallsyms;
+    /// a dump, and any file given, do not.
+    #[test]
+    fn running_system_map_only_in_the_default_live_chain() {
+        let live = Chain::new(None, None, None, true);
+        assert_eq!(
+            live.providers,
+            vec![
+                Provider::InMemory,
+                Provider::RunningSystemMap,
+                Provider::Kallsyms(PathBuf::from(PROC_KALLSYMS))
+            ]
+        );
+        assert_eq!(
+            Chain::new(None, None, None, false).providers,
+            vec![Provider::InMemory]
+        );
+        let map = Path::new("/tmp/System.map");
+        assert_eq!(
+            Chain::new(None, Some(map), None, true).providers,
+            vec![Provider::SystemMap(map.to_path_buf())]
+        );
+    }
 }

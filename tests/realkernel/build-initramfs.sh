@@ -4,7 +4,9 @@
 # Contents: busybox-static with its applet links, /init (init.sh), netns-setup,
 # the static synq-fixture, synq from ${SYNQ_BIN:-target/release/synq} (with the
 # libraries ldd lists, if it is dynamic), the host's `ss` with its libraries,
-# the kernel's dummy/qemu_fw_cfg/inet_diag/tcp_diag modules and its config.
+# the kernel's dummy/qemu_fw_cfg/inet_diag/tcp_diag modules and its config, and
+# its real System.map as /boot/System.map-<release> (~4.5 MB; synq's default live
+# symbol chain reads it before /proc/kallsyms).
 # With SYNQ_SNAPSHOT_TOOLS=1 (snapshot.sh), also what synq.mode=snapshot needs,
 # from fetch-tools.sh's cache ${SYNQ_TOOLS_CACHE:-/var/cache/synq-tools}: the
 # static avml (/bin/avml), the static synq-snapcopy (snapcopy.c), the kernel's
@@ -97,6 +99,11 @@ printf 'root:x:0:\nnogroup:x:65534:\n' >"$stage/etc/group"
 # "no MPTCP listener" only from a kernel built without MPTCP).
 [[ -s $kdir/config ]] || die "$kdir/config missing (rerun fetch-kernels.sh $id)"
 cp "$kdir/config" "$stage/etc/synq-kernel-config"
+# The kernel's real System.map where a distribution installs it (fetch-kernels.sh takes it from the -dbg
+# package): synq's default live chain reads it, checked against linux_banner, before /proc/kallsyms.
+[[ -s $kdir/System.map ]] || die "$kdir/System.map missing (rerun fetch-kernels.sh $id)"
+mkdir -p "$stage/boot"
+cp "$kdir/System.map" "$stage/boot/System.map-$(cat "$kdir/release")"
 
 if [[ ${SYNQ_SNAPSHOT_TOOLS:-0} == 1 ]]; then
   tools=${SYNQ_TOOLS_CACHE:-/var/cache/synq-tools}

@@ -57,6 +57,7 @@ FAMILIES = ("inet", "inet6")
 WILDCARD = {"inet": "0.0.0.0", "inet6": "::"}
 
 MSG_KPTR = "kptr_restrict hides kallsyms addresses"
+SYMBOLS_IN_MEMORY = "kallsyms tables in kernel memory (located by VMCOREINFO)"
 MSG_NOT_ROOT = "not root"
 MSG_LOCKDOWN = "lockdown=confidentiality forbids /proc/kcore"
 MPTCP_KIND = "mptcp-subflow"
@@ -456,6 +457,9 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
                 btf_from = doc["kernel"].get("btf")
                 if btf_from != "/proc/kcore (__start_BTF..__stop_BTF)":
                     fails.add(where, f"synq kernel.btf {btf_from!r}: not read out of /proc/kcore")
+                # Live, the symbols come from the in-memory tables (6.0+) or the running kernel's System.map
+                # (issue 10), never from the slow /proc/kallsyms.
+                check_default_symbols(doc, release, fails, where, "synq")
                 got, got_bl = synq_groups(doc, fails, where)
                 n_label, n_null = check_kinds(doc, kinds, fails, where)
                 kinds_note = (f"kinds: {n_label} labelled ({MPTCP_KIND}: "
@@ -497,6 +501,33 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
 def first_line(text):
     lines = (text or "").strip().splitlines()
     return lines[0] if lines else ""
+
+
+def kernel_major(release):
+    m = re.match(r"(\d+)\.", release or "")
+    return int(m.group(1)) if m else None
+
+
+def boot_map_source(release):
+    """The symbol source of synq's default live chain answered by the running kernel's System.map."""
+    return (f"/boot/System.map-{release} + KASLR offset ", ", checked against linux_banner")
+
+
+def check_default_symbols(doc, release, fails, where, label):
+    """A default live run's symbol source (issue 10): kernels >= 6.0 answer from their in-memory kallsyms
+    tables; older ones from /boot/System.map-RELEASE, checked against linux_banner, not /proc/kallsyms."""
+    got = (doc.get("kernel") or {}).get("symbols")
+    major = kernel_major(release)
+    if major is None:
+        fails.add(where, f"cannot tell the kernel version from {release!r}")
+    elif major >= 6:
+        if got != SYMBOLS_IN_MEMORY:
+            fails.add(where, f"{label} kernel.symbols {got!r}: not the in-memory kallsyms tables")
+    else:
+        head, tail = boot_map_source(release)
+        if not (isinstance(got, str) and got.startswith(head) and got.endswith(tail)):
+            fails.add(where, f"{label} kernel.symbols {got!r}: not the /boot System.map route "
+                      f"({head}...{tail})")
 
 
 def check_refusal(base, label, message, fails, where):
@@ -554,17 +585,18 @@ def check_kptr(root, release, fails):
                       "kptr_restrict, --system-map (KASLR offset from VMCOREINFO KERNELOFFSET)")
 
 
-def check_against_big(root, release, fails, name, label):
-    """A synq --json run from kptr/ must exit 0 without warnings and equal the ground truth of 'big' per key."""
+def check_against_big(root, release, fails, name, label, sub="kptr"):
+    """A synq --json run from kptr/ (or `sub`) must exit 0 without warnings and equal the ground truth of
+    'big' per key. Returns its output, or None."""
     where = f"[{release}] {label}"
-    base = os.path.join(root, "kptr", name)
+    base = os.path.join(root, sub, name)
     if not check_synq_rc(base, "synq --json", fails, where):
-        return
+        return None
     try:
         doc = json.loads(read_text(base + ".out") or "")
     except json.JSONDecodeError as e:
         fails.add(where, f"synq --json output is not JSON ({e})")
-        return
+        return None
     sdir = os.path.join(root, "big")
     ns_dirs = sorted(os.path.join(sdir, d) for d in os.listdir(sdir)
                      if d.startswith("ns") and os.path.isdir(os.path.join(sdir, d)))
@@ -575,6 +607,7 @@ def check_against_big(root, release, fails, name, label):
     if len(fails.items) == n:
         print(f"info: {where}: synq matched the ground truth of 'big' ({sum(v[0] for v in truth.values())} "
               f"listeners) with symbols from: {doc.get('kernel', {}).get('symbols')!r}")
+    return doc
 
 
 def _big_listeners(root, release, out_path):
@@ -601,20 +634,47 @@ def _big_listeners(root, release, out_path):
 
 def check_kptr_default(root, release, fails):
     """kptr_restrict=2 with synq's default sources. Kernels >= 6.0 name their kallsyms tables in VMCOREINFO
-    (in /proc/kcore), so synq must still give the ground truth of the 'big' scenario, which is still standing;
-    older kernels must be refused with the kptr_restrict message."""
+    (in /proc/kcore), older ones have /boot/System.map-RELEASE (KERNELOFFSET from kcore's VMCOREINFO), so synq
+    must still give the ground truth of the 'big' scenario, which is still standing. With the System.map moved
+    aside, older kernels must be refused with the kptr_restrict message."""
     where = f"[{release}] kptr_restrict, default sources"
-    base = os.path.join(root, "kptr", "synq-default")
-    m = re.match(r"(\d+)\.", release or "")
-    if not m:
+    major = kernel_major(release)
+    if major is None:
         fails.add(where, f"cannot tell the kernel version from {release!r}")
         return
-    if int(m.group(1)) < 6:
-        r = check_refusal(base, "synq --json (kptr_restrict=2, kernel < 6.0)", MSG_KPTR, fails, where)
+    doc = check_against_big(root, release, fails, "synq-default", "kptr_restrict, default sources")
+    if doc is not None:
+        check_default_symbols(doc, release, fails, where, "synq (kptr_restrict=2)")
+    base = os.path.join(root, "kptr", "synq-default-nomap")
+    if major < 6:
+        r = check_refusal(base, "synq --json (kptr_restrict=2, kernel < 6.0, no /boot/System.map)", MSG_KPTR,
+                          fails, where + ", no System.map")
         if r:
-            print(f"info: {where}: refused as expected (no kallsyms in VMCOREINFO before 6.0): {r}")
+            print(f"info: {where}, no System.map: refused as expected (no kallsyms in VMCOREINFO before 6.0): {r}")
         return
-    check_against_big(root, release, fails, "synq-default", "kptr_restrict, default sources")
+    check_against_big(root, release, fails, "synq-default-nomap", "kptr_restrict, default sources, no System.map")
+
+
+def check_boot_sysmap(root, release, fails):
+    """A wrong /boot/System.map-RELEASE (linux_banner moved by 0x40) must be passed over silently: synq exact
+    against 'big', its symbols from /proc/kallsyms (or, 6.0+, the in-memory tables that come first)."""
+    where = f"[{release}] wrong System.map"
+    d = os.path.join(root, "sysmap")
+    real, wrong = ((read_text(os.path.join(d, n)) or "").split() for n in ("banner-real", "banner-wrong"))
+    try:
+        moved = int(wrong[0], 16) - int(real[0], 16)
+    except (IndexError, ValueError):
+        moved = None
+    if moved != 0x40 or real[2:] != ["linux_banner"] or wrong[2:] != ["linux_banner"]:
+        fails.add(where, f"the planted System.map does not move linux_banner by 0x40: {real} -> {wrong}: the "
+                  "check would prove nothing")
+    doc = check_against_big(root, release, fails, "synq-wrong", "wrong System.map", sub="sysmap")
+    if doc is None:
+        return
+    got = (doc.get("kernel") or {}).get("symbols")
+    want = SYMBOLS_IN_MEMORY if (kernel_major(release) or 0) >= 6 else "/proc/kallsyms"
+    if got != want:
+        fails.add(where, f"synq kernel.symbols {got!r} with a wrong System.map, want {want!r}")
 
 
 def check_unpriv(root, release, fails):
@@ -724,6 +784,7 @@ def run_check(root):
         if s:
             summaries.append(s)
     check_kptr(root, release, fails)
+    check_boot_sysmap(root, release, fails)
     pd = check_privdrop(root, release, fails, lambda path: _big_listeners(root, release, path))
     if pd:
         print(f"info: [{release}] privilege drop: {pd}")
@@ -999,6 +1060,19 @@ def _kind_missing(doc):
     del doc["listeners"][-1]["kind"]
 
 
+def _copy_from(rel):
+    """Plants the content of another results file (relative to the same RESULTS_DIR)."""
+    def plant(path):
+        root = path
+        for _ in rel.split("/"):
+            root = os.path.dirname(root)
+        with open(os.path.join(root, rel)) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text)
+    return plant
+
+
 def _bump_syn_or_refuse(path):
     """Bumps a SYN queue in synq's output (>= 6.0), or fakes a success where a refusal is due (< 6.0)."""
     text = read_text(path) or ""
@@ -1148,6 +1222,18 @@ def selftest_cases(root):
                                                           "kptr_restrict, default sources"),
         "kptr_restrict --system-map: wrong figures": ("kptr/synq-sysmap.out", lambda p: _perturb_json(p, _bump_syn),
                                                       "--system-map"),
+        "kptr_restrict default sources, no System.map: wrong figures":
+            ("kptr/synq-default-nomap.out", _bump_syn_or_refuse, "no System.map"),
+        "symbols from /proc/kallsyms, not the System.map route or the in-memory tables":
+            ("basic/synq-json.out", lambda p: _perturb_json(
+                p, lambda d: d["kernel"].__setitem__("symbols", "/proc/kallsyms")), "kernel.symbols"),
+        "wrong System.map: its symbols used": ("sysmap/synq-wrong.out", lambda p: _perturb_json(
+            p, lambda d: d["kernel"].__setitem__("symbols", "/boot/System.map-x + KASLR offset 0x0, checked "
+                                                             "against linux_banner")), "wrong System.map"),
+        "wrong System.map: wrong figures": ("sysmap/synq-wrong.out", lambda p: _perturb_json(p, _bump_syn),
+                                            "wrong System.map"),
+        "wrong System.map: linux_banner not moved": ("sysmap/banner-wrong", _copy_from("sysmap/banner-real"),
+                                                     "wrong System.map"),
         "kptr_restrict: kallsyms not hidden": ("kptr/kallsyms-during", _kallsyms_visible, "kptr_restrict"),
         "not root: exit 0": ("unpriv/synq-json.rc", _write("0\n"), "not root"),
         "not root: lockdown message instead":

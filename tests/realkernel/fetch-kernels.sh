@@ -2,7 +2,13 @@
 # Downloads the real Debian kernels the harness boots, and the two modules the
 # guest needs (dummy.ko, qemu_fw_cfg.ko), into a cache:
 #
-#   ${SYNQ_KERNEL_CACHE:-/var/cache/synq-kernels}/<id>/{vmlinuz,release,package,config,<module>.ko}
+#   ${SYNQ_KERNEL_CACHE:-/var/cache/synq-kernels}/<id>/{vmlinuz,release,package,config,System.map,<module>.ko}
+#
+# System.map: the kernel's real one, which the guest gets as /boot/System.map-<release> (synq's default live
+# symbol chain reads it on kernels before 6.0). The image package's /boot/System.map is an 83-byte
+# placeholder ("The real System.map is in the linux-image-<release>-dbg package"); the -dbg package (~800 MB,
+# downloaded, not kept) has it as usr/lib/debug/boot/System.map-<release>, near the start of its data
+# archive, so only that much is decompressed.
 #
 # ids: 5.10 (bullseye), 6.1 (bookworm), 6.12 (trixie). Usage: fetch-kernels.sh [ID...] (default: all).
 #
@@ -51,7 +57,7 @@ pkg_regex_of() {
 
 is_cached() {
   local d=$CACHE/$1 m
-  [[ -s $d/vmlinuz && -s $d/release ]] || return 1
+  [[ -s $d/vmlinuz && -s $d/release && -s $d/System.map ]] || return 1
   for m in "${MODULES[@]}"; do
     [[ -s $d/$m.ko ]] || return 1
   done
@@ -122,6 +128,18 @@ for id in "${need[@]}"; do
       *.ko) cp "$f" "$tmp/$m.ko" ;;
     esac
   done
+  # The real System.map, out of the -dbg package: tar stops at the first match (--occurrence), so dpkg-deb
+  # may die of SIGPIPE; the file's content is what is checked.
+  log "$id: downloading $pkg-dbg ($suite) for its System.map"
+  (cd "$APTDIR/debs/$id" && apt-get "${APT_OPTS[@]}" -qq download "$pkg-dbg" </dev/null) \
+    || die "$id: apt-get download $pkg-dbg failed"
+  dbg=$(ls "$APTDIR/debs/$id"/*-dbg_*.deb)
+  dpkg-deb --fsys-tarfile "$dbg" 2>/dev/null \
+    | tar -x -C "$ex" --occurrence=1 "./usr/lib/debug/boot/System.map-$release" || true
+  map=$ex/usr/lib/debug/boot/System.map-$release
+  grep -Eq '^[0-9a-f]{16} [TtDdRr] linux_banner$' "$map" 2>/dev/null \
+    || die "$id: no System.map with linux_banner in $pkg-dbg"
+  cp "$map" "$tmp/System.map"
   rm -rf "$out" && mv "$tmp" "$out"
   rm -rf "$ex" "$APTDIR/debs/$id"
   log "$id: got $release ($pkg) -> $out"

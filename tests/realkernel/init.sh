@@ -3,7 +3,8 @@
 #
 # Kernel command line switches (read from /proc/cmdline):
 #   synq.mode=test    build the scenarios, collect ground truth, run synq (default);
-#                     then synq with kptr_restrict=2 and synq as uid/gid 65534
+#                     then synq with kptr_restrict=2, with a wrong /boot/System.map
+#                     and as uid/gid 65534
 #   synq.mode=lockdown  (booted with lockdown=confidentiality) only synq, which
 #                     must refuse; no modules, no listeners
 #   synq.mode=bench   run the benchmark configurations in synq.bench=N:M,N:M,...
@@ -268,14 +269,43 @@ check_kptr_restrict() {
   cat /proc/sys/kernel/kptr_restrict >$K/during
   awk '$3 == "_stext" { print; exit }' /proc/kallsyms >$K/kallsyms-during
   run_synq $K/synq-json --json --kallsyms /proc/kallsyms
-  # Default sources: kernels >= 6.0 locate their kallsyms tables through VMCOREINFO, so synq still works.
+  # Default sources: kernels >= 6.0 locate their kallsyms tables through VMCOREINFO, older ones read
+  # /boot/System.map-RELEASE (KERNELOFFSET from kcore's VMCOREINFO), so synq still works; without that file
+  # a kernel before 6.0 has only the hidden /proc/kallsyms, and synq must refuse.
   run_synq $K/synq-default --json
+  map=/boot/System.map-$(uname -r)
+  mv $map /tmp/System.map.aside || fail "cannot move $map aside"
+  run_synq $K/synq-default-nomap --json
+  run_doctor $K/doctor-nomap
+  mv /tmp/System.map.aside $map || fail "cannot put $map back"
   # System.map with kallsyms hidden: the KASLR offset must come from kcore's VMCOREINFO (KERNELOFFSET).
   run_synq $K/synq-sysmap --json --system-map $K/System.map --kallsyms /proc/kallsyms
   run_doctor $K/doctor
   cat $K/old >/proc/sys/kernel/kptr_restrict || fail "cannot restore kptr_restrict"
   cat /proc/sys/kernel/kptr_restrict >$K/restored
   log "kptr_restrict $(cat $K/old) -> $(cat $K/during) -> $(cat $K/restored)"
+}
+
+# The running kernel's System.map, /boot/System.map-RELEASE, which synq's default live chain reads before
+# /proc/kallsyms when its linux_banner, shifted by kcore's KERNELOFFSET, holds /proc/version. A wrong one
+# (linux_banner's address +0x40, as a System.map of another build would have it) must be passed over
+# silently: synq still exact, its symbols from /proc/kallsyms. The real one is put back afterwards.
+check_boot_sysmap() {
+  B=$R/sysmap
+  mkdir -p $B
+  map=/boot/System.map-$(uname -r)
+  [ -s $map ] || fail "$map missing from the initramfs"
+  cat /proc/version >$B/proc-version
+  grep ' linux_banner$' $map >$B/banner-real || fail "no linux_banner in $map"
+  cp $map /tmp/System.map.real || fail "cannot copy $map"
+  addr=$(awk '$3 == "linux_banner" { print $1; exit }' $map)
+  moved=$(printf '%016x' $((0x$addr + 0x40)))
+  sed -i "s/^$addr \(. linux_banner\)\$/$moved \1/" $map || fail "cannot edit $map"
+  grep ' linux_banner$' $map >$B/banner-wrong
+  run_synq $B/synq-wrong --json
+  cp /tmp/System.map.real $map || fail "cannot restore $map"
+  rm -f /tmp/System.map.real
+  log "System.map: linux_banner $(cat $B/banner-real) -> $(cat $B/banner-wrong) -> restored"
 }
 
 # synq as uid/gid 65534 (no groups) with /proc/kcore as it is (0400 root).
@@ -363,6 +393,7 @@ mode_test() {
 
   check_privdrop
   check_kptr_restrict
+  check_boot_sysmap
   check_not_root
   # The idle listeners served "big" (and the checks above, which compare with it) only; the serve and watch
   # tests below need quick walks.
