@@ -823,11 +823,7 @@ mode_bench() {
   mkdir -p $B
   # 200,000 connections are 400,000 sockets and files: more than the default file-max of a 2 GiB guest.
   echo 1048576 >/proc/sys/fs/file-max
-  # connect() tries ports of one parity first and scans that whole half before the other: with 25,000
-  # connections to one destination in the default 28,232-port range every connect scanned ~14,000 ports,
-  # and 200,000 connections took longer than an hour. The wide range keeps each destination's share in
-  # the first half (ports bound by listeners are skipped by connect(), as ever).
-  echo "1024 65535" >/proc/sys/net/ipv4/ip_local_port_range
+  ports=$(cat /proc/sys/net/ipv4/ip_local_port_range)
   step "netns-setup (initial namespace)" netns-setup
   [ -x /bin/synq ] || fail "synq binary missing from the initramfs (SYNQ_BIN not built?)"
   for c in $(echo "$configs" | tr ',' ' '); do
@@ -837,7 +833,14 @@ mode_bench() {
     # Progress on the console while a large configuration is set up (sockets in use, memory left).
     ( while sleep 60; do log "bench $tag setup: $(grep TCP: /proc/net/sockstat), $(grep MemAvailable /proc/meminfo)"; done ) &
     progress=$!
+    # connect() tries ports of one parity first and scans that whole half before the other: with 25,000
+    # connections to one destination in the default 28,232-port range each connect scanned ~14,000 ports,
+    # and 200,000 connections took longer than an hour. A wide range keeps each destination's share in the
+    # first half while the fixture connects (its sockets close with RST: no TIME_WAIT is left on a port a
+    # later configuration binds). The default range is back for what follows (wget's TIME_WAIT sockets).
+    echo "1024 65535" >/proc/sys/net/ipv4/ip_local_port_range
     start_fixture "$B/$tag.fixture" synq-fixture bench "$n" "$m" "$half"
+    echo "$ports" >/proc/sys/net/ipv4/ip_local_port_range
     kill $progress 2>/dev/null || true
     pid=$FIXTURE_PID
     t1=$(date +%s)
