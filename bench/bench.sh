@@ -11,6 +11,7 @@
 #   synq --total | synq --json >/dev/null | ss -ltn >/dev/null | ss -tn state syn-recv | wc -l
 #   | synq --json --requests >/dev/null (the half-open requests themselves: O(connections))
 #   | one scrape of synq serve (--min-interval 0: a walk per scrape; wget -O /dev/null)
+#   | synq --version (the process's own start and exit: the floor of every run)
 # and records the half-open count as synq --total and ss see it (they must
 # agree), and synq's own phase timings (SYNQ_TIMING=1, stderr) once.
 #
@@ -44,8 +45,9 @@ if [[ -n $static_bin ]]; then
   [[ $static_bin == /* ]] || static_bin=$REPO_ROOT/$static_bin
   [[ -x $static_bin ]] || { echo "bench: no static synq at $static_bin (packaging/build-static.sh)" >&2; exit 1; }
 fi
-labels=(synq_total synq_json ss_ltn ss_synrecv synq_requests serve_scrape)
-heads=("synq --total" "synq --json" "ss -ltn" "ss -tn state syn-recv|wc" "synq --json --requests" "serve scrape")
+labels=(synq_total synq_json ss_ltn ss_synrecv synq_requests serve_scrape synq_version)
+heads=("synq --total" "synq --json" "ss -ltn" "ss -tn state syn-recv|wc" "synq --json --requests" "serve scrape"
+  "synq --version")
 if [[ -n $static_bin ]]; then
   labels+=(synq_total_static)
   heads+=("static --total")

@@ -860,6 +860,8 @@ mode_bench() {
       if [ -x /bin/synq-static ]; then
         synq-fixture time "$runs" synq_total_static -- synq-static --total
       fi
+      # The floor of any run: starting and ending the process (exec, loader, argument parsing).
+      synq-fixture time "$runs" synq_version -- synq --version
       # An earlier build, where bench.sh put one in (SYNQ_BENCH_BEFORE_BIN).
       if [ -x /bin/synq-before ]; then
         synq-fixture time "$runs" synq_total_before -- synq-before --total
