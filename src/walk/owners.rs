@@ -140,6 +140,9 @@ fn table_socks(
     out: &mut OwnersResult,
 ) -> Vec<u64> {
     let mut socks = Vec::new();
+    // Socks already listed: a table can hold 100,000 listeners (a Vec search per file made that quadratic,
+    // 15 s under emulation).
+    let mut listed = HashSet::new();
     let fdt = match read_field(mem, files, l.fdt) {
         Ok(p) if p != 0 => p,
         Ok(_) => return socks,
@@ -184,7 +187,7 @@ fn table_socks(
                 continue;
             }
             if wanted.contains(&socket) {
-                if !socks.contains(&socket) {
+                if listed.insert(socket) {
                     socks.push(socket);
                 }
                 continue;
@@ -193,7 +196,7 @@ fn table_socks(
                 continue;
             }
             if let Ok(sk) = read_ptr(mem, socket.wrapping_add(l.sk.offset()), ptr) {
-                if wanted.contains(&sk) && !socks.contains(&sk) {
+                if wanted.contains(&sk) && listed.insert(sk) {
                     socks.push(sk);
                 }
             }
