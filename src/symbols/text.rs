@@ -55,6 +55,11 @@ pub fn scan_reader<R: BufRead>(mut reader: R, wanted: &[&str]) -> std::io::Resul
         if n == 0 {
             break;
         }
+        // Once an address was non-zero, a line matters only if its last word is a name looked for: a cheaper
+        // test than parsing every line (a System.map has ~120,000; 5.10 under emulation spent ~100 ms here).
+        if found.saw_nonzero && !last_word_wanted(&line, wanted) {
+            continue;
+        }
         let Some((addr, name)) = parse_line(&line) else {
             continue;
         };
@@ -94,6 +99,17 @@ fn read_line_capped<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::R
             return Ok(total);
         }
     }
+}
+
+/// Whether the line's last whitespace-separated word is one of `wanted` (a module line ends in "[module]").
+fn last_word_wanted(line: &[u8], wanted: &[&str]) -> bool {
+    let line = line.trim_ascii_end();
+    let start = line
+        .iter()
+        .rposition(u8::is_ascii_whitespace)
+        .map_or(0, |i| i + 1);
+    let word = line.get(start..).unwrap_or_default();
+    wanted.iter().any(|w| w.as_bytes() == word)
 }
 
 fn memchr_newline(b: &[u8]) -> Option<usize> {
@@ -136,6 +152,62 @@ mod tests {
         let f = scan_reader(&text[..], &["tcp_hashinfo"]).unwrap();
         assert_eq!(f.symbols["tcp_hashinfo"], 0);
         assert!(!f.saw_nonzero);
+    }
+
+    /// The shortcut (skip a line whose last word is not wanted once an address was non-zero) finds what
+    /// parsing every line finds, on lines of every shape.
+    #[test]
+    fn the_last_word_shortcut_finds_what_parsing_every_line_finds() {
+        let shapes = [
+            "ffffffff81000000 T _stext",
+            "0000000000000000 A fixed_percpu_data",
+            "ffffffff82000000 D tcp_hashinfo",
+            "ffffffffc0000000 d tcp_hashinfo\t[evil]",
+            "ffffffff82000100 D tcp_hashinfo extra",
+            "zzzz D init_net",
+            "ffffffff82000200 DD init_net",
+            "ffffffff82000300 D init_net   ",
+            "ffffffff82000400 R linux_banner\r",
+            "ffffffff82000500\tT\tinit_task",
+            "tcp_hashinfo",
+            "",
+            "ffffffff82000600 D _stext_x",
+        ];
+        let wanted = [
+            "_stext",
+            "tcp_hashinfo",
+            "init_net",
+            "linux_banner",
+            "init_task",
+            "absent",
+        ];
+        let mut x: u64 = 7;
+        for round in 0..200 {
+            let mut text = String::new();
+            for _ in 0..(round % 40) {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                text.push_str(shapes[(x >> 33) as usize % shapes.len()]);
+                text.push('\n');
+            }
+            let got = scan_reader(text.as_bytes(), &wanted).unwrap();
+            // The reference: every line parsed.
+            let mut want = Found::default();
+            for line in text.split_inclusive('\n') {
+                if let Some((addr, name)) = parse_line(line.as_bytes()) {
+                    want.saw_nonzero |= addr != 0;
+                    if wanted.contains(&name) && !want.symbols.contains_key(name) {
+                        want.symbols.insert(name.to_string(), addr);
+                        if want.symbols.len() == wanted.len() && want.saw_nonzero {
+                            break;
+                        }
+                    }
+                }
+            }
+            assert_eq!(got.symbols, want.symbols, "{text:?}");
+            assert_eq!(got.saw_nonzero, want.saw_nonzero, "{text:?}");
+        }
     }
 
     #[test]
