@@ -14,7 +14,6 @@
 //! bytes (the symbol files through [`crate::symbols::text::scan`], which has its own bound). Nothing is
 //! written.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::app::{Options, Outcome, Output};
@@ -138,7 +137,7 @@ impl AccessFacts {
             .map(|m| securityfs_mounted(&m));
         let secure_boot = std::fs::File::open(root.join(SECURE_BOOT_VAR))
             .ok()
-            .and_then(|f| read_bytes(f, 5).ok())
+            .and_then(|f| crate::input::read_capped(f, 5).ok())
             .and_then(|b| b.get(4).map(|&v| v == 1));
         AccessFacts {
             euid,
@@ -310,17 +309,10 @@ impl HostFacts {
     }
 }
 
-/// Reads at most `max` bytes of a small text file (read-only, non-blocking, regular files only).
+/// At most `max` bytes of a small text file (read-only, non-blocking, regular files only), as text.
 fn read_small(path: &Path, max: u64) -> std::io::Result<String> {
-    let file = crate::input::open_regular(path)?;
-    let bytes = read_bytes(file, max)?;
+    let bytes = crate::input::read_small(path, max)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn read_bytes(file: std::fs::File, max: u64) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    file.take(max).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 // ---------------------------------------------------------------------------------------------------------

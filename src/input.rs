@@ -38,6 +38,19 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     ))
 }
 
+/// At most `max` bytes of a small file (`/proc/version`, a sysctl), opened as [`open_regular`] opens it.
+pub fn read_small(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    read_capped(open_regular(path)?, max)
+}
+
+/// At most `max` bytes of `file`, from where it stands.
+pub fn read_capped(file: File, max: u64) -> io::Result<Vec<u8>> {
+    use io::Read;
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Whether `err` is [`open_regular`]'s refusal of a file that is not regular.
 pub fn is_not_regular(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::InvalidInput

@@ -309,13 +309,13 @@ fn running_system_map(at: &RunningMap, q: &Query, names: &[&str]) -> Option<Symb
         return None;
     }
     let offset = q.vmcoreinfo.and_then(VmcoreInfo::kernel_offset)?;
-    let release = read_small(&at.osrelease, MAX_RELEASE)?;
+    let release = crate::input::read_small(&at.osrelease, MAX_RELEASE).ok()?;
     let release = std::str::from_utf8(release.trim_ascii()).ok()?;
     if release.is_empty() || release.contains('/') {
         return None;
     }
     // The banner line: the kernel keeps it as "...\n" and a NUL.
-    let version = read_small(&at.version, MAX_VERSION)?;
+    let version = crate::input::read_small(&at.version, MAX_VERSION).ok()?;
     let line = version.split(|&b| b == b'\n').next().unwrap_or_default();
     if line.is_empty() {
         return None;
@@ -361,15 +361,6 @@ fn running_system_map(at: &RunningMap, q: &Query, names: &[&str]) -> Option<Symb
         });
     }
     None
-}
-
-/// At most `max` bytes of a small file (read-only, non-blocking, regular files only); `None` if unreadable.
-fn read_small(path: &Path, max: u64) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let file = crate::input::open_regular(path).ok()?;
-    let mut bytes = Vec::new();
-    file.take(max).read_to_end(&mut bytes).ok()?;
-    Some(bytes)
 }
 
 /// Link-time addresses shifted by the KASLR offset: VMCOREINFO's KERNELOFFSET, or live, `_stext` in kallsyms
