@@ -152,6 +152,48 @@ pub fn read_split(
     read_in_pieces(addr, buf, |at| ReadError::TooLarge { addr: at, len }, piece)
 }
 
+/// Kernel memory for unit tests: one flat buffer at `base`; anything outside it is not mapped.
+#[cfg(test)]
+pub(crate) struct Flat {
+    pub base: u64,
+    pub bytes: Vec<u8>,
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+impl Flat {
+    /// `len` zero bytes at `base`.
+    pub fn zeroed(base: u64, len: usize) -> Flat {
+        Flat {
+            base,
+            bytes: vec![0; len],
+        }
+    }
+
+    /// Writes the low `len` bytes of `v` (little-endian) at `addr`.
+    pub fn put(&mut self, addr: u64, v: u64, len: usize) {
+        let i = (addr - self.base) as usize;
+        self.bytes[i..i + len].copy_from_slice(&v.to_le_bytes()[..len]);
+    }
+}
+
+#[cfg(test)]
+impl Memory for Flat {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        let start = usize::try_from(
+            addr.checked_sub(self.base)
+                .ok_or(ReadError::NotMapped { addr })?,
+        )
+        .map_err(|_| ReadError::NotMapped { addr })?;
+        let src = self
+            .bytes
+            .get(start..start.saturating_add(buf.len()))
+            .ok_or(ReadError::NotMapped { addr })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

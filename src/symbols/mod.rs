@@ -412,31 +412,11 @@ fn link_time(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::ReadError;
+    use crate::memory::Flat;
 
     const OFFSET: u64 = 0x1e00_0000;
     const LINK_BANNER: u64 = 0xffff_ffff_81e0_0200;
     const BANNER_TEXT: &[u8] = b"Linux version 5.10.0-32-amd64 (debian-kernel@lists.debian.org) (gcc-10) #1 SMP Debian 5.10.223-1 (2024-08-10)";
-
-    /// Kernel memory: the banner (with its newline and NUL) at its run-time address, nothing else.
-    struct BannerMem {
-        at: u64,
-        bytes: Vec<u8>,
-    }
-
-    impl Memory for BannerMem {
-        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-            let off = addr
-                .checked_sub(self.at)
-                .ok_or(ReadError::NotMapped { addr })? as usize;
-            let src = self
-                .bytes
-                .get(off..off + buf.len())
-                .ok_or(ReadError::NotMapped { addr })?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-    }
 
     /// A directory with `boot/System.map-5.10.0-test`, `proc/version`, `proc/osrelease`, `kallsyms`.
     struct Host {
@@ -494,11 +474,12 @@ mod tests {
         )
     }
 
-    fn banner_mem() -> BannerMem {
+    /// Kernel memory: the banner (with its newline and NUL) at its run-time address, nothing else.
+    fn banner_mem() -> Flat {
         let mut bytes = BANNER_TEXT.to_vec();
         bytes.extend_from_slice(b"\n\0");
-        BannerMem {
-            at: LINK_BANNER + OFFSET,
+        Flat {
+            base: LINK_BANNER + OFFSET,
             bytes,
         }
     }
@@ -509,7 +490,7 @@ mod tests {
         v
     }
 
-    fn resolve_with(chain: &Chain, mem: &BannerMem, vmcoreinfo: &str) -> Symbols {
+    fn resolve_with(chain: &Chain, mem: &Flat, vmcoreinfo: &str) -> Symbols {
         let info = VmcoreInfo::parse(vmcoreinfo);
         let q = Query {
             mem,

@@ -185,29 +185,9 @@ fn sum_counters(
 mod tests {
     use super::*;
     use crate::btf::Field;
-    use crate::memory::ReadError;
+    use crate::memory::Flat;
 
-    struct Flat(Vec<u8>);
     const BASE: u64 = 0x2000_0000;
-    impl Memory for Flat {
-        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-            let start = addr
-                .checked_sub(BASE)
-                .ok_or(ReadError::NotMapped { addr })? as usize;
-            let src = self
-                .0
-                .get(start..start + buf.len())
-                .ok_or(ReadError::NotMapped { addr })?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-    }
-    impl Flat {
-        fn put(&mut self, addr: u64, v: u64) {
-            let i = (addr - BASE) as usize;
-            self.0[i..i + 8].copy_from_slice(&v.to_le_bytes());
-        }
-    }
 
     fn layout() -> NetnsLayout {
         NetnsLayout {
@@ -229,26 +209,26 @@ mod tests {
     /// Two namespaces on the list at BASE; per-CPU offsets 0x100 and 0x200 for CPUs 0 and 2 (CPU 1 not
     /// possible); `head_back`: whether the second namespace links back to the head.
     fn image(head_back: bool) -> (Flat, NetnsSymbols) {
-        let mut m = Flat(vec![0; 0x4000]);
+        let mut m = Flat::zeroed(BASE, 0x4000);
         let head = BASE;
         let (n1, n2) = (BASE + 0x1000, BASE + 0x2000);
-        m.put(head, n1 + 8);
-        m.put(n1 + 8, n2 + 8);
-        m.put(n2 + 8, if head_back { head } else { n1 + 8 });
+        m.put(head, n1 + 8, 8);
+        m.put(n1 + 8, n2 + 8, 8);
+        m.put(n2 + 8, if head_back { head } else { n1 + 8 }, 8);
         for (n, inum, mib) in [(n1, 111, BASE + 0x3000), (n2, 222, BASE + 0x3400)] {
-            m.put(n, inum);
-            m.put(n + 24, 4096 + inum);
-            m.put(n + 32, mib);
+            m.put(n, inum, 8);
+            m.put(n + 24, 4096 + inum, 8);
+            m.put(n + 32, mib, 8);
             for (cpu_off, v) in [(0x100, 5), (0x200, 7), (0x180, 1000)] {
-                m.put(mib + cpu_off + 16, v * inum);
+                m.put(mib + cpu_off + 16, v * inum, 8);
             }
         }
         let (offsets, nr, mask) = (BASE + 0x800, BASE + 0x900, BASE + 0x980);
-        m.put(offsets, 0x100);
-        m.put(offsets + 8, 0x180);
-        m.put(offsets + 16, 0x200);
-        m.put(nr, 3);
-        m.put(mask, 0b101);
+        m.put(offsets, 0x100, 8);
+        m.put(offsets + 8, 0x180, 8);
+        m.put(offsets + 16, 0x200, 8);
+        m.put(nr, 3, 8);
+        m.put(mask, 0b101, 8);
         (
             m,
             NetnsSymbols {

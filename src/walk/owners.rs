@@ -226,30 +226,10 @@ fn comm_of(buf: &[u8], (off, len): (u64, u64)) -> String {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::memory::ReadError;
+    use crate::memory::Flat;
 
     /// Memory as one flat buffer at `BASE`.
-    struct Flat(Vec<u8>);
     const BASE: u64 = 0x1000_0000;
-    impl Memory for Flat {
-        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-            let start = addr
-                .checked_sub(BASE)
-                .ok_or(ReadError::NotMapped { addr })? as usize;
-            let src = self
-                .0
-                .get(start..start + buf.len())
-                .ok_or(ReadError::NotMapped { addr })?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-    }
-    impl Flat {
-        fn put(&mut self, addr: u64, v: u64) {
-            let i = (addr - BASE) as usize;
-            self.0[i..i + 8].copy_from_slice(&v.to_le_bytes());
-        }
-    }
 
     fn layout() -> OwnersLayout {
         OwnersLayout {
@@ -269,10 +249,17 @@ mod tests {
 
     const OPS: u64 = 0xdead_0000;
 
+    fn syms(init_task: u64) -> OwnersSymbols {
+        OwnersSymbols {
+            init_task,
+            socket_file_ops: OPS,
+        }
+    }
+
     /// Tasks at BASE + 0x1000 * i (i = 0 is init_task), linked in a ring; task 1 and 2 share one file
     /// table holding the socket of sock 0x5000_0000 twice and one non-socket file.
     fn image(ring: bool) -> Flat {
-        let mut m = Flat(vec![0; 0x10000]);
+        let mut m = Flat::zeroed(BASE, 0x10000);
         let task = |i: u64| BASE + 0x1000 * i;
         for i in 0..3 {
             let next = if i == 2 {
@@ -280,27 +267,27 @@ mod tests {
             } else {
                 task(i + 1)
             };
-            m.put(task(i), next);
-            m.put(task(i) + 16, 100 + i);
-            m.put(task(i) + 24, u64::from_le_bytes(*b"worker\0\0"));
+            m.put(task(i), next, 8);
+            m.put(task(i) + 16, 100 + i, 8);
+            m.put(task(i) + 24, u64::from_le_bytes(*b"worker\0\0"), 8);
         }
         let files = BASE + 0x8000;
-        m.put(task(1) + 40, files);
-        m.put(task(2) + 40, files);
+        m.put(task(1) + 40, files, 8);
+        m.put(task(2) + 40, files, 8);
         let fdt = BASE + 0x8100;
-        m.put(files, fdt);
+        m.put(files, fdt, 8);
         let fd = BASE + 0x8200;
-        m.put(fdt, 3);
-        m.put(fdt + 8, fd);
+        m.put(fdt, 3, 8);
+        m.put(fdt + 8, fd, 8);
         let (sock_file, other_file, socket) = (BASE + 0x9000, BASE + 0x9100, BASE + 0x9200);
-        m.put(fd, sock_file);
-        m.put(fd + 8, other_file);
-        m.put(fd + 16, sock_file);
-        m.put(sock_file, OPS);
-        m.put(sock_file + 8, socket);
-        m.put(other_file, 0x1234);
-        m.put(other_file + 8, socket);
-        m.put(socket, 0x5000_0000);
+        m.put(fd, sock_file, 8);
+        m.put(fd + 8, other_file, 8);
+        m.put(fd + 16, sock_file, 8);
+        m.put(sock_file, OPS, 8);
+        m.put(sock_file + 8, socket, 8);
+        m.put(other_file, 0x1234, 8);
+        m.put(other_file + 8, socket, 8);
+        m.put(socket, 0x5000_0000, 8);
         m
     }
 
@@ -308,10 +295,7 @@ mod tests {
     fn each_process_once_per_listener_and_only_socket_files() {
         let m = image(true);
         let wanted = HashSet::from([0x5000_0000]);
-        let syms = OwnersSymbols {
-            init_task: BASE,
-            socket_file_ops: OPS,
-        };
+        let syms = syms(BASE);
         let r = walk(&m, &layout(), syms, 8, &wanted, true);
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         assert_eq!(r.processes, 3);
@@ -327,10 +311,7 @@ mod tests {
     #[test]
     fn without_by_sk_files_match_by_their_socket() {
         let m = image(true);
-        let syms = OwnersSymbols {
-            init_task: BASE,
-            socket_file_ops: OPS,
-        };
+        let syms = syms(BASE);
         let r = walk(&m, &layout(), syms, 8, &HashSet::from([0x5000_0000]), false);
         assert!(r.owners.is_empty(), "{:?}", r.owners);
         let socket = BASE + 0x9200;
@@ -342,10 +323,7 @@ mod tests {
     #[test]
     fn a_task_list_that_never_returns_to_init_task_is_cut_with_a_warning() {
         let m = image(false);
-        let syms = OwnersSymbols {
-            init_task: BASE,
-            socket_file_ops: OPS,
-        };
+        let syms = syms(BASE);
         let r = walk(&m, &layout(), syms, 8, &HashSet::from([0x5000_0000]), true);
         assert_eq!(r.processes, 3);
         assert!(
@@ -358,10 +336,7 @@ mod tests {
     #[test]
     fn an_unreadable_task_ends_the_walk_with_a_warning() {
         let m = image(true);
-        let syms = OwnersSymbols {
-            init_task: BASE + 0x100_0000,
-            socket_file_ops: OPS,
-        };
+        let syms = syms(BASE + 0x100_0000);
         let r = walk(&m, &layout(), syms, 8, &HashSet::new(), true);
         assert_eq!(r.processes, 0);
         assert!(

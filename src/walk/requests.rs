@@ -287,29 +287,9 @@ pub fn prefix(addr: IpAddr) -> String {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::memory::ReadError;
+    use crate::memory::Flat;
 
-    struct Flat(Vec<u8>);
     const BASE: u64 = 0x3000_0000;
-    impl Memory for Flat {
-        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-            let start = addr
-                .checked_sub(BASE)
-                .ok_or(ReadError::NotMapped { addr })? as usize;
-            let src = self
-                .0
-                .get(start..start + buf.len())
-                .ok_or(ReadError::NotMapped { addr })?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-    }
-    impl Flat {
-        fn put(&mut self, addr: u64, v: u64, len: usize) {
-            let i = (addr - BASE) as usize;
-            self.0[i..i + len].copy_from_slice(&v.to_le_bytes()[..len]);
-        }
-    }
 
     /// Entries: link at 0 (next), state at 8 (u8), family at 10 (u16), local port at 12 (u16), daddr at 16
     /// (be32), dport at 20 (be16), listener at 24, num_timeout at 32 (u8), expires at 40.
@@ -337,7 +317,7 @@ mod tests {
     /// A table of 4 buckets at BASE + 0x100 (hashinfo at BASE); bucket 1 holds a request and an
     /// established socket, then ends in `end_marker`; the others are empty.
     fn image(end_marker: u64, cycle: bool) -> Flat {
-        let mut m = Flat(vec![0; 0x2000]);
+        let mut m = Flat::zeroed(BASE, 0x2000);
         let table = BASE + 0x100;
         m.put(BASE, table, 8);
         m.put(BASE + 8, 3, 4);
