@@ -6,7 +6,10 @@
 #
 # Source it; it defines functions only. The caller defines die() and log().
 #   apt_private_setup DIR LISTNAME SUITE...   sources list DIR/LISTNAME for the suites (main, Packages
-#                                             only), state and cache under DIR; sets APTDIR, SRC, APT_OPTS
+#                                             only), state and cache under DIR; sets APTDIR, SRC, APT_OPTS.
+#                                             A suite written arm64:SUITE gets an [arch=arm64] line (the
+#                                             arm64 guests' kernels and userland) and apt then knows arm64
+#                                             too (name its packages PKG:arm64); plain suites stay amd64
 #   apt_update                                apt-get update of that state (keyring upgrade + retry once)
 #   mirror_uri                                the machine's Debian main-archive URI
 
@@ -44,9 +47,16 @@ apt_private_setup() {
   # Our own one-line sources list: only the suites still needed, main only, and
   # only the Packages index (no Translations, no DEP-11 from appstream's apt.conf.d).
   SRC=$APTDIR/$list
+  local arm64=0
   for s in "$@"; do
-    echo "deb [arch=amd64 target=Packages signed-by=$KEYRING] $uri $s main"
+    case $s in
+      arm64:*) echo "deb [arch=arm64 target=Packages signed-by=$KEYRING] $uri ${s#arm64:} main"; arm64=1 ;;
+      *) echo "deb [arch=amd64 target=Packages signed-by=$KEYRING] $uri $s main" ;;
+    esac
   done >"$SRC"
+  # With an arm64 line, apt must know arm64 as an architecture (else it skips that line); only then, so the
+  # amd64-only state stays what it was.
+  [[ $arm64 == 1 ]] || arm64=
   APT_OPTS=(
     -o "Dir::Etc::SourceList=$SRC"
     -o "Dir::Etc::SourceParts=/dev/null"
@@ -56,6 +66,9 @@ apt_private_setup() {
     # Download into our own directory as root; avoids the _apt sandbox warning.
     -o "APT::Sandbox::User=root"
   )
+  if [[ -n $arm64 ]]; then
+    APT_OPTS+=(-o "APT::Architectures::=amd64" -o "APT::Architectures::=arm64")
+  fi
 }
 
 # The archive keyring must carry the bullseye and trixie keys, or apt refuses

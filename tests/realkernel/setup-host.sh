@@ -21,8 +21,12 @@ fi
 # ca-certificates is not needed: the mirror is reached the way apt already does.
 # prometheus, prometheus-node-exporter, curl: the real Prometheus (and promtool) and node_exporter that read
 #                  synq's exposition in prometheus.sh.
+# qemu-system-arm: qemu-system-aarch64, which boots the arm64 kernels (dump.sh arm64-*).
+# gcc-aarch64-linux-gnu, libc6-dev-arm64-cross: the arm64 guests' static fixture (fixture.c cross-compiled;
+#                  the arm64 busybox-static and ss come as arm64 .debs through fetch-kernels.sh's private apt
+#                  state, unpacked, never installed here).
 packages=(qemu-system-x86 busybox-static cpio gcc libc6-dev xz-utils iproute2 make debootstrap time
-  prometheus prometheus-node-exporter curl)
+  prometheus prometheus-node-exporter curl qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 
 missing=()
 for p in "${packages[@]}"; do
