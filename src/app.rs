@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use crate::arch::x86_64;
+use crate::arch;
 use crate::discover::Discovery;
 use crate::report::Report;
 use crate::session::{Error, Session, SideFiles};
@@ -598,9 +598,14 @@ impl Facts {
         if let Some(p) = info.number("phys_base") {
             self.put("phys_base", p);
         }
-        // The architecture's own reading of VMCOREINFO (live too, where kcore needs no translation).
-        match x86_64::paging_levels(info) {
-            Ok(levels) => self.put("paging_levels", levels),
+        // The architecture's own reading of VMCOREINFO (live too, where kcore needs no translation): the
+        // machine its keys name, paging levels, page size...
+        match arch::paging_facts(info) {
+            Ok(facts) => {
+                for (key, value) in facts {
+                    self.put(key, value);
+                }
+            }
             Err(e) => self.put("paging_levels_error", e.to_string()),
         }
         self.put(

@@ -5,6 +5,7 @@
 //! The architecture comes from the file (ELF `e_machine`, kdump's utsname machine) or from VMCOREINFO's own
 //! keys, never from the host: a dump of another machine is read the same way on any host.
 
+pub mod aarch64;
 pub mod cache;
 pub mod x86_64;
 
@@ -88,7 +89,7 @@ impl Mapping {
 /// A configuration that cannot describe a running kernel of the architecture.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("x86_64 paging has 4 or 5 levels, not {0}")]
+    #[error("{0} paging levels: no kernel of this architecture runs with that many")]
     Levels(u8),
     #[error("top-level page table at physical {0:#x} is not a page-aligned address below 2^52")]
     TopTable(u64),
@@ -103,6 +104,10 @@ pub enum ConfigError {
         "VMCOREINFO lacks {0}, which x86_64 address translation needs (the dump's note is damaged?)"
     )]
     Missing(&'static str),
+    #[error(
+        "VMCOREINFO lacks {1}, which {0} address translation needs (the dump's note is damaged?)"
+    )]
+    MissingFor(&'static str, &'static str),
     #[error("VMCOREINFO has {key}={value}, which is not a valid value")]
     BadValue { key: &'static str, value: String },
     #[error(
@@ -115,7 +120,8 @@ pub enum ConfigError {
         phys_base: u64,
     },
     #[error(
-        "the file holds a {0} kernel, which synq cannot translate yet (it reads x86_64 dumps and snapshots)"
+        "the file holds a {0} kernel, which synq cannot read: it reads dumps and snapshots of x86_64 and of \
+         little-endian aarch64 (arm64) kernels"
     )]
     Unsupported(Machine),
 }
@@ -156,19 +162,32 @@ pub fn from_vmcoreinfo(
     info: &VmcoreInfo,
     machine: Option<&Machine>,
 ) -> Result<Box<dyn Translate>, ConfigError> {
-    let machine = match machine {
-        Some(m) => m.clone(),
-        // arm64 exports its own numbers (4.x, "arm64: vmcoreinfo: export …"); x86_64 has neither.
-        None if info.get("NUMBER(VA_BITS)").is_some()
-            || info.get("NUMBER(kimage_voffset)").is_some() =>
-        {
-            Machine::Aarch64
-        }
-        None => Machine::X86_64,
-    };
+    let machine = machine.cloned().unwrap_or_else(|| machine_of(info));
     match machine {
         Machine::X86_64 => Ok(Box::new(x86_64::X86_64::from_vmcoreinfo(info)?)),
+        Machine::Aarch64 => Ok(Box::new(aarch64::Aarch64::from_vmcoreinfo(info)?)),
         other => Err(ConfigError::Unsupported(other)),
+    }
+}
+
+/// The machine VMCOREINFO's own keys name: arm64 exports its own numbers (4.x, "arm64: vmcoreinfo: export
+/// …"); x86_64 has neither.
+pub fn machine_of(info: &VmcoreInfo) -> Machine {
+    if info.get("NUMBER(VA_BITS)").is_some() || info.get("NUMBER(kimage_voffset)").is_some() {
+        Machine::Aarch64
+    } else {
+        Machine::X86_64
+    }
+}
+
+/// What `synq info` says about the paging of the kernel `info` describes (live too, where nothing is
+/// translated): x86_64 its paging levels; arm64 its levels, page size, address bits and offsets.
+pub fn paging_facts(
+    info: &VmcoreInfo,
+) -> Result<Vec<(&'static str, serde_json::Value)>, ConfigError> {
+    match machine_of(info) {
+        Machine::X86_64 => Ok(vec![("paging_levels", x86_64::paging_levels(info)?.into())]),
+        _ => Ok(aarch64::Aarch64::from_vmcoreinfo(info)?.facts()),
     }
 }
 
