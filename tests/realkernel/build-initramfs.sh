@@ -18,6 +18,13 @@
 # or loader anywhere (checked here; the guest records it again).
 # A missing synq binary is NOT an error here: the guest records it and
 # check.py fails on it, so the ground-truth part still runs and is visible.
+# An arm64 kernel id (fetch-kernels.sh's arm64-*, whose cache holds arch = arm64) gets an arm64 guest for
+# synq.mode=dump: the arm64 busybox-static and ss (with its libraries and loader) that fetch-kernels.sh
+# unpacked into <cache>/arm64-userland, the fixture cross-compiled statically (aarch64-linux-gnu-gcc), the
+# modules that are not built in (/etc/synq-builtin-modules lists those that are) plus the results channel's
+# virtio modules (/lib/modules/results/, insmod order in its `order`), no System.map, and no synq: the host's
+# synq is an x86_64 program, and dump mode runs none in the guest. The snapshot, static and bench extras are
+# x86_64 only.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,6 +42,16 @@ kdir=$CACHE/$id
 
 synq_bin=${SYNQ_BIN:-target/release/synq}
 [[ $synq_bin == /* ]] || synq_bin=$ROOT/$synq_bin
+arch=$(cat "$kdir/arch" 2>/dev/null || echo amd64)
+userland=$CACHE/arm64-userland
+if [[ $arch == arm64 ]]; then
+  for v in SYNQ_SNAPSHOT_TOOLS SYNQ_STATIC_BIN SYNQ_BENCH_STATIC_BIN SYNQ_BENCH_BEFORE_BIN; do
+    [[ -z ${!v:-} || ${!v} == 0 ]] || die "$v is for x86_64 guests; $id is an arm64 kernel"
+  done
+  [[ -x $userland/busybox && -s $userland/busybox.applets && -x $userland/ss-root/bin/ss ]] \
+    || die "the arm64 userland is missing from $userland (run fetch-kernels.sh $id)"
+  command -v aarch64-linux-gnu-gcc >/dev/null || die "aarch64-linux-gnu-gcc missing (run setup-host.sh)"
+fi
 
 stage=$(mktemp -d "${TMPDIR:-/tmp}/synq-initramfs.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
@@ -61,6 +78,20 @@ copy_elf() {
   done < <(ldd "$src" | awk '/=> \// { print $3; next } $1 ~ /^\// { print $1 }')
 }
 
+if [[ $arch == arm64 ]]; then
+  # bookworm's arm64 busybox-static; its applets (the same names as the host's, which fetch-kernels.sh
+  # checked) at the host busybox's install paths.
+  cp "$userland/busybox" "$stage/bin/busybox"
+  while read -r applet; do
+    [[ -n $applet && ! -e $stage/$applet ]] || continue
+    ln -s /bin/busybox "$stage/$applet"
+  done <"$userland/busybox.applets"
+  aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -o "$stage/bin/synq-fixture" "$HERE/fixture.c"
+  # bookworm's arm64 ss with its libraries and loader, at their Debian paths.
+  cp -a "$userland/ss-root/." "$stage/"
+  echo "build-initramfs: arm64 guest: busybox, ss and synq-fixture for aarch64; no synq (the host's is not an" \
+    "aarch64 program, and dump mode runs none in the guest)" >&2
+else
 # busybox-static: one binary, a link per applet (sh, mount, ip, insmod, ...).
 bb=$(command -v busybox || true)
 [[ -n $bb ]] || die "busybox missing (run setup-host.sh)"
@@ -79,8 +110,11 @@ ss_bin=$(command -v ss || true)
 [[ -n $ss_bin ]] || die "ss missing (run setup-host.sh: iproute2)"
 rm -f "$stage/bin/ss"
 copy_elf "$ss_bin" bin/ss
+fi
 
-if [[ -x $synq_bin ]]; then
+if [[ $arch == arm64 ]]; then
+  :
+elif [[ -x $synq_bin ]]; then
   copy_elf "$synq_bin" bin/synq
   echo "build-initramfs: synq from $synq_bin" >&2
 else
@@ -88,9 +122,23 @@ else
 fi
 
 for m in dummy qemu_fw_cfg inet_diag tcp_diag rds rds_tcp; do
+  if [[ $arch == arm64 ]] && grep -qx "$m" "$kdir/builtin"; then
+    echo "$m" >>"$stage/etc/synq-builtin-modules"
+    continue
+  fi
   [[ -s $kdir/$m.ko ]] || die "$kdir/$m.ko missing (rerun fetch-kernels.sh $id)"
   cp "$kdir/$m.ko" "$stage/lib/modules/$m.ko"
 done
+if [[ $arch == arm64 ]]; then
+  # The results channel's modules (virtio_pci, virtio_console and what they depend on), where not built in.
+  [[ -f $kdir/virtio/order ]] || die "$kdir/virtio/order missing (rerun fetch-kernels.sh $id)"
+  mkdir -p "$stage/lib/modules/results"
+  cp "$kdir/virtio/order" "$stage/lib/modules/results/order"
+  while read -r m; do
+    [[ -n $m ]] || continue
+    cp "$kdir/virtio/$m.ko" "$stage/lib/modules/results/$m.ko"
+  done <"$kdir/virtio/order"
+fi
 cp "$kdir/release" "$stage/etc/synq-kernel-release"
 # The user database of a minimal host: synq serve looks its --user (default nobody) up there.
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$stage/etc/passwd"
@@ -101,9 +149,11 @@ printf 'root:x:0:\nnogroup:x:65534:\n' >"$stage/etc/group"
 cp "$kdir/config" "$stage/etc/synq-kernel-config"
 # The kernel's real System.map where a distribution installs it (fetch-kernels.sh takes it from the -dbg
 # package): synq's default live chain reads it, checked against linux_banner, before /proc/kallsyms.
+if [[ $arch != arm64 ]]; then
 [[ -s $kdir/System.map ]] || die "$kdir/System.map missing (rerun fetch-kernels.sh $id)"
 mkdir -p "$stage/boot"
 cp "$kdir/System.map" "$stage/boot/System.map-$(cat "$kdir/release")"
+fi
 
 if [[ ${SYNQ_SNAPSHOT_TOOLS:-0} == 1 ]]; then
   tools=${SYNQ_TOOLS_CACHE:-/var/cache/synq-tools}

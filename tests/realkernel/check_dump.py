@@ -39,6 +39,16 @@ The judgement (every item a failure, never a skip):
     (mptcp-subflow on the declared listener, null elsewhere); max_backlog = ss -ltn Send-Q; syn_young
     between 0 and /proc's young count at the snapshot; --total = the number of st 03 lines;
   * the dump unchanged by synq (fingerprints equal).
+arm64 guests (host.txt arch=arm64, page_size, va_bits from the kernel's config): instead of the x86_64 rules
+(la57 / pgtable_l5_enabled, KERNELOFFSET from _stext - 0xffffffff81000000, phys_base): the ELF dump's
+e_machine is EM_AARCH64 (183); VMCOREINFO has NUMBER(kimage_voffset), NUMBER(VA_BITS) (= CONFIG_ARM64_VA_BITS),
+NUMBER(TCR_EL1_T1SZ) (64 - the VA bits in use: VA_BITS, or 48 where the CPU has no 52-bit VA) and PAGESIZE =
+the kernel's page size; kallsyms _text - KERNELOFFSET = NUMBER(MODULES_END) (KIMAGE_VADDR, the image's link
+address; where kallsyms has no _text, kernels without CONFIG_KALLSYMS_ALL: _stext - the System.map's); the
+image rule phys = vaddr - kimage_voffset, read back from the dump by this script: phys(linux_banner) holds
+"Linux version <release> ", the booted Image file's bytes at linux_banner - _text; kdump: the
+sub-header's phys_base is NUMBER(PHYS_OFFSET) (the start of RAM). A kernel without CONFIG_KALLSYMS_ALL (host.txt
+kallsyms_all=n: no tcp_hashinfo in its kallsyms tables) gets --system-map (its real System.map) and nothing else.
 Exit status 0 only if everything holds.
 """
 import contextlib
@@ -67,6 +77,14 @@ MAX_FLAT_RECORDS = 10_000_000
 
 class DumpError(Exception):
     pass
+
+
+EM_AARCH64 = 183
+
+
+def arch_of(host):
+    """The guest's architecture as dump.sh recorded it (host.txt arch=); x86_64 when not said."""
+    return host.get("arch") or "x86_64"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -230,6 +248,123 @@ def kdump_facts(path, flattened):
     return facts, vmcoreinfo
 
 
+def phys_reader(path):
+    """A function reading n bytes at a physical address of the dump (ELF PT_LOADs by p_paddr; kdump: the
+    second bitmap, the page descriptors, zlib pages; flattened records reassembled), and what closes it."""
+    import zlib
+    fmt = dump_format(path)
+    f = open(path, "rb")
+    if fmt == "elf":
+        eh = f.read(64)
+        e_phoff, = struct.unpack_from("<Q", eh, 32)
+        _, e_phnum = struct.unpack_from("<HH", eh, 54)
+        f.seek(e_phoff)
+        ph = f.read(56 * e_phnum)
+        loads = []
+        for i in range(e_phnum):
+            p_type, _, p_offset, _, p_paddr, p_filesz, p_memsz, _ = struct.unpack_from("<IIQQQQQQ", ph, 56 * i)
+            if p_type == 1:
+                loads.append((p_paddr, p_offset, p_filesz, p_memsz))
+
+        def read(pa, n):
+            for p_paddr, p_offset, p_filesz, p_memsz in loads:
+                if p_paddr <= pa and pa + n <= p_paddr + p_memsz:
+                    f.seek(p_offset + pa - p_paddr)
+                    b = f.read(max(0, min(n, p_filesz - (pa - p_paddr))))
+                    return b + bytes(n - len(b))
+            raise DumpError(f"physical {pa:#x}+{n:#x} is in no PT_LOAD")
+        return read, f.close
+    r = FlatReader(f) if fmt == "kdump-flattened" else PlainReader(f)
+    h = r.read(0, 464)
+    _, block_size, sub_hdr_size, bitmap_blocks, _ = struct.unpack_from("<IiiII", h, 424)
+    if not 512 <= block_size <= 1 << 20:
+        raise DumpError(f"kdump block_size {block_size}")
+    bitmap_off = (1 + sub_hdr_size) * block_size
+    half = bitmap_blocks * block_size // 2
+    bitmap2 = r.read(bitmap_off + half, half)
+    start = bitmap_off + bitmap_blocks * block_size
+
+    def page(pfn):
+        if pfn >> 3 >= len(bitmap2) or not (bitmap2[pfn >> 3] >> (pfn & 7)) & 1:
+            return bytes(block_size)  # not dumped: zeros
+        idx = (sum(bin(b).count("1") for b in bitmap2[:pfn >> 3])
+               + bin(bitmap2[pfn >> 3] & ((1 << (pfn & 7)) - 1)).count("1"))
+        off, size, flags, _ = struct.unpack("<qIIQ", r.read(start + idx * 24, 24))
+        data = r.read(off, size)
+        if flags & 1:
+            data = zlib.decompress(data)
+        elif flags:
+            raise DumpError(f"page {pfn:#x}: compression flags {flags:#x} not handled by this checker")
+        if len(data) != block_size:
+            raise DumpError(f"page {pfn:#x}: {len(data)} bytes, block_size {block_size}")
+        return data
+
+    def read(pa, n):
+        out = b""
+        while len(out) < n:
+            a = pa + len(out)
+            pg = page(a // block_size)
+            o = a % block_size
+            out += pg[o:o + n - len(out)]
+        return out
+    return read, f.close
+
+
+def symbols_of(path, names, offset=0):
+    """name -> address (+ offset, mod 2^64) of the first 3-field line naming it in a kallsyms / System.map
+    file."""
+    syms = {}
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if len(p) == 3 and p[2] in names and p[2] not in syms:
+                syms[p[2]] = (int(p[0], 16) + offset) % (1 << 64)
+    return syms
+
+
+def arm64_image_probe(dump, vi, kallsyms_path, system_map=None, image=None):
+    """arm64: reads, through the image rule phys = vaddr - NUMBER(kimage_voffset), linux_banner from the dump,
+    and the same bytes of the booted Image file (at linux_banner - _text). Not the Image
+    header at _text: the kernel reserves its image from _stext only (arm64_memblock_init), so the 64 KiB
+    before it, the header's, are free memory at run time (seen reused on 6.1). The symbols from the guest's kallsyms, or, where that lacks them
+    (a kernel without CONFIG_KALLSYMS_ALL), from the System.map plus KERNELOFFSET. Returns facts for dump.txt
+    (image_*), or an image_error."""
+    try:
+        voff = c_int(vi.get("NUMBER(kimage_voffset)", ""))
+    except ValueError:
+        return {"image_error": f"NUMBER(kimage_voffset) {vi.get('NUMBER(kimage_voffset)')!r}"}
+    want = ("_text", "linux_banner")
+    try:
+        syms = symbols_of(kallsyms_path, want)
+        where = "kallsyms"
+        if set(syms) != set(want) and system_map:
+            syms = {**symbols_of(system_map, want, int(vi.get("KERNELOFFSET", "0"), 16)), **syms}
+            where = "kallsyms and System.map + KERNELOFFSET"
+    except (OSError, ValueError) as e:
+        return {"image_error": f"symbols: {e}"}
+    if set(syms) != set(want):
+        return {"image_error": f"{where} lacks _text or linux_banner: {sorted(syms)}"}
+    facts = {"image_kimage_voffset": f"{voff % (1 << 64):#x}", "image_symbols": where}
+    off = (syms["linux_banner"] - syms["_text"]) % (1 << 64)
+    try:
+        with open(image or "", "rb") as f:
+            f.seek(off)
+            want = f.read(256).split(b"\0")[0]
+        read, close = phys_reader(dump)
+        try:
+            pb = (syms["linux_banner"] - voff) % (1 << 64)
+            raw = read(pb, 256).split(b"\0")[0]
+        finally:
+            close()
+    except (DumpError, OSError, struct.error, ValueError) as e:
+        return {**facts, "image_error": f"reading the image through the dump: {e}"}
+    banner = raw.split(b"\n")[0].decode(errors="replace")
+    facts.update(image_text_vaddr=f"{syms['_text']:#x}", image_banner_vaddr=f"{syms['linux_banner']:#x}",
+                 image_banner_paddr=f"{pb:#x}", image_banner=banner[:150],
+                 image_banner_in_image="yes" if raw and raw == want else f"no ({len(raw)} vs {len(want)} bytes)")
+    return facts
+
+
 def vmcoreinfo_dict(text):
     d = {}
     for line in (text or "").splitlines():
@@ -323,6 +458,14 @@ def record(outdir, dump):
         facts = {"format": fmt, **facts}
     except (DumpError, OSError, struct.error) as e:
         facts, vmcoreinfo = {"format": "unreadable", "error": str(e)}, None
+    host = read_kv(os.path.join(outdir, "host.txt"))
+    if arch_of(host) == "arm64" and facts.get("format") != "unreadable":
+        # The image rule, read back from the dump (the kcore copy's kimage_voffset when the dump has none).
+        probe_vi = vmcoreinfo_dict(vmcoreinfo) if vmcoreinfo else vmcoreinfo_dict(
+            check.read_text(os.path.join(results, "vmcoreinfo-kcore")))
+        facts.update(arm64_image_probe(dump, probe_vi, os.path.join(results, "side", "kallsyms"),
+                                       host.get("system_map") if host.get("kallsyms_all") == "n" else None,
+                                       host.get("image")))
     write(os.path.join(rd, "dump.txt"), "".join(f"{k}={v}\n" for k, v in facts.items()))
     if vmcoreinfo is not None:
         write(os.path.join(rd, "vmcoreinfo.txt"), vmcoreinfo if vmcoreinfo.endswith("\n") else vmcoreinfo + "\n")
@@ -335,6 +478,10 @@ def record(outdir, dump):
         policy_vi = vmcoreinfo_dict(check.read_text(os.path.join(results, "vmcoreinfo-kcore")))
     if "SYMBOL(kallsyms_names)" not in policy_vi:
         side = ["--btf", os.path.join(results, "side", "btf"), "--kallsyms", os.path.join(results, "side", "kallsyms")]
+    elif host.get("kallsyms_all") == "n":
+        # The kernel's kallsyms tables hold no data symbols (CONFIG_KALLSYMS_ALL off: bookworm's arm64 6.1), so
+        # no tcp_hashinfo: its real System.map (fetch-kernels.sh, from the -dbg package; KASLR from VMCOREINFO).
+        side = ["--system-map", host.get("system_map", "")]
     write(os.path.join(rd, "fingerprint.before"), json.dumps(fingerprint(dump), indent=1) + "\n")
     for name, extra in (("synq-json", ["--json", "--requests"]), ("synq-total", ["--total"])):
         run_recorded(rd, name, [synq_bin(), "--core", os.path.abspath(dump)] + extra + side)
@@ -421,7 +568,9 @@ def judge(outdir, rd):
 
     truth, young = check_truth(results, release, fails, where, host)
     vi = check_dump_facts(results, rd, release, facts, fails, where, host)
-    check_side_files(results, rd, vi, release, fails, where)
+    if arch_of(host) == "arm64":
+        check_arm64_image(results, vi, facts, release, fails, where)
+    check_side_files(results, rd, vi, release, fails, where, arch_of(host), host)
     check_fingerprints(rd, fails, where)
     summary = None
     if truth is not None:
@@ -534,10 +683,18 @@ def check_dump_facts(results, rd, release, facts, fails, where, host):
         fails.add(w, "the dump carries no VMCOREINFO (was -device vmcoreinfo given and qemu_fw_cfg loaded?)")
         return {}
     vi = vmcoreinfo_dict(text)
-    print(f"info: {where}: VMCOREINFO: OSRELEASE={vi.get('OSRELEASE')} NUMBER(phys_base)={vi.get('NUMBER(phys_base)')} "
-          f"KERNELOFFSET={vi.get('KERNELOFFSET')} NUMBER(pgtable_l5_enabled)={vi.get('NUMBER(pgtable_l5_enabled)')} "
-          f"SYMBOL(kallsyms_names)={'present' if 'SYMBOL(kallsyms_names)' in vi else 'absent'} "
-          f"SYMBOL(swapper_pg_dir)={vi.get('SYMBOL(swapper_pg_dir)')} ({len(vi)} keys)")
+    arm64 = arch_of(host) == "arm64"
+    if arm64:
+        print(f"info: {where}: VMCOREINFO: OSRELEASE={vi.get('OSRELEASE')} PAGESIZE={vi.get('PAGESIZE')} "
+              f"KERNELOFFSET={vi.get('KERNELOFFSET')} "
+              + " ".join(f"{k}={vi.get(k)}" for k in ARM64_NUMBERS) +
+              f" SYMBOL(kallsyms_names)={'present' if 'SYMBOL(kallsyms_names)' in vi else 'absent'} "
+              f"SYMBOL(swapper_pg_dir)={vi.get('SYMBOL(swapper_pg_dir)')} ({len(vi)} keys)")
+    else:
+        print(f"info: {where}: VMCOREINFO: OSRELEASE={vi.get('OSRELEASE')} NUMBER(phys_base)={vi.get('NUMBER(phys_base)')} "
+              f"KERNELOFFSET={vi.get('KERNELOFFSET')} NUMBER(pgtable_l5_enabled)={vi.get('NUMBER(pgtable_l5_enabled)')} "
+              f"SYMBOL(kallsyms_names)={'present' if 'SYMBOL(kallsyms_names)' in vi else 'absent'} "
+              f"SYMBOL(swapper_pg_dir)={vi.get('SYMBOL(swapper_pg_dir)')} ({len(vi)} keys)")
     if fmt == "elf":
         print(f"info: {where}: ELF: {facts.get('elf_pt_load')} PT_LOADs (paddr+memsz: "
               f"{facts.get('elf_pt_load_paddr_ranges')}), {facts.get('elf_pt_load_nonzero_vaddr')} with vaddr != 0, "
@@ -550,6 +707,20 @@ def check_dump_facts(results, rd, release, facts, fails, where, host):
               f"{facts.get('kdump_utsname_machine')!r}" +
               (f"; flattened: {facts.get('flat_records')} records, logical size {facts.get('flat_logical_size')}"
                if fmt == "kdump-flattened" else ""))
+    if fmt != "elf" and arm64:
+        # arm64 has no NUMBER(phys_base): QEMU writes PHYS_OFFSET, the start of RAM, into the sub-header.
+        try:
+            sub_pb = int(facts.get("kdump_sub_phys_base", ""))
+            po = c_int(vi.get("NUMBER(PHYS_OFFSET)", ""))
+        except ValueError:
+            fails.add(w, f"phys_base unreadable: sub-header {facts.get('kdump_sub_phys_base')!r}, "
+                      f"VMCOREINFO NUMBER(PHYS_OFFSET) {vi.get('NUMBER(PHYS_OFFSET)')!r}")
+        else:
+            if sub_pb != po:
+                fails.add(w, f"kdump sub-header phys_base {sub_pb:#x} != VMCOREINFO NUMBER(PHYS_OFFSET) {po:#x}")
+            else:
+                print(f"info: {where}: kdump sub-header phys_base {sub_pb:#x} = VMCOREINFO NUMBER(PHYS_OFFSET)")
+    elif fmt != "elf":
         try:
             sub_pb = int(facts.get("kdump_sub_phys_base", ""))
             text_pb = vi.get("NUMBER(phys_base)", "")
@@ -571,6 +742,77 @@ def check_dump_facts(results, rd, release, facts, fails, where, host):
     return vi
 
 
+# The arm64 VMCOREINFO numbers a reader translates with (arch/arm64/kernel/vmcore_info.c).
+ARM64_NUMBERS = ("NUMBER(VA_BITS)", "NUMBER(kimage_voffset)", "NUMBER(PHYS_OFFSET)", "NUMBER(TCR_EL1_T1SZ)",
+                 "NUMBER(KERNELPACMASK)", "NUMBER(MODULES_VADDR)", "NUMBER(MODULES_END)", "NUMBER(VMALLOC_START)",
+                 "NUMBER(VMALLOC_END)", "NUMBER(VMEMMAP_START)", "NUMBER(VMEMMAP_END)")
+
+
+def check_arm64_vmcoreinfo(vi, fails, w, where, host, what):
+    """arm64: the numbers a reader needs, and the page size and VA bits of the kernel's config."""
+    for k in ("NUMBER(kimage_voffset)", "NUMBER(VA_BITS)", "NUMBER(TCR_EL1_T1SZ)"):
+        if k not in vi:
+            fails.add(w, f"arm64 VMCOREINFO of the {what} lacks {k}")
+    page = host.get("page_size", "")
+    if not page or vi.get("PAGESIZE") != page:
+        fails.add(w, f"VMCOREINFO PAGESIZE {vi.get('PAGESIZE')!r} != the kernel's page size {page!r} (its config)")
+    va = host.get("va_bits", "")
+    try:
+        va_bits, t1sz = c_int(vi.get("NUMBER(VA_BITS)", "")), c_int(vi.get("NUMBER(TCR_EL1_T1SZ)", ""))
+    except ValueError:
+        fails.add(w, f"NUMBER(VA_BITS) {vi.get('NUMBER(VA_BITS)')!r} or NUMBER(TCR_EL1_T1SZ) "
+                  f"{vi.get('NUMBER(TCR_EL1_T1SZ)')!r} unreadable")
+        return
+    if str(va_bits) != va:
+        fails.add(w, f"VMCOREINFO NUMBER(VA_BITS)={va_bits} != CONFIG_ARM64_VA_BITS={va!r}")
+    if 64 - t1sz not in (va_bits, 48):
+        fails.add(w, f"NUMBER(TCR_EL1_T1SZ)={t1sz}: {64 - t1sz} VA bits in use, neither VA_BITS {va_bits} nor 48")
+    pac = vi.get("NUMBER(KERNELPACMASK)")
+    print(f"info: {where}: arm64: PAGESIZE={vi.get('PAGESIZE')}, VA_BITS={va_bits} (config {va}), "
+          f"TCR_EL1_T1SZ={t1sz} ({64 - t1sz} VA bits in use), kimage_voffset={vi.get('NUMBER(kimage_voffset)')}, "
+          f"PHYS_OFFSET={vi.get('NUMBER(PHYS_OFFSET)')}, KERNELPACMASK={pac if pac is not None else 'absent'}")
+
+
+def check_arm64_image(results, vi, facts, release, fails, where):
+    """arm64: what the image rule (phys = vaddr - kimage_voffset) read from the dump (record's image_* facts):
+    the arm64 Image header at phys(_text), the banner at phys(linux_banner); and the ELF's machine."""
+    w = where + " dump"
+    if facts.get("format") == "elf":
+        if facts.get("elf_machine") != str(EM_AARCH64):
+            fails.add(w, f"ELF e_machine {facts.get('elf_machine')!r}, want {EM_AARCH64} (EM_AARCH64)")
+        else:
+            print(f"info: {where}: ELF e_machine {EM_AARCH64} (EM_AARCH64)")
+    if not vi:
+        return
+    if "image_error" in facts:
+        fails.add(w, f"arm64 image rule: {facts['image_error']}")
+        return
+    n = len(fails.items)
+    try:
+        voff = c_int(vi.get("NUMBER(kimage_voffset)", ""))
+        vb = int(facts.get("image_banner_vaddr", ""), 16)
+        pb = int(facts.get("image_banner_paddr", ""), 16)
+    except ValueError:
+        fails.add(w, f"arm64 image rule: facts missing: {facts.get('image_banner_vaddr')!r} "
+                  f"{facts.get('image_banner_paddr')!r} kimage_voffset {vi.get('NUMBER(kimage_voffset)')!r}")
+        return
+    if (vb - voff) % (1 << 64) != pb:
+        fails.add(w, f"arm64 image rule: linux_banner {vb:#x} - kimage_voffset {voff % (1 << 64):#x} = "
+                  f"{(vb - voff) % (1 << 64):#x}, but it was read at {pb:#x}")
+    want = f"Linux version {release} "
+    if not facts.get("image_banner", "").startswith(want):
+        fails.add(w, f"arm64 image rule: linux_banner at {pb:#x} reads {facts.get('image_banner', '')[:60]!r}, "
+                  f"want {want!r}...")
+    if facts.get("image_banner_in_image") != "yes":
+        fails.add(w, f"arm64 image rule: the banner read at phys {pb:#x} is not the booted Image's at _text + "
+                  f"{(vb - int(facts.get('image_text_vaddr', '0'), 16)) % (1 << 64):#x}: "
+                  f"{facts.get('image_banner_in_image')!r}")
+    if len(fails.items) == n:
+        print(f"info: {where}: arm64 image rule: linux_banner {vb:#x} - kimage_voffset = phys {pb:#x}: "
+              f"{facts.get('image_banner', '')[:48]!r}..., the booted Image's bytes (symbols from "
+              f"{facts.get('image_symbols')})")
+
+
 def check_vmcoreinfo_facts(results, vi, release, fails, w, where, host, what):
     """What an image's VMCOREINFO (dict) must say about the guest it came from: OSRELEASE, the same text as
     the guest's /proc/kcore note (same boot), 5-level paging as booted, the kallsyms tables on >= 6.0."""
@@ -586,11 +828,13 @@ def check_vmcoreinfo_facts(results, vi, release, fails, w, where, host, what):
         if diff:
             fails.add(w, f"VMCOREINFO of the {what} differs from the guest's /proc/kcore one on {len(diff)} keys: "
                       + "; ".join(f"{k}: dump {a.get(k)!r} kcore {b.get(k)!r}" for k in diff[:6]))
-    # 5-level paging.
+    # 5-level paging (x86_64); arm64: its own numbers.
     cpu = host.get("cpu", "")
     la57 = (check.read_text(os.path.join(results, "cpu-la57")) or "").strip()
     l5 = vi.get("NUMBER(pgtable_l5_enabled)")
-    if "+la57" in cpu:
+    if arch_of(host) == "arm64":
+        check_arm64_vmcoreinfo(vi, fails, w, where, host, what)
+    elif "+la57" in cpu:
         if la57 != "yes" or l5 != "1":
             fails.add(w, f"booted with -cpu {cpu}: want la57 in the guest's /proc/cpuinfo and "
                       f"NUMBER(pgtable_l5_enabled)=1; got cpuinfo la57 {la57!r}, pgtable_l5_enabled {l5!r}")
@@ -611,7 +855,7 @@ def check_vmcoreinfo_facts(results, vi, release, fails, w, where, host, what):
                   f"no-side-file case cannot be tested on this {what}")
 
 
-def check_side_files(results, rd, vi, release, fails, where):
+def check_side_files(results, rd, vi, release, fails, where, arch="x86_64", host=None):
     w = where + " side files"
     side = os.path.join(results, "side")
     btf_path, ks_path = os.path.join(side, "btf"), os.path.join(side, "kallsyms")
@@ -622,7 +866,7 @@ def check_side_files(results, rd, vi, release, fails, where):
             fails.add(w, f"{btf_path} does not start with the BTF magic 0xeb9f: {magic!r}")
     except OSError as e:
         fails.add(w, f"BTF copy unreadable: {e}")
-    stext = tcp_hashinfo = None
+    stext = tcp_hashinfo = text = None
     try:
         with open(ks_path) as f:
             for line in f:
@@ -631,9 +875,25 @@ def check_side_files(results, rd, vi, release, fails, where):
                     stext = int(p[0], 16)
                 elif len(p) == 3 and p[2] == "tcp_hashinfo" and tcp_hashinfo is None:
                     tcp_hashinfo = int(p[0], 16)
+                elif len(p) == 3 and p[2] == "_text" and text is None:
+                    text = int(p[0], 16)
     except (OSError, ValueError) as e:
         fails.add(w, f"kallsyms copy unreadable: {e}")
-    if not stext or not tcp_hashinfo:
+    no_all = (host or {}).get("kallsyms_all") == "n"
+    smap = {}
+    if no_all:
+        # Without CONFIG_KALLSYMS_ALL, /proc/kallsyms has no data symbol: tcp_hashinfo must be in the System.map.
+        try:
+            smap = symbols_of((host or {}).get("system_map", ""), ("_stext", "tcp_hashinfo"))
+        except (OSError, ValueError) as e:
+            fails.add(w, f"System.map of a kernel without CONFIG_KALLSYMS_ALL unreadable: {e}")
+        if tcp_hashinfo is not None or "tcp_hashinfo" not in smap:
+            fails.add(w, f"kernel without CONFIG_KALLSYMS_ALL: want tcp_hashinfo in the System.map "
+                      f"({'yes' if 'tcp_hashinfo' in smap else 'no'}) and not in kallsyms ({tcp_hashinfo!r})")
+        else:
+            print(f"info: {where}: no CONFIG_KALLSYMS_ALL: tcp_hashinfo not in the guest's kallsyms, "
+                  f"in the System.map at {smap['tcp_hashinfo']:#x}")
+    if not stext or not (tcp_hashinfo or no_all):
         fails.add(w, f"kallsyms copy lacks real addresses: _stext {stext!r}, tcp_hashinfo {tcp_hashinfo!r}")
     elif vi:
         try:
@@ -641,7 +901,30 @@ def check_side_files(results, rd, vi, release, fails, where):
         except ValueError:
             fails.add(w, f"VMCOREINFO KERNELOFFSET {vi.get('KERNELOFFSET')!r} (KASLR is on in these kernels)")
         else:
-            if stext - START_KERNEL_MAP_TEXT != koff:
+            if arch == "arm64" and "_stext" in smap:
+                # The System.map's link address of _stext, as on x86_64.
+                if stext - smap["_stext"] != koff:
+                    fails.add(w, f"kallsyms _stext {stext:#x} - System.map _stext {smap['_stext']:#x} != VMCOREINFO "
+                              f"KERNELOFFSET {koff:#x}: side files of another boot?")
+                else:
+                    print(f"info: {where}: kallsyms _stext {stext:#x} - System.map _stext {smap['_stext']:#x} = "
+                          f"KERNELOFFSET {koff:#x}")
+            elif arch == "arm64":
+                # arm64: KERNELOFFSET = kimage_vaddr - KIMAGE_VADDR, the image's link address, which is
+                # MODULES_END (arch/arm64/include/asm/memory.h) and _text's (vmlinux.lds.S).
+                try:
+                    kimage_vaddr = c_int(vi.get("NUMBER(MODULES_END)", ""))
+                except ValueError:
+                    fails.add(w, f"VMCOREINFO NUMBER(MODULES_END) {vi.get('NUMBER(MODULES_END)')!r} (KIMAGE_VADDR)")
+                else:
+                    if text is None or (text - koff) % (1 << 64) != kimage_vaddr:
+                        fails.add(w, f"kallsyms _text {text if text is None else hex(text)} - VMCOREINFO KERNELOFFSET "
+                                  f"{koff:#x} != KIMAGE_VADDR (NUMBER(MODULES_END)) {kimage_vaddr:#x}: "
+                                  "side files of another boot?")
+                    else:
+                        print(f"info: {where}: kallsyms _text {text:#x} - KERNELOFFSET {koff:#x} = KIMAGE_VADDR "
+                              f"{kimage_vaddr:#x} (NUMBER(MODULES_END))")
+            elif stext - START_KERNEL_MAP_TEXT != koff:
                 fails.add(w, f"kallsyms _stext {stext:#x} - {START_KERNEL_MAP_TEXT:#x} = "
                           f"{stext - START_KERNEL_MAP_TEXT:#x} != VMCOREINFO KERNELOFFSET {koff:#x}: "
                           "side files of another boot?")
@@ -655,6 +938,13 @@ def check_side_files(results, rd, vi, release, fails, where):
         fails.add(w, "synq command lines not recorded")
         return
     self_describing = "SYMBOL(kallsyms_names)" in vi
+    if self_describing and no_all:
+        for a in argvs:
+            given = [o for o in a if o in SIDE_FILE_OPTIONS]
+            if given != ["--system-map"]:
+                fails.add(w, f"kernel without CONFIG_KALLSYMS_ALL: synq must get --system-map (only): {a}")
+        print(f"info: {where}: side files: --system-map (the kernel's kallsyms tables lack tcp_hashinfo)")
+        return
     for a in argvs:
         given = [o for o in a if o in SIDE_FILE_OPTIONS]
         if self_describing and given:
@@ -832,6 +1122,14 @@ def _add_side_file(path):
     write(path, json.dumps(a + ["--btf", "/sys/kernel/btf/vmlinux"]) + "\n")
 
 
+def _drop_arg(opt):
+    def plant(path):
+        a = json.loads(check.read_text(path))
+        i = a.index(opt)
+        write(path, json.dumps(a[:i] + a[i + 2:]) + "\n")
+    return plant
+
+
 def _drop_kallsyms_arg(path):
     a = json.loads(check.read_text(path))
     i = a.index("--kallsyms")
@@ -853,6 +1151,7 @@ def selftest_cases(outdir, rd):
     host = read_kv(os.path.join(outdir, "host.txt"))
     facts = read_kv(os.path.join(rd, "dump.txt"))
     la57 = "+la57" in host.get("cpu", "")
+    arm64 = arch_of(host) == "arm64"
     mptcp = (check.read_text(os.path.join(outdir, "results", "mptcp", "sysctl")) or "").strip() not in ("", "absent")
     j = f"{r}/synq-json.out"
     novmci = host.get("vmcoreinfo_device") == "no"
@@ -891,14 +1190,34 @@ def selftest_cases(outdir, rd):
         del cases["no VMCOREINFO in the dump"]
     else:
         del cases["VMCOREINFO in a dump booted without -device vmcoreinfo"]
-    if la57:
+    if arm64:
+        other = "65536" if vi.get("PAGESIZE") != "65536" else "4096"
+        cases["PAGESIZE of another page size"] = (vfile, _set_line("PAGESIZE", other), "PAGESIZE")
+        cases["no TCR_EL1_T1SZ in VMCOREINFO"] = (vfile, _set_line("NUMBER(TCR_EL1_T1SZ)", None), "TCR_EL1_T1SZ")
+        cases["VA_BITS other than the config's"] = ("host.txt", _set_line("va_bits", "39"), "VA_BITS")
+        cases["the banner differs from the Image's"] = (
+            f"{r}/dump.txt", _set_line("image_banner_in_image", "no"), "arm64 image rule")
+        cases["kimage_voffset off by one page"] = (
+            vfile, _set_line("NUMBER(kimage_voffset)",
+                             "%#x" % ((c_int(vi.get("NUMBER(kimage_voffset)", "0")) + 0x1000) % (1 << 64))),
+            "arm64 image rule")
+        cases["banner of another kernel"] = (f"{r}/dump.txt", _set_line("image_banner", "Linux version 0.0.0 "),
+                                             "arm64 image rule")
+        if facts.get("format") == "elf":
+            cases["ELF e_machine x86-64 (62) on an arm64 dump"] = (f"{r}/dump.txt", _set_line("elf_machine", "62"),
+                                                                   "e_machine")
+    elif la57:
         cases["pgtable_l5_enabled=0 on a +la57 boot"] = (vfile, _set_line("NUMBER(pgtable_l5_enabled)", "0"),
                                                          "pgtable_l5_enabled")
         cases["no la57 in the guest's cpuinfo on a +la57 boot"] = ("results/cpu-la57", check._write("no\n"), "la57")
     else:
         cases["pgtable_l5_enabled=1 on a -la57 boot"] = (vfile, _set_line("NUMBER(pgtable_l5_enabled)", "1"),
                                                          "pgtable_l5_enabled")
-    if "SYMBOL(kallsyms_names)" in vi:
+    if host.get("kallsyms_all") == "n":
+        cases["no --system-map for a kernel without KALLSYMS_ALL"] = (
+            f"{r}/synq-total.argv", _drop_arg("--system-map"), "side files")
+        cases["--btf added for a kernel without KALLSYMS_ALL"] = (f"{r}/synq-json.argv", _add_side_file, "side files")
+    elif "SYMBOL(kallsyms_names)" in vi:
         cases["side file given to a self-describing dump"] = (f"{r}/synq-json.argv", _add_side_file, "side files")
         cases["kallsyms tables missing from VMCOREINFO of a 6.x dump"] = (
             vfile, _set_line("SYMBOL(kallsyms_names)", None), "kallsyms_names")
@@ -1040,6 +1359,9 @@ def garble_kdump(src, dst, what, vi):
         area = n_desc * 24
         if what == "descriptors":
             offs = [start + (area * k // 4) // DAMAGE_BLOCK * DAMAGE_BLOCK for k in (1, 2, 3)]
+        elif "NUMBER(kimage_voffset)" in vi:
+            # arm64 kernel image: phys = vaddr - kimage_voffset; pfns count block_size pages.
+            pfn = ((int(vi["SYMBOL(swapper_pg_dir)"], 16) - c_int(vi["NUMBER(kimage_voffset)"])) % (1 << 64)) // block_size
         else:
             # x86_64 kernel image: phys = vaddr - __START_KERNEL_map + phys_base.
             pfn = (int(vi["SYMBOL(swapper_pg_dir)"], 16) - 0xFFFFFFFF80000000 + c_int(vi["NUMBER(phys_base)"])) >> 12

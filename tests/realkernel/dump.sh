@@ -39,9 +39,21 @@
 #   tests/realkernel/dump.sh 6.12          # one kernel (5.10, 6.1, 6.12)
 #   tests/realkernel/dump.sh 5.10 6.1      # several
 #   tests/realkernel/dump.sh all           # all three (also the default)
+#   tests/realkernel/dump.sh arm64         # the arm64 guests: arm64-6.1, arm64-6.12, arm64-16k
 #
 # 6.12 boots with -cpu max,+la57 (5-level paging; check_dump.py asserts
 # NUMBER(pgtable_l5_enabled)=1 in its dumps), the others with max,-la57.
+#
+# arm64 ids (fetch-kernels.sh: bookworm's 6.1, trixie's 6.12, unstable's 16K-page kernel) boot under
+# qemu-system-aarch64 -M virt -cpu ${SYNQ_ARM64_CPU:-max,pauth-impdef=on} (TCG; pauth-impdef keeps pointer
+# authentication but uses QEMU's cheap implementation-defined algorithm instead of QARMA), console on the PL011
+# (ttyAMA0) and the results over a virtconsole (virtio-serial-pci, the guest's /dev/hvc0: QEMU 7.2's virt has
+# one non-secure UART, a second -serial is not seen by the guest), the same dump mode, dumps and
+# check_dump.py (its arm64 rules: EM_AARCH64, NUMBER(kimage_voffset), NUMBER(VA_BITS), NUMBER(TCR_EL1_T1SZ),
+# PAGESIZE = the kernel's page size, the image rule phys = vaddr - kimage_voffset read back from the dump:
+# linux_banner, equal to the booted Image's bytes).
+# The transcoded variants, damaged copies, mutations, --vmlinux and Prometheus steps are x86_64 only: an
+# arm64 id named in their variables is passed over with a log line. SYNQ_NOVMCI_KERNELS works for arm64 ids.
 #
 # Env: SYNQ_BIN (default target/release/synq), SYNQ_KERNEL_CACHE (default
 # /var/cache/synq-kernels), SYNQ_DUMP_DIR (dumps, default /tmp/synq-dumps;
@@ -70,8 +82,10 @@ set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 [[ $# -gt 0 ]] || set -- all
+# arm64 ids (and the alias "arm64") are known here only.
+RK_ARM64=1
 if ! known=$(rk_kernel_ids "$@"); then
-  echo "dump.sh: ids are kernel ids or 'all'" >&2
+  echo "dump.sh: ids are kernel ids, 'all' or 'arm64'" >&2
   exit 2
 fi
 mapfile -t ids < <(awk '!seen[$0]++' <<<"$known")
@@ -102,8 +116,12 @@ t0=$SECONDS
 "$REALKERNEL_DIR/setup-host.sh"
 "$REALKERNEL_DIR/fetch-kernels.sh" "${ids[@]}" >/dev/null
 rk_log "host ready in $((SECONDS - t0))s"
+is_arm64() { [[ $1 == arm64-* ]]; }
 need_transcoder=0
-for id in "${ids[@]}"; do [[ $transcode_kernels != *" $id "* ]] || need_transcoder=1; done
+for id in "${ids[@]}"; do
+  is_arm64 "$id" && continue
+  [[ $transcode_kernels != *" $id "* ]] || need_transcoder=1
+done
 if [[ $need_transcoder == 1 ]]; then
   t=$SECONDS
   if (cd "$REPO_ROOT" && cargo build --release --quiet --example kdump_transcode); then
@@ -185,8 +203,13 @@ dump_entry() {
     formats=(elf)
   fi
   out=$REPO_ROOT/target/realkernel/$name
-  local ddir=$dump_root/${name#dump-} kdir=$KERNEL_CACHE/$id cpu=max,-la57
+  local ddir=$dump_root/${name#dump-} kdir=$KERNEL_CACHE/$id cpu=max,-la57 arch=x86_64 qemu=qemu-system-x86_64
   [[ $la57_kernels != *" $id "* ]] || cpu=max,+la57
+  if is_arm64 "$id"; then
+    arch=arm64
+    qemu=qemu-system-aarch64
+    cpu=${SYNQ_ARM64_CPU:-max,pauth-impdef=on}
+  fi
   mkdir -p "$out" "$ddir"
   rm -rf "$out/results" "$out"/core-* "$out"/check-*.txt
   rm -f "$out"/{console.log,results.b64,qemu.log,qmp.log,host.txt,damage.txt,mutate.txt} "$out"/transcode-*.txt "$ddir"/vmcore.*
@@ -197,8 +220,25 @@ dump_entry() {
     echo "kernel_id=$id"
     echo "cpu=$cpu"
     echo "vmcoreinfo_device=$([[ -n $novmci ]] && echo no || echo yes)"
-    echo "qemu=$(qemu-system-x86_64 --version | head -n 1)"
+    echo "qemu=$($qemu --version | head -n 1)"
+    if [[ $arch == arm64 ]]; then
+      # What the kernel's config says (fetch-kernels.sh): check_dump.py's arm64 rules.
+      echo "arch=arm64"
+      echo "page_size=$(cat "$kdir/page_size")"
+      echo "va_bits=$(cat "$kdir/va_bits")"
+      echo "image_format=$(cat "$kdir/image_format")"
+      echo "image=$kdir/Image"
+      echo "package=$(cat "$kdir/package")"
+      # y, or n: no CONFIG_KALLSYMS_ALL (bookworm's arm64 6.1), no tcp_hashinfo in the kallsyms tables: synq
+      # gets the kernel's System.map (fetch-kernels.sh took it from the -dbg package).
+      echo "kallsyms_all=$(cat "$kdir/kallsyms_all")"
+      [[ ! -s $kdir/System.map ]] || echo "system_map=$kdir/System.map"
+    fi
   } >"$h"
+  if [[ $arch == arm64 ]]; then
+    rk_log "$name: $(cat "$kdir/release"): $(cat "$kdir/page_size")-byte pages, CONFIG_ARM64_VA_BITS=$(cat "$kdir/va_bits")," \
+      "$qemu -cpu $cpu"
+  fi
 
   local t=$SECONDS
   SYNQ_BIN=$synq_bin "$REALKERNEL_DIR/build-initramfs.sh" "$id" "$out/initramfs.cpio.gz" 2>>"$out/qmp.log" \
@@ -210,6 +250,20 @@ dump_entry() {
   tb=$(now_ms)
   # As rk_boot (lib.sh), plus QMP. The timeout bounds the whole guest life (boot, dumps, checks of the
   # results); QMP `quit` normally ends it much earlier.
+  if [[ $arch == arm64 ]]; then
+    # virt: the console on the PL011 (ttyAMA0); the results over a virtconsole (/dev/hvc0), since QEMU 7.2's
+    # virt gives the guest one UART only. -kernel: the plain Image (fetch-kernels.sh).
+    timeout -k 10 $((vm_timeout + 300)) qemu-system-aarch64 \
+      -accel tcg -M virt -m 512 -smp 1 -cpu "$cpu" \
+      -display none -monitor none -no-reboot -nic none \
+      "${vmci[@]}" \
+      -kernel "$kdir/Image" -initrd "$out/initramfs.cpio.gz" \
+      -append "console=ttyAMA0 quiet panic=-1 synq.mode=dump synq.results=hvc0" \
+      -serial "file:$out/console.log" \
+      -device virtio-serial-pci -chardev "file,id=results,path=$out/results.b64" -device virtconsole,chardev=results \
+      -qmp "unix:$sock_dir/qmp.sock,server=on,wait=off" \
+      </dev/null >"$out/qemu.log" 2>&1 &
+  else
   timeout -k 10 $((vm_timeout + 300)) qemu-system-x86_64 \
     -accel tcg -m 512 -smp 1 -cpu "$cpu" \
     -display none -vga none -monitor none -no-reboot -nic none \
@@ -219,6 +273,7 @@ dump_entry() {
     -serial "file:$out/console.log" -serial "file:$out/results.b64" \
     -qmp "unix:$sock_dir/qmp.sock,server=on,wait=off" \
     </dev/null >"$out/qemu.log" 2>&1 &
+  fi
   qemu_pid=$!
   if ! wait_for "$out" "$vm_timeout" "SYNQ-DUMP-READY on the guest console" \
       grep -aqs 'SYNQ-DUMP-READY' "$out/console.log"; then
@@ -311,6 +366,16 @@ dump_entry() {
     echo "check_${fmt}_s=$(secs "$tc" "$(now_ms)")" >>"$h"
   done
   [[ -z $novmci ]] || return $ok
+  if [[ $arch == arm64 ]]; then
+    # The extra steps read x86_64 kernels (mutate_dumps.py walks x86_64 page tables, --vmlinux builds an
+    # x86-64 ELF, ...): not run on arm64 dumps, said so when asked for.
+    local v
+    for v in transcode_kernels damage_kernels mutate_kernels prometheus_kernels; do
+      [[ ${!v} != *" $id "* ]] || rk_log "$name: ${v%_kernels} step asked for, but it is x86_64 only: not run for $id"
+    done
+    [[ $id != "${SYNQ_VMLINUX_KERNEL:-6.1}" ]] || rk_log "$name: --vmlinux step asked for, but it is x86_64 only: not run for $id"
+    return $ok
+  fi
   [[ $transcode_kernels != *" $id "* ]] || check_variants "$id" || ok=1
   [[ $damage_kernels != *" $id "* ]] || check_damage "$id" || ok=1
   [[ $mutate_kernels != *" $id "* ]] || check_mutations "$id" || ok=1

@@ -17,7 +17,9 @@
 #   arm64-16k   unstable's linux-image-*-arm64-16k (16K pages): the package the metapackage
 #               linux-image-arm64-16k depends on
 # An arm64 id gets no System.map (no -dbg download: these kernels are >= 6.0, their VMCOREINFO names the
-# kallsyms tables), and besides vmlinuz the plain arm64 Image QEMU's -kernel boots (`Image`: vmlinuz
+# kallsyms tables) unless its config lacks CONFIG_KALLSYMS_ALL (seen: bookworm's arm64 6.1), whose kallsyms
+# tables hold no data symbol (no tcp_hashinfo): then the -dbg package's System.map as for x86_64, and
+# `kallsyms_all` (y/n) says which; besides vmlinuz the plain arm64 Image QEMU's -kernel boots (`Image`: vmlinuz
 # decompressed: gzip, or the payload of an EFI zboot image), `arch` (arm64), `page_size` and `va_bits`
 # (CONFIG_ARM64_{4K,16K,64K}_PAGES, CONFIG_ARM64_VA_BITS; the page size cross-checked with the Image header's
 # flags), `image_format`, `builtin` (the modules below that the kernel has built in, =y) and `virtio/`:
@@ -104,6 +106,10 @@ is_cached() {
       [[ -s $d/$m.ko ]] || grep -qx "$m" "$d/builtin" || return 1
     done
     [[ -f $d/virtio/order ]] || return 1
+    # Without CONFIG_KALLSYMS_ALL (bookworm's arm64 6.1) the kallsyms tables lack data symbols such as
+    # tcp_hashinfo: the real System.map is needed after all.
+    [[ -s $d/kallsyms_all ]] || return 1
+    [[ $(cat "$d/kallsyms_all") == y || -s $d/System.map ]] || return 1
     while read -r m; do
       [[ -s $d/virtio/$m.ko ]] || return 1
     done <"$d/virtio/order"
@@ -155,8 +161,8 @@ print_ids() {
   for id in "${ids[@]}"; do
     d=$CACHE/$id
     if [[ $(arch_of "$id") == arm64 ]]; then
-      printf '%-10s %-28s %s; pages %s, VA_BITS %s, vmlinuz %s\n' "$id" "$(cat "$d/release")" "$(cat "$d/package")" \
-        "$(cat "$d/page_size")" "$(cat "$d/va_bits")" "$(cat "$d/image_format")"
+      printf '%-10s %-28s %s; pages %s, VA_BITS %s, KALLSYMS_ALL %s, vmlinuz %s\n' "$id" "$(cat "$d/release")" \
+        "$(cat "$d/package")" "$(cat "$d/page_size")" "$(cat "$d/va_bits")" "$(cat "$d/kallsyms_all")" "$(cat "$d/image_format")"
     else
       printf '%-5s %-28s %s\n' "$id" "$(cat "$d/release")" "$(cat "$d/package")"
     fi
@@ -331,6 +337,22 @@ fetch_arm64() {
   }
   add_virtio virtio_pci CONFIG_VIRTIO_PCI
   add_virtio virtio_console CONFIG_VIRTIO_CONSOLE
+  # No -dbg download for these kernels (>= 6.0: VMCOREINFO names the kallsyms tables) unless the kallsyms
+  # tables lack the data symbols (CONFIG_KALLSYMS_ALL off, as in bookworm's arm64 6.1: no tcp_hashinfo in
+  # /proc/kallsyms nor in the kernel's own tables): then the real System.map, as for the x86_64 kernels.
+  if grep -qx 'CONFIG_KALLSYMS_ALL=y' "$tmp/config"; then
+    echo y >"$tmp/kallsyms_all"
+  else
+    echo n >"$tmp/kallsyms_all"
+    log "$id: $release has no CONFIG_KALLSYMS_ALL (kallsyms holds no tcp_hashinfo): downloading $pkg-dbg:arm64 $pv for its System.map"
+    (cd "$dd" && apt-get "${APT_OPTS[@]}" -qq download "$pkg-dbg:arm64=$pv" </dev/null) \
+      || die "$id: apt-get download $pkg-dbg:arm64=$pv failed"
+    dpkg-deb --fsys-tarfile "$(ls "$dd"/*-dbg_*.deb)" 2>/dev/null \
+      | tar -x -C "$ex" --occurrence=1 "./usr/lib/debug/boot/System.map-$release" || true
+    grep -Eq '^[0-9a-f]{16} [TtDdRr] linux_banner$' "$ex/usr/lib/debug/boot/System.map-$release" 2>/dev/null \
+      || die "$id: no System.map with linux_banner in $pkg-dbg"
+    cp "$ex/usr/lib/debug/boot/System.map-$release" "$tmp/System.map"
+  fi
   # The page size and VA bits from the config, the page size cross-checked with the Image header's flags.
   page=$(sed -n 's/^CONFIG_ARM64_\(4K\|16K\|64K\)_PAGES=y$/\1/p' "$tmp/config")
   va=$(sed -n 's/^CONFIG_ARM64_VA_BITS=\([0-9]*\)$/\1/p' "$tmp/config")
@@ -339,7 +361,8 @@ fetch_arm64() {
   [[ $hdr == "$page" ]] || die "$id: the config says ${page} pages, the Image header $hdr"
   case $page in 4K) echo 4096 ;; 16K) echo 16384 ;; 64K) echo 65536 ;; esac >"$tmp/page_size"
   echo "$va" >"$tmp/va_bits"
-  log "$id: $release: ${page} pages (the Image header agrees), CONFIG_ARM64_VA_BITS=$va, vmlinuz: $(cat "$tmp/image_format");" \
+  log "$id: $release: ${page} pages (the Image header agrees), CONFIG_ARM64_VA_BITS=$va, CONFIG_KALLSYMS_ALL $(cat "$tmp/kallsyms_all")," \
+    "vmlinuz: $(cat "$tmp/image_format");" \
     "built in: $(tr '\n' ' ' <"$tmp/builtin"); virtio modules: $(tr '\n' ' ' <"$tmp/virtio/order")"
   rm -rf "$out" && mv "$tmp" "$out"
   rm -rf "$ex" "$dd"

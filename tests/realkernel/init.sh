@@ -39,8 +39,11 @@
 #   synq.half=H       half-open requests per bench configuration (default 5)
 #
 # Results are collected under /results and sent, as a base64 gzip'd tar between
-# two marker lines, over the second serial port (/dev/ttyS1); base64 makes the
-# tty's \n -> \r\n translation harmless. Whatever happens the guest powers off
+# two marker lines, over the second serial port (/dev/ttyS1; synq.results=DEV names
+# another: an arm64 guest's is a virtconsole, hvc0, whose modules, where not built in,
+# /lib/modules/results/order lists); base64 makes the tty's \n -> \r\n translation harmless.
+# /etc/synq-builtin-modules (arm64 guests): modules of the list below that the kernel
+# has built in, so not loaded. Whatever happens the guest powers off
 # (and if even that fails, PID 1 exits: panic=-1 + -no-reboot end QEMU).
 
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -61,13 +64,14 @@ SYNQ_TIMEOUT=60
 log() { echo "guest: $*"; echo "$*" >>$R/log.txt; }
 
 send_results() {
+  rtty=/dev/$(cmdline_arg synq.results ttyS1)
   # raw: no output post-processing on the results port.
-  stty -F /dev/ttyS1 raw -echo 2>/dev/null || true
+  stty -F "$rtty" raw -echo 2>/dev/null || true
   {
     echo "===SYNQ-RESULTS-BEGIN==="
     tar -C $R -cf - . | gzip -c | base64
     echo "===SYNQ-RESULTS-END==="
-  } >/dev/ttyS1
+  } >"$rtty"
   # Closing the tty above waits for the UART to drain; give QEMU a moment more.
   sleep 1
 }
@@ -503,6 +507,8 @@ tcp_state() {
 # kallsyms), and the VMCOREINFO of kcore; synq is not run. After the results
 # are sent, finish_dump keeps the listeners up for the host's dumps.
 mode_dump() {
+  [ -x /bin/synq ] || [ "$(uname -m)" = x86_64 ] || log "no synq in this $(uname -m) guest (the host's synq is" \
+    "an x86_64 program); dump mode runs no synq in the guest: the host reads the dumps"
   collect_image_truth
 }
 
@@ -962,10 +968,23 @@ mode_static() {
     "$(grep -E '^(Uid|CapEff):' $T/serve-status 2>/dev/null | tr '\n\t' '  '); no-such-user exit $(cat $T/serve-nouser.rc)"
 }
 
+# The results channel's modules (arm64: virtio_pci, virtio_console where not built in), before anything can
+# fail, and its device.
+if [ -f /lib/modules/results/order ]; then
+  while read -r m; do
+    [ -z "$m" ] || insmod "/lib/modules/results/$m.ko" || echo "guest: insmod $m failed"
+  done </lib/modules/results/order
+  rdev=/dev/$(cmdline_arg synq.results ttyS1)
+  n=0
+  while [ ! -e "$rdev" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+  log "results channel $rdev: $([ -e "$rdev" ] && echo present || echo MISSING) after $n waits" \
+    "(modules: $(tr '\n' ' ' </lib/modules/results/order))"
+fi
 log "kernel $(uname -r), cmdline: $(cat /proc/cmdline)"
 mode=$(cmdline_arg synq.mode test)
 echo "$mode" >$R/mode
 uname -r >$R/release
+uname -m >$R/machine
 cat /sys/kernel/security/lockdown >$R/lockdown 2>/dev/null || echo "unavailable" >$R/lockdown
 cat /proc/cmdline >$R/cmdline
 # Whether the CPU offers 5-level paging (QEMU -cpu max does, max,-la57 not);
@@ -983,6 +1002,10 @@ load_modules() {
   mods="qemu_fw_cfg dummy inet_diag tcp_diag"
   [ "${1:-}" != rds ] || mods="$mods rds rds_tcp"
   for m in $mods; do
+    if grep -qx "$m" /etc/synq-builtin-modules 2>/dev/null; then
+      log "$m: built in, not loaded"
+      continue
+    fi
     if [ "$m" = dummy ]; then
       step "insmod $m" insmod /lib/modules/$m.ko numdummies=0
     else

@@ -8,6 +8,9 @@ REALKERNEL_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$REALKERNEL_DIR/../.." && pwd)
 KERNEL_CACHE=${SYNQ_KERNEL_CACHE:-/var/cache/synq-kernels}
 ALL_KERNELS=(5.10 6.1 6.12)
+# arm64 guests (dump.sh only, which sets RK_ARM64=1 before rk_kernel_ids; "arm64" names all three). Not
+# part of "all".
+ARM64_KERNELS=(arm64-6.1 arm64-6.12 arm64-16k)
 
 rk_log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
@@ -107,6 +110,13 @@ rk_kernel_ids() {
       printf '%s\n' "${ALL_KERNELS[@]}"
     elif [[ " ${ALL_KERNELS[*]} " == *" $a "* ]]; then
       echo "$a"
+    elif [[ ${RK_ARM64:-0} == 1 && $a == arm64 ]]; then
+      printf '%s\n' "${ARM64_KERNELS[@]}"
+    elif [[ ${RK_ARM64:-0} == 1 && " ${ARM64_KERNELS[*]} " == *" $a "* ]]; then
+      echo "$a"
+    elif [[ ${RK_ARM64:-0} == 1 ]]; then
+      echo "unknown kernel id '$a' (known: ${ALL_KERNELS[*]} all ${ARM64_KERNELS[*]} arm64)" >&2
+      return 1
     else
       echo "unknown kernel id '$a' (known: ${ALL_KERNELS[*]} all)" >&2
       return 1
