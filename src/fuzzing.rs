@@ -15,6 +15,9 @@
 //! - [`kallsyms`]: `{text_len: u16 le, VMCOREINFO text[text_len]}`, then kernel virtual memory as regions.
 //! - [`x86_64_walk`]: a [`X86_HEADER`]-byte header (top table, `phys_base`, SME mask, paging levels, image
 //!   size, eight addresses to translate; see [`x86_64_header`]), then physical memory as regions.
+//! - [`aarch64_walk`]: an [`A64_HEADER`]-byte header (page size, VA_BITS, T1SZ, top table,
+//!   `kimage_voffset`, KERNELPACMASK, eight addresses; see [`aarch64_header`]), then physical memory as
+//!   regions.
 //! - [`walk`]: one byte choosing a layout (real BTF, [`WALK_LAYOUTS`]), then kernel
 //!   virtual memory as regions; `tcp_hashinfo` is at the first region's address.
 //! - [`discover`]: physical memory as regions.
@@ -24,6 +27,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::arch::aarch64::{Aarch64, Config as A64Config};
 use crate::arch::x86_64::{DEFAULT_KERNEL_IMAGE_SIZE, START_KERNEL_MAP, X86_64};
 use crate::arch::{self, Machine, Translate, Translated};
 use crate::btf::{self, Layout};
@@ -436,6 +440,105 @@ pub fn x86_64_walk(data: &[u8]) -> Result<u64, String> {
     Ok(ok)
 }
 
+/// Bytes of [`aarch64_walk`]'s header.
+pub const A64_HEADER: usize = 96;
+
+/// The arm64 configuration an [`aarch64_walk`] input starts with, and the addresses it translates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct A64Header {
+    /// PAGESIZE (4096, 16384 or 65536 are accepted).
+    pub page_size: u32,
+    /// The built VA_BITS.
+    pub va_bits: u8,
+    /// TCR_EL1_T1SZ; 0: absent.
+    pub t1sz: u8,
+    pub top_table: u64,
+    pub kimage_voffset: u64,
+    /// KERNELPACMASK; 0: none.
+    pub pac_mask: u64,
+    pub addrs: [u64; 8],
+}
+
+impl A64Header {
+    /// The header's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(A64_HEADER);
+        out.extend_from_slice(&self.page_size.to_le_bytes());
+        out.push(self.va_bits);
+        out.push(self.t1sz);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.top_table.to_le_bytes());
+        out.extend_from_slice(&self.kimage_voffset.to_le_bytes());
+        out.extend_from_slice(&self.pac_mask.to_le_bytes());
+        for a in self.addrs {
+            out.extend_from_slice(&a.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// Reads the header of an [`aarch64_walk`] input; `None` when the input is shorter.
+pub fn aarch64_header(data: &[u8]) -> Option<A64Header> {
+    let head = data.get(..A64_HEADER)?;
+    let mut addrs = [0u64; 8];
+    for (i, a) in addrs.iter_mut().enumerate() {
+        *a = le_u64(head, 32 + 8 * i);
+    }
+    Some(A64Header {
+        page_size: head
+            .get(0..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes),
+        va_bits: *head.get(4)?,
+        t1sz: *head.get(5)?,
+        top_table: le_u64(head, 8),
+        kimage_voffset: le_u64(head, 16),
+        pac_mask: le_u64(head, 24),
+        addrs,
+    })
+}
+
+/// The arm64 page-table walk over fuzzed physical memory: `Aarch64::new` with the header's configuration,
+/// then `lookup` of the header's addresses (each twice: the second from the translation cache) and of fixed
+/// ones, reads through `Translated`, and `verify` of the first address. `Ok(successful lookups)`.
+pub fn aarch64_walk(data: &[u8]) -> Result<u64, String> {
+    let h = aarch64_header(data).ok_or("shorter than the header")?;
+    let phys = Regions::parse(data.get(A64_HEADER..).unwrap_or_default());
+    let arch = Aarch64::new(A64Config {
+        page_size: u64::from(h.page_size),
+        va_bits: u32::from(h.va_bits),
+        t1sz: (h.t1sz != 0).then_some(u32::from(h.t1sz)),
+        top_table: h.top_table,
+        kimage_voffset: h.kimage_voffset,
+        phys_offset: None,
+        pac_mask: (h.pac_mask != 0).then_some(h.pac_mask),
+    })
+    .map_err(err)?;
+    const FIXED: [u64; 6] = [
+        0,
+        0x0000_ffff_ffff_f000,
+        0xfff0_0000_0000_0000,
+        0xffff_0000_0000_0000,
+        0xffff_8000_0800_0000,
+        u64::MAX,
+    ];
+    let mut ok = 0u64;
+    for addr in h.addrs.iter().chain(h.addrs.iter()).chain(FIXED.iter()) {
+        if arch.lookup(&phys, *addr).is_ok() {
+            ok = ok.saturating_add(1);
+        }
+    }
+    let _ = (arch.cache_stats(), arch.cache_occupancy());
+    let [first, ..] = h.addrs;
+    let _ = Translate::verify(&arch, &phys, first);
+    let mem = Translated::new(&phys, arch);
+    let mut buf = vec![0u8; 2 * PAGE as usize];
+    for addr in h.addrs {
+        let _ = mem.read(addr, &mut buf);
+    }
+    Ok(ok)
+}
+
 /// The BTF whose layouts [`walk`] chooses from (by the input's first byte): trimmed copies (the types
 /// `btf::resolve` reads, nothing else; `examples/fuzz_seeds.rs trim-btf`) of three `tests/fixtures` files, one
 /// per table and queue era and a 32-bit kernel, and of the Debian 6.1 and 6.12 test guests' BTF, whose real
@@ -519,7 +622,7 @@ pub fn symbols_text(data: &[u8]) -> Result<u64, String> {
 pub type Target = fn(&[u8]) -> Result<u64, String>;
 
 /// Every target, by name: what `fuzz/fuzz_targets/<name>.rs` calls, for the replay test.
-pub const TARGETS: [(&str, Target); 12] = [
+pub const TARGETS: [(&str, Target); 13] = [
     ("btf", btf),
     ("elf", elf),
     ("kdump", kdump),
@@ -529,6 +632,7 @@ pub const TARGETS: [(&str, Target); 12] = [
     ("vmcoreinfo", vmcoreinfo),
     ("kallsyms", kallsyms),
     ("x86_64_walk", x86_64_walk),
+    ("aarch64_walk", aarch64_walk),
     ("walk", walk),
     ("discover", discover),
     ("symbols_text", symbols_text),

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use common::dumpwriter::{KdumpSpec, Seg, Store, flatten, write_elf, write_kdump};
 use common::physwriter::{PhysImage, START_KERNEL_MAP, uts_namespace, vmcoreinfo_note};
 use common::{Kernel, Sock};
-use synq::fuzzing::{self, TARGETS, Target, X86Header, encode_regions};
+use synq::fuzzing::{self, A64Header, TARGETS, Target, X86Header, encode_regions};
 
 fn fuzz_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -312,6 +312,19 @@ fn synthetic() -> Seeds {
         seed,
         Exactly(2 * 6 + 1),
     );
+    // arm64: hand-built tables (4K pages, 48 bits; 64K pages built for 52 bits running with 48), a block
+    // for the kernel image at one of the target's fixed addresses and one page; each mapped address of the
+    // eight is looked up twice, the fixed image address once more.
+    for (name, page, built, t1sz) in [
+        ("synthetic-4k-48", 4096u64, 48u8, 16u8),
+        ("synthetic-64k-52on48", 65536, 52, 16),
+    ] {
+        let (header, regions) = a64_tables(page, built, t1sz);
+        let refs: Vec<(u64, &[u8])> = regions.iter().map(|(a, b)| (*a, b.as_slice())).collect();
+        let mut seed = header.encode();
+        seed.extend(encode_regions(&refs));
+        add("aarch64_walk", name.into(), seed, Exactly(2 * 2 + 1));
+    }
     // Snapshots and an ELF vmcore of the same memory: at least the first page of each range, and for the
     // ELF vmcore init_uts_ns too, through the kernel's page tables (not _stext nor tcp_hashinfo, which
     // this note does not name).
@@ -563,6 +576,76 @@ fn kallsyms_absolute() -> Vec<u8> {
     seed
 }
 
+/// arm64 tables for the `aarch64_walk` seeds: swapper_pg_dir, then one table per level down to a page at
+/// 0xffff_0000_1234_5000 and a block (2 MiB for 4K, 512 MiB for 64K) holding the image address
+/// 0xffff_8000_0800_0000. Descriptors: valid | table/page (0b11) or block (0b01), AF.
+fn a64_tables(page: u64, built: u8, t1sz: u8) -> (A64Header, Vec<(u64, Vec<u8>)>) {
+    let g = page.trailing_zeros();
+    let run = 64 - u32::from(t1sz);
+    let levels = (run - g).div_ceil(g - 3) as usize;
+    let walk_bits = if page == 65536 { u32::from(built) } else { run };
+    let shift = |i: usize| g + (g - 3) * (levels - 1 - i) as u32;
+    let top = 0x4100_0000u64;
+    let mut tables: Vec<(u64, Vec<u8>)> = vec![(top, vec![0; page as usize])];
+    let mut next = top + page;
+    let set = |tables: &mut Vec<(u64, Vec<u8>)>, table: u64, i: usize, va: u64, value: u64| {
+        let bits = if i == 0 { walk_bits - shift(0) } else { g - 3 };
+        let at = ((va >> shift(i)) & ((1 << bits) - 1)) as usize * 8;
+        let t = &mut tables.iter_mut().find(|(a, _)| *a == table).unwrap().1;
+        t[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    };
+    let page_va = 0xffff_0000_1234_5000u64 & !(page - 1);
+    let page_pa = 0x4800_0000u64;
+    let block_shift = shift(levels - 2);
+    let image_va = 0xffff_8000_0800_0000u64;
+    let block_va = image_va & !((1u64 << block_shift) - 1);
+    let block_pa = 1u64 << block_shift.max(30);
+    for (va, pa, leaf_level) in [
+        (page_va, page_pa, levels - 1),
+        (block_va, block_pa, levels - 2),
+    ] {
+        let mut table = top;
+        for i in 0..leaf_level {
+            let bits = if i == 0 { walk_bits - shift(0) } else { g - 3 };
+            let at = ((va >> shift(i)) & ((1 << bits) - 1)) as usize * 8;
+            let cur = &tables.iter().find(|(a, _)| *a == table).unwrap().1;
+            let existing = u64::from_le_bytes(cur[at..at + 8].try_into().unwrap());
+            table = if existing & 1 == 1 {
+                existing & 0x0000_ffff_ffff_f000 & !(page - 1)
+            } else {
+                let t = next;
+                next += page;
+                tables.push((t, vec![0; page as usize]));
+                set(&mut tables, table, i, va, t | 0b11);
+                t
+            };
+        }
+        let kind = if leaf_level == levels - 1 { 0b11 } else { 0b01 };
+        set(&mut tables, table, leaf_level, va, pa | (1 << 10) | kind);
+    }
+    tables.push((page_pa, vec![0x5a; page as usize]));
+    tables.push((block_pa + (image_va - block_va), vec![0xa5; 4096]));
+    let header = A64Header {
+        page_size: page as u32,
+        va_bits: built,
+        t1sz,
+        top_table: top,
+        kimage_voffset: block_va - block_pa,
+        pac_mask: 0,
+        addrs: [
+            image_va + 0x10,
+            page_va + 0x18,
+            page_va + page,
+            0xffff_0000_0000_0000,
+            0xfff0_0000_0000_0000,
+            0x1234,
+            0xffff_7000_0000_0000,
+            0xffff_ffff_ffff_f000,
+        ],
+    };
+    (header, tables)
+}
+
 #[test]
 fn synthetic_seeds_reach_what_they_hold() {
     let write = std::env::var_os("SYNQ_WRITE_FUZZ_SEEDS").is_some_and(|v| v == "1");
@@ -586,6 +669,7 @@ fn synthetic_seeds_reach_what_they_hold() {
     assert_eq!(
         covered,
         [
+            "aarch64_walk",
             "avml",
             "discover",
             "elf",
