@@ -8,7 +8,9 @@ use crate::btf::Btf;
 
 use crate::btf::netns::NetnsLayout;
 use crate::btf::owners::OwnersLayout;
-use crate::btf::providers::{self, BTF_BOUNDS, BtfChain, BtfError, FoundBtf, MemoryBtf};
+use crate::btf::providers::{
+    self, BTF_BOUNDS, BtfChain, BtfError, FoundBtf, MemoryBtf, RODATA_MARKS,
+};
 use crate::btf::requests::RequestsLayout;
 use crate::btf::{self, Layout, LayoutError};
 use crate::symbols::{self, Chain, Query, Symbols, SymbolsError};
@@ -56,10 +58,11 @@ pub enum Error {
     #[error(transparent)]
     Symbols(#[from] SymbolsError),
     #[error(
-        "tcp_hashinfo is not in {0} (CONFIG_KALLSYMS_ALL is off): pass --system-map with the System.map of \
-         this kernel"
+        "tcp_hashinfo is not in {0} (CONFIG_KALLSYMS_ALL is off){why}: pass --system-map with the System.map \
+         of this kernel",
+        why = .1.as_ref().map(|why| format!(", and looking for it in the kernel's data failed: {why}")).unwrap_or_default()
     )]
-    NoHashinfo(PathBuf),
+    NoHashinfo(PathBuf, Option<String>),
     #[error(transparent)]
     Btf(#[from] BtfError),
     #[error(
@@ -158,6 +161,8 @@ impl Session {
             if self.btf_chain().reads_memory() {
                 names.extend(BTF_BOUNDS);
             }
+            // Where the BTF and tcp_hashinfo are looked for when kallsyms lists functions only.
+            names.extend(RODATA_MARKS);
             let target = self.target.as_ref().ok_or_else(unreachable_state)?;
             let q = Query {
                 mem: target,
@@ -170,7 +175,9 @@ impl Session {
         self.symbols.as_ref().ok_or_else(unreachable_state)
     }
 
-    /// The address of tcp_hashinfo.
+    /// The address of tcp_hashinfo: its symbol, or, where kallsyms lists functions only (no
+    /// CONFIG_KALLSYMS_ALL), the one place in the kernel image's data that holds a listening table
+    /// ([`walk::find::scan`]), which is then added to the symbols (and their source says so).
     pub fn hashinfo(&mut self) -> Result<u64, Error> {
         let syms = self.symbols()?;
         match syms.get(HASHINFO) {
@@ -180,7 +187,26 @@ impl Session {
                 symbol: HASHINFO.into(),
             }
             .into()),
-            None => Err(Error::NoHashinfo(syms.listed_in.clone())),
+            None => {
+                let listed_in = syms.listed_in.clone();
+                let Some(init_begin) = syms.get("__init_begin") else {
+                    return Err(Error::NoHashinfo(listed_in, None));
+                };
+                self.layout()?;
+                let (Some(target), Some(layout)) = (self.target.as_ref(), self.layout.as_ref())
+                else {
+                    return Err(unreachable_state());
+                };
+                let found = walk::find::scan(target, layout, init_begin)
+                    .map_err(|why| Error::NoHashinfo(listed_in, Some(why)))?;
+                let syms = self.symbols.as_mut().ok_or_else(unreachable_state)?;
+                syms.addrs.insert(HASHINFO.to_string(), found.addr);
+                syms.source.push_str(&format!(
+                    "; tcp_hashinfo found in the kernel's data (no CONFIG_KALLSYMS_ALL): {:#x}",
+                    found.addr
+                ));
+                Ok(found.addr)
+            }
         }
     }
 

@@ -206,11 +206,12 @@ impl Aarch64 {
             return Err(ConfigError::TopTable(c.top_table));
         }
         let pac_mask = c.pac_mask.unwrap_or(0);
-        // The PAC sits in the top bits, never in the address bits the walk uses (bit 55 selects TTBR1).
-        if pac_mask != 0 && (pac_mask & ((1u64 << va_bits) - 1) != 0 || pac_mask & (1 << 55) != 0) {
+        // The PAC sits in the bits above the address (GENMASK(63, vabits_actual), bit 55 included, which a
+        // kernel address has set anyway), never in the address bits the walk uses.
+        if pac_mask & ((1u64 << va_bits) - 1) != 0 {
             return Err(ConfigError::BadValue {
                 key: "NUMBER(KERNELPACMASK)",
-                value: format!("{pac_mask:#x} (overlaps the {va_bits} address bits or bit 55)"),
+                value: format!("{pac_mask:#x} (overlaps the {va_bits} address bits)"),
             });
         }
         let lpa2 = granule_shift != 16 && va_bits == 52;
@@ -541,7 +542,8 @@ mod tests {
     const SH_INNER: u64 = 0b11 << 8;
     /// Table descriptor attributes: NSTable, APTable, UXNTable, PXNTable (63..59).
     const TABLE_ATTRS: u64 = 0b10111 << 59;
-    const PAC_48: u64 = 0xff7f_0000_0000_0000;
+    /// KERNELPACMASK of a real 48-bit boot (Debian 6.1 under QEMU -cpu max): GENMASK(63, 48).
+    const PAC_48: u64 = 0xffff_0000_0000_0000;
 
     struct Rng(u64);
     impl Rng {
@@ -1254,7 +1256,7 @@ mod tests {
         let p = phys(&b, ram);
         let (&(i, tag), &pa) = b.leaves.iter().find(|(k, _)| k.0 == 3).unwrap();
         let va = (tag << cfg.shifts()[i]) + 0x10;
-        let signed = (va & !PAC_48) | 0x0035_0000_0000_0000 | (0xa5 << 56);
+        let signed = (va & !PAC_48) | (1 << 55) | 0x0035_0000_0000_0000 | (0xa5 << 56);
         let plain = cfg.mmu(b.swapper, Some(0));
         assert_eq!(
             plain.lookup(&p, signed),
@@ -1324,7 +1326,7 @@ mod tests {
         SYMBOL(swapper_pg_dir)=ffff80000a6b0000\nSYMBOL(init_uts_ns)=ffff80000a4c1d88\n\
         NUMBER(VA_BITS)=48\nNUMBER(kimage_voffset)=0xffff7fffc8000000\n\
         NUMBER(PHYS_OFFSET)=0x40000000\nNUMBER(TCR_EL1_T1SZ)=0x10\n\
-        NUMBER(KERNELPACMASK)=0xff7f000000000000\nKERNELOFFSET=2000000\n";
+        NUMBER(KERNELPACMASK)=0xffff000000000000\nKERNELOFFSET=2000000\n";
 
     #[test]
     fn from_vmcoreinfo_reads_the_arm64_keys() {
@@ -1393,8 +1395,8 @@ mod tests {
         ));
         assert!(matches!(
             with(
-                "KERNELPACMASK)=0xff7f000000000000",
-                "KERNELPACMASK)=0xffff000000000000"
+                "KERNELPACMASK)=0xffff000000000000",
+                "KERNELPACMASK)=0xffff800000000000"
             ),
             Err(ConfigError::BadValue {
                 key: "NUMBER(KERNELPACMASK)",

@@ -137,9 +137,10 @@ fn load_one(p: &BtfProvider, memory: Option<&MemoryBtf>) -> Result<FoundBtf, Btf
                 path: PathBuf::new(),
                 why: "no memory to read it from".into(),
             })?;
+            let (btf, how) = memory_btf(m)?;
             Ok(FoundBtf {
-                btf: memory_btf(m)?,
-                source: format!("{} (__start_BTF..__stop_BTF)", m.target.display()),
+                btf,
+                source: format!("{} ({how})", m.target.display()),
             })
         }
     }
@@ -147,19 +148,32 @@ fn load_one(p: &BtfProvider, memory: Option<&MemoryBtf>) -> Result<FoundBtf, Btf
 
 /// The kernel's BTF, read out of memory between `__start_BTF` and `__stop_BTF`. Live, its length must be the
 /// size of `/sys/kernel/btf/vmlinux` (which the kernel sets to the same bounds), when that file exists.
-fn memory_btf(m: &MemoryBtf) -> Result<Btf, BtfError> {
+/// Also says how its bounds were found.
+fn memory_btf(m: &MemoryBtf) -> Result<(Btf, &'static str), BtfError> {
     let no_btf = |why: String| BtfError::NoMemoryBtf {
         path: m.target.to_path_buf(),
         why,
     };
     let [start_name, stop_name] = BTF_BOUNDS;
-    let (Some(start), Some(stop)) = (
+    let (start, stop, how) = match (
         m.symbols.and_then(|s| s.get(start_name)),
         m.symbols.and_then(|s| s.get(stop_name)),
-    ) else {
-        return Err(no_btf(
-            "the symbol source has no __start_BTF/__stop_BTF".into(),
-        ));
+    ) {
+        (Some(start), Some(stop)) => (start, stop, "__start_BTF..__stop_BTF"),
+        // Kernels built without CONFIG_KALLSYMS_ALL (Debian's arm64 6.1) list no data symbols; the BTF is
+        // then found by its header in the read-only data between the text and the init sections.
+        _ => {
+            let (start, stop) = scan_for_btf(m).map_err(|why| {
+                no_btf(format!(
+                    "the symbol source has no __start_BTF/__stop_BTF, and {why}"
+                ))
+            })?;
+            (
+                start,
+                stop,
+                "BTF header found between _etext and __init_begin",
+            )
+        }
     };
     let len = stop
         .checked_sub(start)
@@ -206,7 +220,71 @@ fn memory_btf(m: &MemoryBtf) -> Result<Btf, BtfError> {
             started.elapsed().saturating_sub(read).as_secs_f64() * 1e3
         );
     }
-    Ok(btf)
+    Ok((btf, how))
+}
+
+/// The image marks between which read-only data (and so the `.BTF` section) lies, when kallsyms lists only
+/// functions: `_etext` (end of text) and `__init_begin` (start of the init sections); x86_64 and arm64 both
+/// place RO_DATA between them.
+pub const RODATA_MARKS: [&str; 2] = ["_etext", "__init_begin"];
+/// Bytes read at a time while looking for the BTF header.
+const SCAN_CHUNK: usize = 1 << 20;
+
+/// `(start, stop)` of the kernel's BTF, found by its header between [`RODATA_MARKS`]: the first 4-byte
+/// aligned header (magic 0xeB9F, version 1, flags 0) whose sections fit the range and parse as a header.
+/// Reads at most [`MAX_MEMORY_BTF`] bytes.
+fn scan_for_btf(m: &MemoryBtf) -> Result<(u64, u64), String> {
+    let [from_name, to_name] = RODATA_MARKS;
+    let (Some(from), Some(to)) = (
+        m.symbols.and_then(|s| s.get(from_name)),
+        m.symbols.and_then(|s| s.get(to_name)),
+    ) else {
+        return Err(format!(
+            "no {from_name}/{to_name} to look for it between either"
+        ));
+    };
+    let span = to
+        .checked_sub(from)
+        .filter(|&l| l >= super::HEADER_LEN as u64 && l <= MAX_MEMORY_BTF)
+        .ok_or_else(|| format!("{from_name} {from:#x} .. {to_name} {to:#x} is not a sane range"))?;
+    let mut chunk = vec![0u8; SCAN_CHUNK];
+    let mut at = from;
+    while at < to {
+        let n = usize::try_from((to - at).min(SCAN_CHUNK as u64)).unwrap_or(SCAN_CHUNK);
+        let buf = chunk.get_mut(..n).unwrap_or_default();
+        m.mem
+            .read_large(at, buf)
+            .map_err(|e| format!("reading {from_name}..{to_name} failed: {e}"))?;
+        let mut i = 0usize;
+        while i + super::HEADER_LEN <= n {
+            let head = buf.get(i..i + super::HEADER_LEN).unwrap_or_default();
+            if head.starts_with(&[0x9f, 0xeb, 0x01, 0x00]) {
+                let u32_at = |o: usize| {
+                    head.get(o..o + 4)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map_or(0, |b| u64::from(u32::from_le_bytes(b)))
+                };
+                let len = u32_at(4) + (u32_at(8) + u32_at(12)).max(u32_at(16) + u32_at(20));
+                let start = at + i as u64;
+                if start + len <= to
+                    && len > super::HEADER_LEN as u64
+                    && super::check_header(head, len, m.target).is_ok()
+                {
+                    return Ok((start, start + len));
+                }
+            }
+            i += 4;
+        }
+        // Overlap by a header, so one cut by the chunk's end is seen whole in the next.
+        if n < SCAN_CHUNK {
+            break;
+        }
+        at += (SCAN_CHUNK - super::HEADER_LEN) as u64 & !3;
+    }
+    Err(format!(
+        "no BTF header in the {span} bytes of {from_name}..{to_name} (a kernel built without \
+         CONFIG_DEBUG_INFO_BTF?)"
+    ))
 }
 
 #[cfg(test)]
@@ -254,5 +332,60 @@ mod tests {
         };
         assert!(err.contains("not raw BTF"), "{err}");
         assert_eq!(mem.0.get(), 24, "{err}");
+    }
+
+    fn marks(etext: u64, init_begin: u64) -> Symbols {
+        Symbols {
+            addrs: [("_etext", etext), ("__init_begin", init_begin)]
+                .into_iter()
+                .map(|(n, a)| (n.to_string(), a))
+                .collect(),
+            source: String::new(),
+            listed_in: PathBuf::new(),
+            link_time: false,
+        }
+    }
+
+    /// Without __start_BTF/__stop_BTF (no CONFIG_KALLSYMS_ALL), the BTF is found by its header between
+    /// _etext and __init_begin, past decoy magics whose headers do not hold, and across a chunk boundary.
+    #[test]
+    fn btf_is_found_by_its_header_between_etext_and_init_begin() {
+        let xz = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/cilium-ebpf-7.1-x86_64.btf.xz"
+        ))
+        .unwrap();
+        let raw = super::super::decompress_xz(&xz, Path::new("fixture")).unwrap();
+        let base = 0xffff_8000_0900_0000u64;
+        // The BTF straddles the first 1 MiB read; decoys before it: a bare magic, and a header whose
+        // lengths run past __init_begin.
+        let at = (SCAN_CHUNK - 8) as u64;
+        let mut mem = crate::memory::Flat::zeroed(base, at as usize + raw.len() + 4096);
+        mem.bytes[0x100..0x104].copy_from_slice(&[0x9f, 0xeb, 0x01, 0x00]);
+        mem.bytes[0x200..0x200 + 24].copy_from_slice(&raw[..24]);
+        mem.bytes[0x200 + 12..0x200 + 16].copy_from_slice(&u32::MAX.to_le_bytes());
+        mem.bytes[at as usize..at as usize + raw.len()].copy_from_slice(&raw);
+        let end = base + mem.bytes.len() as u64;
+        let symbols = marks(base, end);
+        let m = MemoryBtf {
+            mem: &mem,
+            symbols: Some(&symbols),
+            target: Path::new("dump"),
+            live: false,
+        };
+        assert_eq!(
+            scan_for_btf(&m),
+            Ok((base + at, base + at + raw.len() as u64))
+        );
+        let (btf, how) = memory_btf(&m).unwrap();
+        assert!(how.contains("_etext and __init_begin"), "{how}");
+        assert_eq!(super::super::resolve(&btf).unwrap().hashinfo_size, 128);
+        // Cut short of its end: not found.
+        let short = marks(base, base + at + raw.len() as u64 - 1);
+        let m = MemoryBtf {
+            symbols: Some(&short),
+            ..m
+        };
+        assert!(scan_for_btf(&m).unwrap_err().contains("no BTF header"));
     }
 }

@@ -6,6 +6,7 @@
 //! and the bucket is read again, a bounded number of times. A read fault costs the listener (or the rest of
 //! its chain), with a warning, never the run.
 
+pub mod find;
 pub mod netns;
 pub mod owners;
 pub mod requests;
