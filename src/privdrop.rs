@@ -78,17 +78,21 @@ impl Profile {
         let sleep = [libc::SYS_nanosleep, libc::SYS_clock_nanosleep];
         match self {
             Profile::Report => Vec::new(),
-            Profile::Textfile => vec![
-                libc::SYS_fsync,
-                libc::SYS_fdatasync,
-                libc::SYS_rename,
-                libc::SYS_renameat,
-                libc::SYS_renameat2,
-                libc::SYS_unlink,
-                libc::SYS_unlinkat,
-                libc::SYS_newfstatat,
-                libc::SYS_statx,
-            ],
+            Profile::Textfile => {
+                let mut v = vec![
+                    libc::SYS_fsync,
+                    libc::SYS_fdatasync,
+                    libc::SYS_renameat,
+                    libc::SYS_renameat2,
+                    libc::SYS_unlinkat,
+                    libc::SYS_newfstatat,
+                    libc::SYS_statx,
+                ];
+                // rename(2) and unlink(2) exist on x86_64 only (aarch64 has just the *at forms).
+                #[cfg(target_arch = "x86_64")]
+                v.extend([libc::SYS_rename, libc::SYS_unlink]);
+                v
+            }
             Profile::Watch => sleep.to_vec(),
             Profile::Serve => {
                 let mut v = sleep.to_vec();
@@ -104,11 +108,13 @@ impl Profile {
                     libc::SYS_getsockopt,
                     libc::SYS_getsockname,
                     libc::SYS_getpeername,
-                    libc::SYS_poll,
                     libc::SYS_ppoll,
                     libc::SYS_fcntl,
                     libc::SYS_ioctl,
                 ]);
+                // poll(2) exists on x86_64 only (aarch64 has ppoll).
+                #[cfg(target_arch = "x86_64")]
+                v.push(libc::SYS_poll);
                 v
             }
         }

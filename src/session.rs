@@ -202,7 +202,8 @@ impl Session {
                 let syms = self.symbols.as_mut().ok_or_else(unreachable_state)?;
                 syms.addrs.insert(HASHINFO.to_string(), found.addr);
                 syms.source.push_str(&format!(
-                    "; tcp_hashinfo found in the kernel's data (no CONFIG_KALLSYMS_ALL): {:#x}",
+                    "; tcp_hashinfo found in the kernel's data (no CONFIG_KALLSYMS_ALL): {:#x}; without data \
+                     symbols, owners, request timers and namespaces are not read (--system-map gives them)",
                     found.addr
                 ));
                 Ok(found.addr)

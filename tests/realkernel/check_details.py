@@ -151,8 +151,12 @@ def _fmt(k):
     return f"netns {k[0]} {k[1]} {k[2]} port {k[3]}"
 
 
-def check(doc, scenario_dir, ns_dirs, fails, where, after_suffix=".after", atomic=True):
-    """Compares synq's per-listener details in `doc` with the ground truth; returns a one-line summary."""
+def check(doc, scenario_dir, ns_dirs, fails, where, after_suffix=".after", atomic=True, data_symbols=True):
+    """Compares synq's per-listener details in `doc` with the ground truth; returns a one-line summary.
+    data_symbols=False: a kernel whose kallsyms lists no data symbols (no CONFIG_KALLSYMS_ALL, no side file):
+    synq has no init_task, socket_file_ops, jiffies or net_namespace_list, so every listener's owners, every
+    request's timer and the namespaces list must be null (unknown, never invented); everything else is
+    compared as usual."""
     listeners = [li for li in doc.get("listeners", []) if isinstance(li, dict)]
     by_key = {}
     for li in listeners:
@@ -256,9 +260,28 @@ def check(doc, scenario_dir, ns_dirs, fails, where, after_suffix=".after", atomi
     if any(len(v) > 1 for v in per_key.values()):
         fails.add(w, f"a reuseport group spans several keys: {per_key}")
 
-    owners_note = check_owners(listeners, scenario_dir, fails, w)
-    req_note = check_requests(doc, scenario_dir, ns_dirs, fails, w, after_suffix, atomic)
-    ns_note = check_namespaces(doc, ns_dirs, fails, where, after_suffix)
+    if data_symbols:
+        owners_note = check_owners(listeners, scenario_dir, fails, w)
+    else:
+        known = [li for li in listeners if li.get("owners") is not None]
+        if known:
+            fails.add(w, f"{len(known)} listener(s) with owners, e.g. {known[0].get('owners')!r}: without data "
+                      "symbols (no init_task) synq cannot know them")
+        timed = [r for r in (doc.get("requests") or []) if isinstance(r, dict)
+                 and r.get("expires_in_jiffies") is not None]
+        if timed:
+            fails.add(w, f"{len(timed)} request(s) with a timer, e.g. {timed[0]!r}: without data symbols (no "
+                      "jiffies) synq cannot know it")
+        owners_note = "owners: null for all (no data symbols); request timers: null for all"
+    req_note = check_requests(doc, scenario_dir, ns_dirs, fails, w, after_suffix, atomic and data_symbols)
+    if data_symbols:
+        ns_note = check_namespaces(doc, ns_dirs, fails, where, after_suffix)
+    elif doc.get("namespaces") is not None:
+        fails.add(w, "a namespaces list without data symbols (no net_namespace_list): "
+                  f"{str(doc.get('namespaces'))[:200]}")
+        ns_note = None
+    else:
+        ns_note = "namespaces: null (no data symbols)"
     return (f"details: drops {n_drops}, {n_flood} synflood_warned, {n_tfo} Fast Open queue(s), "
             f"{len(defer)} TCP_DEFER_ACCEPT, {len(set(all_groups))} reuseport group(s); {owners_note}; {req_note}; {ns_note}")
 

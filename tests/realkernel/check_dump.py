@@ -478,10 +478,10 @@ def record(outdir, dump):
         policy_vi = vmcoreinfo_dict(check.read_text(os.path.join(results, "vmcoreinfo-kcore")))
     if "SYMBOL(kallsyms_names)" not in policy_vi:
         side = ["--btf", os.path.join(results, "side", "btf"), "--kallsyms", os.path.join(results, "side", "kallsyms")]
-    elif host.get("kallsyms_all") == "n":
-        # The kernel's kallsyms tables hold no data symbols (CONFIG_KALLSYMS_ALL off: bookworm's arm64 6.1), so
-        # no tcp_hashinfo: its real System.map (fetch-kernels.sh, from the -dbg package; KASLR from VMCOREINFO).
-        side = ["--system-map", host.get("system_map", "")]
+    # A kernel whose kallsyms tables hold no data symbols (CONFIG_KALLSYMS_ALL off: bookworm's arm64 6.1) gets no
+    # side file either: synq finds its BTF and tcp_hashinfo in the image; check_side_files compares the
+    # address it found with the real System.map's (fetch-kernels.sh, from the -dbg package; KASLR from
+    # VMCOREINFO).
     write(os.path.join(rd, "fingerprint.before"), json.dumps(fingerprint(dump), indent=1) + "\n")
     for name, extra in (("synq-json", ["--json", "--requests"]), ("synq-total", ["--total"])):
         run_recorded(rd, name, [synq_bin(), "--core", os.path.abspath(dump)] + extra + side)
@@ -574,12 +574,13 @@ def judge(outdir, rd):
     check_fingerprints(rd, fails, where)
     summary = None
     if truth is not None:
-        summary = check_synq(results, rd, truth, young, release, fails, where)
-    check_layout(rd, fails, where)
+        summary = check_synq(results, rd, truth, young, release, fails, where,
+                             data_symbols=host.get("kallsyms_all") != "n")
+    check_layout(rd, fails, where, host.get("kallsyms_all") == "n")
     return fails, summary, release
 
 
-def check_layout(rd, fails, where):
+def check_layout(rd, fails, where, no_data_symbols=False):
     """`synq layout --core DUMP --json` must come from the dump's own BTF (__start_BTF..__stop_BTF) when no
     side BTF is given, and give exactly the offsets of the guest's BTF file read on its own."""
     w = f"{where} layout --core"
@@ -601,8 +602,10 @@ def check_layout(rd, fails, where):
         given = argv[argv.index("--btf") + 1] if argv.index("--btf") + 1 < len(argv) else None
         if btf != given:
             fails.add(w, f"the layout came from {btf!r}, not from the --btf file given ({given!r})")
-    elif "(__start_BTF..__stop_BTF)" not in btf:
-        fails.add(w, f"the layout came from {btf!r}, not from the dump's own BTF (__start_BTF..__stop_BTF)")
+    elif "(__start_BTF..__stop_BTF)" not in btf and not (
+            no_data_symbols and "(BTF header found between _etext and __init_begin)" in btf):
+        fails.add(w, f"the layout came from {btf!r}, not from the dump's own BTF (__start_BTF..__stop_BTF, or "
+                  "found by its header where kallsyms lists no data symbols)")
     if got.get("warnings") != []:
         fails.add(w, f"warnings {got.get('warnings')!r} on an intact dump")
     strip = lambda d: {k: v for k, v in d.items() if k not in ("btf", "warnings")}
@@ -939,11 +942,27 @@ def check_side_files(results, rd, vi, release, fails, where, arch="x86_64", host
         return
     self_describing = "SYMBOL(kallsyms_names)" in vi
     if self_describing and no_all:
+        # No side file; synq must have found tcp_hashinfo where the System.map (+ KERNELOFFSET) puts it.
         for a in argvs:
             given = [o for o in a if o in SIDE_FILE_OPTIONS]
-            if given != ["--system-map"]:
-                fails.add(w, f"kernel without CONFIG_KALLSYMS_ALL: synq must get --system-map (only): {a}")
-        print(f"info: {where}: side files: --system-map (the kernel's kallsyms tables lack tcp_hashinfo)")
+            if given:
+                fails.add(w, f"kernel without CONFIG_KALLSYMS_ALL: synq gets no side file, got {given}: {a}")
+        try:
+            kernel = json.loads(check.read_text(os.path.join(rd, "synq-json.out")) or "{}").get("kernel", {})
+        except json.JSONDecodeError:
+            kernel = {}
+        m = re.search(r"tcp_hashinfo found in the kernel's data[^:]*: (0x[0-9a-f]+)", str(kernel.get("symbols", "")))
+        try:
+            want = (smap["tcp_hashinfo"] + int(vi.get("KERNELOFFSET", ""), 16)) % (1 << 64)
+        except (KeyError, ValueError):
+            want = None
+        if not m or want is None or int(m.group(1), 16) != want:
+            fails.add(w, f"kernel without CONFIG_KALLSYMS_ALL: synq's tcp_hashinfo "
+                      f"({m.group(1) if m else 'not reported as found in the kernel data'}) != System.map + "
+                      f"KERNELOFFSET ({want if want is None else hex(want)}); kernel.symbols {kernel.get('symbols')!r}")
+        else:
+            print(f"info: {where}: side files: none; synq found tcp_hashinfo in the kernel's data at {want:#x} = "
+                  f"System.map + KERNELOFFSET")
         return
     for a in argvs:
         given = [o for o in a if o in SIDE_FILE_OPTIONS]
@@ -989,10 +1008,12 @@ def _torn_only(base):
     return bool(ws) and all(any(t in str(x) for t in TORN_TASK_LIST) for x in ws)
 
 
-def check_synq(results, rd, truth_info, young, release, fails, where, usage_note=USAGE_NOTE, live_image=False):
+def check_synq(results, rd, truth_info, young, release, fails, where, usage_note=USAGE_NOTE, live_image=False,
+               data_symbols=True):
     """live_image: a snapshot taken while the kernel ran (LiME, AVML): its pages were copied at different
     moments, so a torn task list (warned, exit 2) is accepted and request timers are not compared with
-    jiffies (read at another moment)."""
+    jiffies (read at another moment). data_symbols=False: the kernel's kallsyms lists no data symbols
+    (check_details.check)."""
     truth, total_req, kinds, ns_dirs, mptcp_keys = truth_info
     n_truth = sum(v[0] for v in truth.values())
     syn_truth = sum(v[1] for v in truth.values())
@@ -1048,7 +1069,8 @@ def check_synq(results, rd, truth_info, young, release, fails, where, usage_note
                 # Drops are stable by then (the fixture closed the clients it had dropped): the dump must show
                 # the ground truth recorded before it.
                 details = check_details.check(doc, os.path.join(results, "basic"), ns_dirs, fails, w,
-                                              after_suffix=".none", atomic=not live_image)
+                                              after_suffix=".none", atomic=not live_image,
+                                              data_symbols=data_symbols)
                 print(f"info: {where}: kinds: {n_label} {check.MPTCP_KIND}, {n_null} null; symbols from "
                       f"{doc['kernel'].get('symbols')!r}")
                 print(f"info: {where}: {details}")
@@ -1120,6 +1142,12 @@ def _fp_mtime(doc):
 def _add_side_file(path):
     a = json.loads(check.read_text(path))
     write(path, json.dumps(a + ["--btf", "/sys/kernel/btf/vmlinux"]) + "\n")
+
+
+@_edit
+def _shift_found_hashinfo(text):
+    return re.sub(r"(tcp_hashinfo found in the kernel's data[^:]*: )0x([0-9a-f]+)",
+                  lambda m: f"{m.group(1)}{int(m.group(2), 16) + 8:#x}", text)
 
 
 def _drop_arg(opt):
@@ -1214,9 +1242,11 @@ def selftest_cases(outdir, rd):
         cases["pgtable_l5_enabled=1 on a -la57 boot"] = (vfile, _set_line("NUMBER(pgtable_l5_enabled)", "1"),
                                                          "pgtable_l5_enabled")
     if host.get("kallsyms_all") == "n":
-        cases["no --system-map for a kernel without KALLSYMS_ALL"] = (
-            f"{r}/synq-total.argv", _drop_arg("--system-map"), "side files")
         cases["--btf added for a kernel without KALLSYMS_ALL"] = (f"{r}/synq-json.argv", _add_side_file, "side files")
+        cases["owners invented without data symbols"] = (f"{r}/synq-json.out", _json_plant(
+            lambda d: d["listeners"][0].update(owners=[{"pid": 1, "comm": "init"}])), "owners")
+        cases["tcp_hashinfo found 8 bytes off (no KALLSYMS_ALL)"] = (f"{r}/synq-json.out", _shift_found_hashinfo,
+                                                                     "tcp_hashinfo")
     elif "SYMBOL(kallsyms_names)" in vi:
         cases["side file given to a self-describing dump"] = (f"{r}/synq-json.argv", _add_side_file, "side files")
         cases["kallsyms tables missing from VMCOREINFO of a 6.x dump"] = (
