@@ -294,7 +294,7 @@ fn main() {
     }
     let bitmap1_off = (1 + sub_hdr_size) * block_size;
     let bitmap_len = bitmap_blocks * block_size;
-    if bitmap_blocks % 2 != 0 || bitmap_len / 2 < max_mapnr.div_ceil(8) {
+    if !bitmap_blocks.is_multiple_of(2) || bitmap_len / 2 < max_mapnr.div_ceil(8) {
         die(format!(
             "bitmap_blocks {bitmap_blocks} do not hold two bitmaps of {max_mapnr} pfns"
         ));

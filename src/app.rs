@@ -126,16 +126,16 @@ impl Timer {
 
     /// With SYNQ_TIMING, also the memory use so far (resident anonymous, file-backed and shared pages).
     fn memory(&self) {
-        if self.on {
-            if let Some(status) = self.status() {
-                let keep = ["VmHWM", "RssAnon", "RssFile", "RssShmem"];
-                let lines: Vec<String> = status
-                    .lines()
-                    .filter(|l| keep.iter().any(|k| l.starts_with(k)))
-                    .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-                    .collect();
-                eprintln!("synq memory: {}", lines.join(", "));
-            }
+        if self.on
+            && let Some(status) = self.status()
+        {
+            let keep = ["VmHWM", "RssAnon", "RssFile", "RssShmem"];
+            let lines: Vec<String> = status
+                .lines()
+                .filter(|l| keep.iter().any(|k| l.starts_with(k)))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect();
+            eprintln!("synq memory: {}", lines.join(", "));
         }
     }
 
@@ -762,11 +762,10 @@ pub fn emit(out: &Outcome) -> i32 {
     if let Err(e) = lock
         .write_all(out.stdout.as_bytes())
         .and_then(|_| lock.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
     {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("synq: writing output: {e}");
-            return 1;
-        }
+        eprintln!("synq: writing output: {e}");
+        return 1;
     }
     for w in &out.warnings {
         eprintln!("synq: warning: {w}");

@@ -1275,16 +1275,14 @@ fn live_findings(
 
     let mut vmcoreinfo = None;
     let mut in_memory = None;
-    if opened {
-        if let Ok(t) = session.target() {
-            vmcoreinfo = Some(t.vmcoreinfo().map(|_| t.release()));
-            in_memory = t.vmcoreinfo().map(|info| {
-                KallsymsTables::new(t, info)
-                    .and_then(|tables| tables.lookup(t, HASHINFO))
-                    .map(|a| a.is_some_and(|a| a != 0))
-                    .map_err(|e| e.to_string())
-            });
-        }
+    if opened && let Ok(t) = session.target() {
+        vmcoreinfo = Some(t.vmcoreinfo().map(|_| t.release()));
+        in_memory = t.vmcoreinfo().map(|info| {
+            KallsymsTables::new(t, info)
+                .and_then(|tables| tables.lookup(t, HASHINFO))
+                .map(|a| a.is_some_and(|a| a != 0))
+                .map_err(|e| e.to_string())
+        });
     }
     let given = given_symbols(side).is_some();
     let symbols = opened.then(|| match session.hashinfo() {

@@ -225,10 +225,10 @@ fn translated_reads(phys: &dyn PhysMemory, info: &VmcoreInfo, machine: Option<&M
     let mut ok = 0u64;
     let mut buf = [0u8; 512];
     for name in ["init_uts_ns", "_stext", "tcp_hashinfo"] {
-        if let Some(addr) = info.symbol(name) {
-            if mem.read(addr, &mut buf).is_ok() {
-                ok = ok.saturating_add(1);
-            }
+        if let Some(addr) = info.symbol(name)
+            && mem.read(addr, &mut buf).is_ok()
+        {
+            ok = ok.saturating_add(1);
         }
     }
     let _ = crate::discover::validate(phys, info, machine);
@@ -329,15 +329,14 @@ pub fn kallsyms(data: &[u8]) -> Result<u64, String> {
     if tables.has_sorted_names() {
         let linear = tables.without_sorted_names();
         // The linear pass is the reference: what both find must be at the same address.
-        if let Ok(again) = linear.lookup_many(&mem, &KALLSYMS_NAMES) {
-            if let Some((name, _)) = found
+        if let Ok(again) = linear.lookup_many(&mem, &KALLSYMS_NAMES)
+            && let Some((name, _)) = found
                 .iter()
                 .find(|&(name, a)| again.get(name).is_some_and(|b| b != a))
-            {
-                return Err(format!(
-                    "the sorted and the linear lookups disagree on {name}"
-                ));
-            }
+        {
+            return Err(format!(
+                "the sorted and the linear lookups disagree on {name}"
+            ));
         }
     }
     Ok(found.len() as u64)

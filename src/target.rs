@@ -296,10 +296,10 @@ impl Target {
         if let Some(r) = self.vmcoreinfo.as_ref().and_then(VmcoreInfo::osrelease) {
             return r.trim().to_string();
         }
-        if matches!(&self.spec, Spec::Live { kcore } if kcore == Path::new("/proc/kcore")) {
-            if let Ok(r) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
-                return r.trim().to_string();
-            }
+        if matches!(&self.spec, Spec::Live { kcore } if kcore == Path::new("/proc/kcore"))
+            && let Ok(r) = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        {
+            return r.trim().to_string();
         }
         "unknown".into()
     }

@@ -655,7 +655,7 @@ mod tests {
         }
         /// The descriptor's output-address bits for `pa`, as the architecture places them.
         fn encode(&self, pa: u64) -> u64 {
-            assert!(pa < 1 << 52 && pa % self.page == 0);
+            assert!(pa < 1 << 52 && pa.is_multiple_of(self.page));
             if self.page == 65536 {
                 (pa & 0x0000_ffff_ffff_0000) | ((pa >> 48) << 12)
             } else if self.lpa2() {

@@ -121,10 +121,10 @@ impl TranslationCache {
 
     /// Remembers a leaf translation (of a page size this cache holds).
     pub fn insert(&self, vaddr: u64, m: &Mapping) {
-        if let PageKind::Page { shift } = m.kind {
-            if let Some((_, cache)) = self.leaves.iter().find(|(s, _)| *s == shift) {
-                cache.put(vaddr >> shift, m.paddr >> shift);
-            }
+        if let PageKind::Page { shift } = m.kind
+            && let Some((_, cache)) = self.leaves.iter().find(|(s, _)| *s == shift)
+        {
+            cache.put(vaddr >> shift, m.paddr >> shift);
         }
     }
 

@@ -236,12 +236,11 @@ fn atomic_members(btf: &Btf, s: &Struct, ptr_size: u64) -> Vec<Field> {
                 .is_some(),
             _ => false,
         };
-        if is_counter {
-            if let Ok(field) = atomic_field(btf, f, ptr_size) {
-                if field.bits <= 64 {
-                    out.push(field);
-                }
-            }
+        if is_counter
+            && let Ok(field) = atomic_field(btf, f, ptr_size)
+            && field.bits <= 64
+        {
+            out.push(field);
         }
     }
     out

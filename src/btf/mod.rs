@@ -693,7 +693,7 @@ fn req_path(
 }
 
 fn byte_offset(f: &Found) -> Result<u64, LayoutError> {
-    if f.bitfield_size.is_some() || f.bit_offset % 8 != 0 {
+    if f.bitfield_size.is_some() || !f.bit_offset.is_multiple_of(8) {
         return Err(LayoutError::Malformed(
             "expected a byte-aligned member".into(),
         ));
@@ -1000,14 +1000,14 @@ fn bucket_head(btf: &Btf, bucket: &btf_rs::Struct) -> Result<(u64, bool), Layout
 
 /// `atomic_t { int counter; }` members read as their counter; plain ints as themselves.
 fn atomic_field(btf: &Btf, f: Found, ptr_size: u64) -> Result<Field, LayoutError> {
-    if let Some(inner) = as_struct(btf, f.type_id)? {
-        if let Some(c) = find_member(btf, &inner, "counter")? {
-            let field = field_of(btf, c, ptr_size)?;
-            return Ok(Field {
-                bit_offset: f.bit_offset + field.bit_offset,
-                bits: field.bits,
-            });
-        }
+    if let Some(inner) = as_struct(btf, f.type_id)?
+        && let Some(c) = find_member(btf, &inner, "counter")?
+    {
+        let field = field_of(btf, c, ptr_size)?;
+        return Ok(Field {
+            bit_offset: f.bit_offset + field.bit_offset,
+            bits: field.bits,
+        });
     }
     field_of(btf, f, ptr_size)
 }

@@ -92,8 +92,7 @@ pub fn resolve(btf: &Btf, ptr_size: u64) -> Option<NetnsLayout> {
     if let Some(m) = find_path(btf, &net, &["mib", "net_statistics"])
         .ok()
         .flatten()
-    {
-        if let Some((word, len)) = struct_via(btf, m.type_id, "linux_mib")
+        && let Some((word, len)) = struct_via(btf, m.type_id, "linux_mib")
             .ok()
             .and_then(|lm| find_member(btf, &lm, "mibs").ok().flatten())
             .and_then(|mibs| match type_by_id(btf, mibs.type_id).ok()? {
@@ -103,10 +102,9 @@ pub fn resolve(btf: &Btf, ptr_size: u64) -> Option<NetnsLayout> {
                 }
                 _ => None,
             })
-        {
-            mib_ptr = Some(Field::bytes(m.bit_offset / 8, ptr_size));
-            (mib_word, mib_len) = (word, len);
-        }
+    {
+        mib_ptr = Some(Field::bytes(m.bit_offset / 8, ptr_size));
+        (mib_word, mib_len) = (word, len);
     }
     let counters = if mib_ptr.is_some() {
         mib_indices(btf)

@@ -191,14 +191,13 @@ fn find_member_at(
             }));
         }
         // An anonymous type already searched (elsewhere in the DAG) does not hold the name.
-        if mname.is_empty() && searched.insert(type_id) {
-            if let Type::Struct(inner) | Type::Union(inner) = type_by_id(btf, type_id)? {
-                if let Some(f) =
-                    find_member_at(btf, &inner, name, bit_offset, depth + 1, searched, budget)?
-                {
-                    return Ok(Some(f));
-                }
-            }
+        if mname.is_empty()
+            && searched.insert(type_id)
+            && let Type::Struct(inner) | Type::Union(inner) = type_by_id(btf, type_id)?
+            && let Some(f) =
+                find_member_at(btf, &inner, name, bit_offset, depth + 1, searched, budget)?
+        {
+            return Ok(Some(f));
         }
     }
     Ok(None)

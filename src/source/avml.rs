@@ -246,13 +246,13 @@ pub(super) fn index_stream(
                 break;
             }
             // Padding, skippable chunks or another stream identifier may come before the trailer.
-            if let Ok(c) = chunk_at(file, pos) {
-                if c.kind >= 0x80 {
-                    check_identifier(&mut w, &c, pos);
-                    pos = c.end;
-                    first = false;
-                    continue;
-                }
+            if let Ok(c) = chunk_at(file, pos)
+                && c.kind >= 0x80
+            {
+                check_identifier(&mut w, &c, pos);
+                pos = c.end;
+                first = false;
+                continue;
             }
             let Some(t) = trailer else {
                 w.warnings.push(format!(

@@ -210,11 +210,12 @@ impl<D: AsRef<[u8]>> ByteSource for Flattened<D> {
     fn bytes(&self, off: u64, len: usize) -> Result<Cow<'_, [u8]>, SourceError> {
         // Fast path: inside one piece, borrow from the mapped stream.
         let idx = self.first_piece_after(off);
-        if let Some(p) = self.pieces.get(idx) {
-            if p.start <= off && off.saturating_add(len as u64) <= p.end() {
-                let at = p.stream_off.saturating_add(off - p.start);
-                return slice_at(self.data.as_ref(), at, len).map(Cow::Borrowed);
-            }
+        if let Some(p) = self.pieces.get(idx)
+            && p.start <= off
+            && off.saturating_add(len as u64) <= p.end()
+        {
+            let at = p.stream_off.saturating_add(off - p.start);
+            return slice_at(self.data.as_ref(), at, len).map(Cow::Borrowed);
         }
         copied(self, off, len)
     }

@@ -502,11 +502,11 @@ impl Headers {
         for ext in src.stored(region) {
             let ext_first = ext.start.saturating_sub(bitmap_off);
             let ext_end = ext.end.saturating_sub(bitmap_off);
-            if let Some(start) = run {
-                if start < ext_first * 8 {
-                    // A run open at the end of the previous extent stops where that extent stopped.
-                    flush(&mut run, last_end * 8);
-                }
+            if let Some(start) = run
+                && start < ext_first * 8
+            {
+                // A run open at the end of the previous extent stops where that extent stopped.
+                flush(&mut run, last_end * 8);
             }
             let mut at = ext_first;
             // One turn per 4 KiB of stored bitmap.

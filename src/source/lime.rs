@@ -363,14 +363,15 @@ impl Index {
         let file_len = file.len() as u64;
         let pos = name.header_off;
         let data_off = pos.checked_add(HEADER_LEN)?;
-        if let Some(first) = self.records.first() {
-            if first.name.format != h.format && !self.mixed_warned {
-                self.mixed_warned = true;
-                self.warnings.push(format!(
+        if let Some(first) = self.records.first()
+            && first.name.format != h.format
+            && !self.mixed_warned
+        {
+            self.mixed_warned = true;
+            self.warnings.push(format!(
                     "{name}: the file mixes LiME (version 1) and AVML (version 2) records; each is read by its \
                      own header"
                 ));
-            }
         }
         if h.reserved != 0 && !self.reserved_warned {
             self.reserved_warned = true;
@@ -390,15 +391,17 @@ impl Index {
         }
         // end < u64::MAX, so end + 1 cannot overflow; None: the record holds nothing.
         let len = (h.end >= h.start).then(|| h.end - h.start + 1);
-        if let Some(prev) = self.prev_start {
-            if len.is_some() && h.start < prev && !self.order_warned {
-                self.order_warned = true;
-                self.warnings.push(format!(
+        if let Some(prev) = self.prev_start
+            && len.is_some()
+            && h.start < prev
+            && !self.order_warned
+        {
+            self.order_warned = true;
+            self.warnings.push(format!(
                     "{name}: physical {:#x} comes after a record at {prev:#x}: records are not in address \
                      order; the index sorts them",
                     h.start
                 ));
-            }
         }
         if len.is_some() {
             self.prev_start = Some(h.start);

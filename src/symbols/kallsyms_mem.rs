@@ -657,10 +657,10 @@ impl KallsymsTables {
         let mut marker_cands: Vec<u64> = Vec::new();
         for end in [Some(token_table), before_tt].into_iter().flatten() {
             for len in [align_up(cnt * 4, 8), cnt * 4] {
-                if let Some(m) = end.checked_sub(len) {
-                    if !marker_cands.contains(&m) {
-                        marker_cands.push(m);
-                    }
+                if let Some(m) = end.checked_sub(len)
+                    && !marker_cands.contains(&m)
+                {
+                    marker_cands.push(m);
                 }
             }
         }
@@ -1206,10 +1206,11 @@ mod tests {
     impl Memory for VecMem {
         fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
             let end = addr + buf.len() as u64;
-            if let Some((h0, h1)) = self.hole {
-                if addr < h1 && end > h0 {
-                    return Err(ReadError::NotMapped { addr: addr.max(h0) });
-                }
+            if let Some((h0, h1)) = self.hole
+                && addr < h1
+                && end > h0
+            {
+                return Err(ReadError::NotMapped { addr: addr.max(h0) });
             }
             let off = addr
                 .checked_sub(self.base)
@@ -1352,7 +1353,7 @@ mod tests {
 
     impl Writer {
         fn label(&mut self) -> u64 {
-            while self.data.len() % self.align != 0 {
+            while !self.data.len().is_multiple_of(self.align) {
                 self.data.push(0);
             }
             BASE + self.data.len() as u64

@@ -541,11 +541,11 @@ impl Walker<'_> {
                 return Entry::Skip;
             }
         };
-        if let Some(p) = l.protocol {
-            if get(p) != IPPROTO_TCP {
-                self.skipped_proto += 1;
-                return Entry::Skip;
-            }
+        if let Some(p) = l.protocol
+            && get(p) != IPPROTO_TCP
+        {
+            self.skipped_proto += 1;
+            return Entry::Skip;
         }
         let addr = match family {
             Family::Inet => {

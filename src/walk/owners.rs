@@ -195,10 +195,11 @@ fn table_socks(
             if !by_sk {
                 continue;
             }
-            if let Ok(sk) = read_ptr(mem, socket.wrapping_add(l.sk.offset()), ptr) {
-                if wanted.contains(&sk) && listed.insert(sk) {
-                    socks.push(sk);
-                }
+            if let Ok(sk) = read_ptr(mem, socket.wrapping_add(l.sk.offset()), ptr)
+                && wanted.contains(&sk)
+                && listed.insert(sk)
+            {
+                socks.push(sk);
             }
         }
         first += n;

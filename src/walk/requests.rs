@@ -212,10 +212,10 @@ fn chain(
         let entry = node.wrapping_sub(l.link);
         mem.read(entry, buf).ok()?;
         let next = next_field.read(buf, 0)?;
-        if l.state.read(buf, 0) == Some(TCP_NEW_SYN_RECV) {
-            if let Some(r) = request(l, buf, jiffies) {
-                found.push(r);
-            }
+        if l.state.read(buf, 0) == Some(TCP_NEW_SYN_RECV)
+            && let Some(r) = request(l, buf, jiffies)
+        {
+            found.push(r);
         }
         node = next;
     }

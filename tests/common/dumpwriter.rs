@@ -208,12 +208,13 @@ pub fn write_kdump(spec: &KdumpSpec) -> Vec<u8> {
         size_note = n.len() as u64;
         extra.extend(n);
     }
-    if v >= 3 && !spec.vmcoreinfo_only_in_notes {
-        if let Some(text) = &spec.vmcoreinfo {
-            off_info = (sub + 104 + extra.len()) as u64;
-            size_info = text.len() as u64;
-            extra.extend_from_slice(text.as_bytes());
-        }
+    if v >= 3
+        && !spec.vmcoreinfo_only_in_notes
+        && let Some(text) = &spec.vmcoreinfo
+    {
+        off_info = (sub + 104 + extra.len()) as u64;
+        size_info = text.len() as u64;
+        extra.extend_from_slice(text.as_bytes());
     }
     let sub_hdr_size = (104 + extra.len()).div_ceil(bs);
     put(&mut f, 432, &(sub_hdr_size as i32).to_le_bytes());

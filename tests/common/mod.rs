@@ -499,13 +499,13 @@ impl Memory for LiveMem {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         let n = self.reads.get() + 1;
         self.reads.set(n);
-        if n > self.patch_after {
-            if let Some((pa, bytes)) = self.patch.borrow_mut().take() {
-                for (base, data) in self.regions.borrow_mut().iter_mut() {
-                    if pa >= *base && pa + bytes.len() as u64 <= *base + data.len() as u64 {
-                        let o = (pa - *base) as usize;
-                        data[o..o + bytes.len()].copy_from_slice(&bytes);
-                    }
+        if n > self.patch_after
+            && let Some((pa, bytes)) = self.patch.borrow_mut().take()
+        {
+            for (base, data) in self.regions.borrow_mut().iter_mut() {
+                if pa >= *base && pa + bytes.len() as u64 <= *base + data.len() as u64 {
+                    let o = (pa - *base) as usize;
+                    data[o..o + bytes.len()].copy_from_slice(&bytes);
                 }
             }
         }
