@@ -6,7 +6,10 @@
 )]
 
 //! `synq layout --btf FILE --json` against the independent oracle `tests/fixtures/layouts.json` (copied
-//! from ../shared/btf, produced by a separate raw-BTF parser), for every real BTF file of the corpus.
+//! from ../shared/btf, produced by a separate raw-BTF parser; the entries of the Debian arm64 kernels' BTF,
+//! taken from the test guests' /sys/kernel/btf/vmlinux, by `tests/fixtures/btf_layout_oracle.py` from
+//! bpftool's dump, which agrees with the original entries where both exist), for every real BTF file of the
+//! corpus.
 //! Why: every struct offset the walker uses comes from this resolution; a wrong one reads wrong memory.
 
 use std::path::PathBuf;
@@ -145,6 +148,9 @@ fn expected(o: &Value) -> Vec<(&'static str, Value)> {
 #[test_case("cilium-ebpf-5.19.15-x86_64.btf.xz"; "5.19 lhash2 only")]
 #[test_case("cilium-ebpf-5.4-x86_64.btf.xz"; "5.4 lockdep spinlock 56 bytes")]
 #[test_case("cilium-ebpf-7.1-x86_64.btf.xz"; "7.1")]
+#[test_case("debian12-6.1.0-50-arm64.btf.xz"; "Debian 12 arm64 6.1")]
+#[test_case("debian13-6.12.117+deb13-arm64.btf.xz"; "Debian 13 arm64 6.12")]
+#[test_case("debian-sid-7.2.13+deb14-arm64-16k.btf.xz"; "Debian unstable arm64 16K pages 7.2")]
 #[test_case("host-6.18.44-x86_64.btf.xz"; "6.18 smaller request_sock_queue")]
 #[test_case("retis-btf-rs-6.15.1-tinyconfig-i386.btf.xz"; "i386 tinyconfig, 4-byte pointers, 0-byte lock")]
 #[test_case("ubuntu18.04-4.15.0-x86_64.btf.xz"; "4.15 with nulls_head backport")]
@@ -238,6 +244,9 @@ fn namespace_counters_resolve_on_every_corpus_kernel() {
         "cilium-ebpf-5.4-x86_64.btf.xz",
         "cilium-ebpf-5.15-x86_64.btf.xz",
         "cilium-ebpf-7.1-x86_64.btf.xz",
+        "debian12-6.1.0-50-arm64.btf.xz",
+        "debian13-6.12.117+deb13-arm64.btf.xz",
+        "debian-sid-7.2.13+deb14-arm64-16k.btf.xz",
         "host-6.18.44-x86_64.btf.xz",
         "ubuntu18.04-4.15.0-x86_64.btf.xz",
     ] {
