@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test synq has, in the order a failure is cheapest to find: format, lints, unit, layout-oracle,
 # synthetic-image and error tests, then the real kernels (5.10, 6.1, 6.12 under QEMU TCG): crash dumps of
-# them read on the host (also one made without VMCOREINFO; 6.12's also damaged and mutated), memory snapshots
+# them read on the host (also one made without VMCOREINFO; 6.12's also damaged and mutated), crash dumps of
+# Debian's arm64 kernels (6.1, 6.12, 16K-page 7.2 under qemu-system-aarch64) read on the host, memory snapshots
 # they take of themselves (AVML, LiME) read on the host, a churn soak of synq live in 6.12, and synq live
 # inside each of them.
 # Needs root on a Debian 12 machine (it installs QEMU and fetches Debian kernels). This is what .ci/run runs
@@ -39,6 +40,8 @@ step "cargo test (unit, layouts vs layouts.json, synthetic images, dumps and sna
 cargo test --quiet --lib --bins --tests
 step "crash dumps of real kernels (QMP, ELF and kdump-zlib; 6.1 also without VMCOREINFO): synq --core against the guest's ground truth"
 tests/realkernel/dump.sh all
+step "arm64 crash dumps read on this x86_64 host (Debian arm64 6.1, 6.12, unstable's 16K-page 7.2 under qemu-system-aarch64; 6.1 also without VMCOREINFO): synq --core against the guest's ground truth"
+SYNQ_NOVMCI_KERNELS=arm64-6.1 tests/realkernel/dump.sh arm64
 step "memory snapshots the real kernels take of themselves (AVML plain and compressed, LiME lime and padded): synq --core against the guest's ground truth"
 tests/realkernel/snapshot.sh all
 step "churn soak: synq --json 200 times live in 6.12 while listeners open and close 3,000 times a second in two namespaces"
