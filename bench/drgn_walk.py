@@ -14,6 +14,7 @@ qlen_offset, a 32-bit atomic). Prints one JSON line: drgn version, total, listen
 perf_counter timings (open, symbols, walk, all) in ms. Exit 1 with the failing step on stderr.
 """
 import json
+import os
 import struct
 import sys
 import time
@@ -64,13 +65,14 @@ def main():
             prog.set_core_dump(dump)
         except Exception as e:  # noqa: BLE001
             # QEMU's kdump-compressed dumps leave the utsname empty except `machine`: libkdumpfile then
-            # finds no architecture ("KDUMP_ATTR_ARCH_NAME: Key has no value"). Tell drgn it is x86-64
-            # (the failed attempt stays in the timings).
+            # finds no architecture ("KDUMP_ATTR_ARCH_NAME: Key has no value"). Tell drgn the architecture
+            # (DRGN_ARCH: x86_64, the default, or aarch64; the failed attempt stays in the timings).
             if "ARCH_NAME" not in str(e):
                 raise
-            platform = f"explicit x86_64 (default failed: {e})"
+            arch = os.environ.get("DRGN_ARCH", "x86_64")
+            platform = f"explicit {arch} (default failed: {e})"
             prog = drgn.Program(drgn.Platform(
-                drgn.Architecture.X86_64,
+                drgn.Architecture.AARCH64 if arch == "aarch64" else drgn.Architecture.X86_64,
                 drgn.PlatformFlags.IS_64_BIT | drgn.PlatformFlags.IS_LITTLE_ENDIAN))
             prog.set_core_dump(dump)
         t_open = time.perf_counter()

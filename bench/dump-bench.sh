@@ -3,6 +3,7 @@
 #
 #   bench/dump-bench.sh             # every kernel (5.10, 6.1, 6.12), 512 MiB and 2 GiB guests
 #   bench/dump-bench.sh 6.1         # one kernel
+#   bench/dump-bench.sh arm64       # the arm64 kernels (arm64-6.1, arm64-6.12, arm64-16k)
 #   SYNQ_BENCH_SIZES=512 bench/dump-bench.sh 6.12
 #
 # For each kernel and guest size: boots the Debian kernel under QEMU TCG in synq.mode=dump (as
@@ -29,6 +30,9 @@ set -euo pipefail
 # shellcheck source=tests/realkernel/lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../tests/realkernel/lib.sh"
 
+# The arm64 ids (arm64-6.1, arm64-6.12, arm64-16k, or "arm64" for all three) boot as tests/realkernel/dump.sh
+# boots them (qemu-system-aarch64 -M virt, results over a virtconsole).
+RK_ARM64=1
 mapfile -t ids < <(rk_kernel_ids "$@" | awk '!seen[$0]++')
 [[ ${#ids[@]} -gt 0 ]] || exit 2
 sizes=${SYNQ_BENCH_SIZES:-512 2048}
@@ -145,6 +149,19 @@ bench_one() {
   fi
   sock_dir=$(mktemp -d "${TMPDIR:-/tmp}/synq-bench-qmp.XXXXXX")
   local tb=$SECONDS
+  if [[ $id == arm64-* ]]; then
+    # As tests/realkernel/dump.sh: the PL011 console, the results over a virtconsole, the plain Image.
+    timeout -k 10 $((vm_timeout + 300)) qemu-system-aarch64 \
+      -accel tcg -M virt -m "$mib" -smp 1 -cpu "${SYNQ_ARM64_CPU:-max,pauth-impdef=on}" \
+      -display none -monitor none -no-reboot -nic none \
+      -device vmcoreinfo \
+      -kernel "$KERNEL_CACHE/$id/Image" -initrd "$initrd" \
+      -append "console=ttyAMA0 quiet panic=-1 synq.mode=dump synq.results=hvc0" \
+      -serial "file:$out/console.log" \
+      -device virtio-serial-pci -chardev "file,id=results,path=$out/results.b64" -device virtconsole,chardev=results \
+      -qmp "unix:$sock_dir/qmp.sock,server=on,wait=off" \
+      </dev/null >"$out/qemu.log" 2>&1 &
+  else
   timeout -k 10 $((vm_timeout + 300)) qemu-system-x86_64 \
     -accel tcg -m "$mib" -smp 1 -cpu "$cpu" \
     -display none -vga none -monitor none -no-reboot -nic none \
@@ -154,6 +171,7 @@ bench_one() {
     -serial "file:$out/console.log" -serial "file:$out/results.b64" \
     -qmp "unix:$sock_dir/qmp.sock,server=on,wait=off" \
     </dev/null >"$out/qemu.log" 2>&1 &
+  fi
   qemu_pid=$!
   wait_for "$vm_timeout" "SYNQ-DUMP-READY" grep -aqs 'SYNQ-DUMP-READY' "$out/console.log" || return 1
   rk_unpack_results "$out" "bench-$id-$mib" "$((SECONDS - tb))" || return 1
@@ -196,16 +214,20 @@ bench_one() {
       "$(awk -v k="${mb#* }" 'BEGIN { if (k == "-") print "-"; else printf "%.1f", k / 1024 }')")")
     if [[ $use_drgn == 1 ]]; then
       local dr=$out/drgn-$fmt.json d dt
+      local darch=x86_64
+      [[ $id != arm64-* ]] || darch=aarch64
       if [[ $have_side != 1 ]]; then
         drgn_rows+=("$(printf '%-5s %5s %-10s  not run: the guest sent no side/btf + side/kallsyms' "$id" "$mib" "$fmt")")
-      elif ! python3 "$REPO_ROOT/bench/drgn_walk.py" "$f" "$ks" "$out/layout.json" >"$dr" 2>"$out/drgn-$fmt.err"; then
+      elif ! grep -qE ' tcp_hashinfo$' "$ks"; then
+        drgn_rows+=("$(printf '%-5s %5s %-10s  not run: no tcp_hashinfo in the guest'"'"'s kallsyms (no CONFIG_KALLSYMS_ALL)' "$id" "$mib" "$fmt")")
+      elif ! DRGN_ARCH=$darch python3 "$REPO_ROOT/bench/drgn_walk.py" "$f" "$ks" "$out/layout.json" >"$dr" 2>"$out/drgn-$fmt.err"; then
         drgn_rows+=("$(printf '%-5s %5s %-10s  FAILED: %s' "$id" "$mib" "$fmt" "$(tail -n 1 "$out/drgn-$fmt.err")")")
       else
         d=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["total"], j["listeners"], j["ms_import_open"], j["ms_symbols"], j["ms_walk"], "given" if j["platform"].startswith("explicit") else "dump")' "$dr")
         local dtot dlis dopen dsym dwalk dplat slis
         read -r dtot dlis dopen dsym dwalk dplat <<<"$d"
         slis=$("$synq_bin" --core "$f" "${side[@]}" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["listeners"]))')
-        dt=$(measure "drgn $id $mib $fmt" python3 "$REPO_ROOT/bench/drgn_walk.py" "$f" "$ks" "$out/layout.json") || { ok=1; continue; }
+        dt=$(measure "drgn $id $mib $fmt" env DRGN_ARCH=$darch python3 "$REPO_ROOT/bench/drgn_walk.py" "$f" "$ks" "$out/layout.json") || { ok=1; continue; }
         local same=yes
         [[ $dtot == "$total" && $dlis == "$slis" ]] || { same="NO (synq: total $total, $slis listeners)"; ok=1; }
         [[ $dplat == dump ]] || same="$same; platform given (libkdumpfile finds no arch in the dump)"
