@@ -230,7 +230,8 @@ dump_entry() {
       echo "image=$kdir/Image"
       echo "package=$(cat "$kdir/package")"
       # y, or n: no CONFIG_KALLSYMS_ALL (bookworm's arm64 6.1), no tcp_hashinfo in the kallsyms tables: synq
-      # gets the kernel's System.map (fetch-kernels.sh took it from the -dbg package).
+      # gets no side file and must find it in the kernel's data; check_dump.py compares the address with the
+      # kernel's System.map (fetch-kernels.sh took it from the -dbg package) + KERNELOFFSET.
       echo "kallsyms_all=$(cat "$kdir/kallsyms_all")"
       [[ ! -s $kdir/System.map ]] || echo "system_map=$kdir/System.map"
     fi
