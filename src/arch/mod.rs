@@ -324,3 +324,39 @@ impl<P: PhysMemory, A: Translate> Memory for Translated<P, A> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The machine a file names decides, whatever VMCOREINFO's keys say; anything but x86_64 and
+    /// little-endian aarch64 is refused by name.
+    #[test]
+    fn other_machines_and_big_endian_arm64_are_refused_by_name() {
+        let arm64_note = VmcoreInfo::parse(
+            "OSRELEASE=6.1.0\nPAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(kimage_voffset)=0xffff800000000000\n\
+             SYMBOL(swapper_pg_dir)=ffff800001000000\n",
+        );
+        for m in [
+            Machine::from_uname("aarch64_be"),
+            Machine::from_uname("ppc64le"),
+            Machine::from_elf(243),
+        ] {
+            let e = match from_vmcoreinfo(&arm64_note, Some(&m)) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{m} accepted"),
+            };
+            assert!(
+                e.contains(&m.to_string()) && e.contains("little-endian aarch64"),
+                "{e}"
+            );
+        }
+        assert_eq!(Machine::from_uname("arm64"), Machine::Aarch64);
+        assert_eq!(Machine::from_elf(183), Machine::Aarch64);
+        assert_eq!(machine_of(&arm64_note), Machine::Aarch64);
+        assert_eq!(
+            from_vmcoreinfo(&arm64_note, None).map(|a| a.machine()).ok(),
+            Some(Machine::Aarch64)
+        );
+    }
+}
