@@ -26,6 +26,9 @@ const BUCKETS: u64 = 64;
 /// The kernel's lhash2 holds 2^k buckets, k in 4..=16 here (`alloc_large_system_hash(..., 64 * 1024)`).
 const MIN_LHASH2: u64 = 1 << 4;
 const MAX_LHASH2: u64 = 1 << 16;
+/// Most bytes of buckets read per candidate (64 buckets of the largest bucket any kernel has, 72 bytes with
+/// lockdep, with room to spare).
+const MAX_BUCKET_BYTES: u64 = 64 << 10;
 
 /// What the scan found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,12 +148,16 @@ fn candidate(mem: &dyn Memory, layout: &Layout, buf: &[u8], off: u64, base: u64)
             if !n.is_power_of_two() || !(MIN_LHASH2..=MAX_LHASH2).contains(&n) {
                 return None;
             }
-            let table = u64_at(buf, off + ptr_offset)?;
+            let table = u64_at(buf, off.checked_add(ptr_offset)?)?;
             if !kernel_ptr(table) {
                 return None;
             }
             let count = n.min(BUCKETS);
-            let len = usize::try_from(count * layout.bucket_size).ok()?;
+            // bucket_size comes from the BTF: a size no bucket has is no table to read.
+            let len = count
+                .checked_mul(layout.bucket_size)
+                .filter(|&l| l <= MAX_BUCKET_BYTES)
+                .and_then(|l| usize::try_from(l).ok())?;
             let mut heads = vec![0u8; len];
             mem.read(table, &mut heads).ok()?;
             buckets_pass(layout, &heads, count).then_some(addr)
@@ -169,7 +176,10 @@ fn candidate(mem: &dyn Memory, layout: &Layout, buf: &[u8], off: u64, base: u64)
 fn buckets_pass(layout: &Layout, heads: &[u8], count: u64) -> bool {
     let mut markers = 0;
     for i in 0..count {
-        let Some(first) = u64_at(heads, i * layout.bucket_size + layout.bucket_head_offset) else {
+        let at = i
+            .checked_mul(layout.bucket_size)
+            .and_then(|o| o.checked_add(layout.bucket_head_offset));
+        let Some(first) = at.and_then(|at| u64_at(heads, at)) else {
             return false;
         };
         if first & 1 == 1 {
