@@ -18,12 +18,17 @@
 # or loader anywhere (checked here; the guest records it again).
 # A missing synq binary is NOT an error here: the guest records it and
 # check.py fails on it, so the ground-truth part still runs and is visible.
-# An arm64 kernel id (fetch-kernels.sh's arm64-*, whose cache holds arch = arm64) gets an arm64 guest for
-# synq.mode=dump: the arm64 busybox-static and ss (with its libraries and loader) that fetch-kernels.sh
-# unpacked into <cache>/arm64-userland, the fixture cross-compiled statically (aarch64-linux-gnu-gcc), the
-# modules that are not built in (/etc/synq-builtin-modules lists those that are) plus the results channel's
-# virtio modules (/lib/modules/results/, insmod order in its `order`), no System.map, and no synq: the host's
-# synq is an x86_64 program, and dump mode runs none in the guest. The snapshot, static and bench extras are
+# An arm64 kernel id (fetch-kernels.sh's arm64-*, whose cache holds arch = arm64) gets an arm64 guest: the
+# arm64 busybox-static and ss (with its libraries and loader) that fetch-kernels.sh unpacked into
+# <cache>/arm64-userland, the fixture cross-compiled statically (aarch64-linux-gnu-gcc), the modules that are
+# not built in (/etc/synq-builtin-modules lists those that are) plus the results channel's virtio modules
+# (/lib/modules/results/, insmod order in its `order`). synq there is an aarch64 program, never SYNQ_BIN (the
+# host's x86_64 one): SYNQ_ARM64_BIN=PATH (a static aarch64 synq, checked: ELF machine AArch64, no
+# interpreter) or SYNQ_ARM64_BIN=build (the output of build-arm64-synq.sh, which builds
+# ${SYNQ_ARM64_SRC:-this repository}); run.sh's arm64 entries give it. With it, the kernel's real System.map,
+# where fetch-kernels.sh cached one (arm64-6.1, from its -dbg package), goes to /etc/synq-system-map (not
+# /boot: the guest decides where it goes, see init.sh's arm64 notes). Without SYNQ_ARM64_BIN (dump.sh: dump
+# mode runs no synq in the guest): no synq and no System.map. The snapshot, static and bench extras are
 # x86_64 only.
 set -euo pipefail
 
@@ -51,6 +56,17 @@ if [[ $arch == arm64 ]]; then
   [[ -x $userland/busybox && -s $userland/busybox.applets && -x $userland/ss-root/bin/ss ]] \
     || die "the arm64 userland is missing from $userland (run fetch-kernels.sh $id)"
   command -v aarch64-linux-gnu-gcc >/dev/null || die "aarch64-linux-gnu-gcc missing (run setup-host.sh)"
+  arm64_bin=${SYNQ_ARM64_BIN:-}
+  if [[ $arm64_bin == build ]]; then
+    arm64_bin=$("$HERE/build-arm64-synq.sh" | tail -n 1) || die "build-arm64-synq.sh failed"
+  fi
+  if [[ -n $arm64_bin ]]; then
+    [[ $arm64_bin == /* ]] || arm64_bin=$ROOT/$arm64_bin
+    [[ -f $arm64_bin && -x $arm64_bin ]] || die "SYNQ_ARM64_BIN=$arm64_bin is not an executable (build it: build-arm64-synq.sh)"
+    hdr=$(LC_ALL=C readelf -h -l "$arm64_bin" 2>&1) || die "readelf $arm64_bin: $hdr"
+    grep -qE 'Machine:[[:space:]]+AArch64' <<<"$hdr" || die "$arm64_bin is not an AArch64 program: $(grep -m 1 Machine: <<<"$hdr")"
+    ! grep -q 'INTERP' <<<"$hdr" || die "$arm64_bin is dynamic (it has an ELF interpreter); the arm64 guest holds no libc for it"
+  fi
 fi
 
 stage=$(mktemp -d "${TMPDIR:-/tmp}/synq-initramfs.XXXXXX")
@@ -89,8 +105,14 @@ if [[ $arch == arm64 ]]; then
   aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -o "$stage/bin/synq-fixture" "$HERE/fixture.c"
   # bookworm's arm64 ss with its libraries and loader, at their Debian paths.
   cp -a "$userland/ss-root/." "$stage/"
-  echo "build-initramfs: arm64 guest: busybox, ss and synq-fixture for aarch64; no synq (the host's is not an" \
-    "aarch64 program, and dump mode runs none in the guest)" >&2
+  if [[ -n $arm64_bin ]]; then
+    cp -L "$arm64_bin" "$stage/bin/synq"
+    echo "$arm64_bin" >"$stage/etc/synq-arm64-bin"
+    echo "build-initramfs: arm64 guest: busybox, ss and synq-fixture for aarch64; synq from $arm64_bin" >&2
+  else
+    echo "build-initramfs: arm64 guest: busybox, ss and synq-fixture for aarch64; no synq (no SYNQ_ARM64_BIN:" \
+      "the host's is not an aarch64 program, and dump mode runs none in the guest)" >&2
+  fi
 else
 # busybox-static: one binary, a link per applet (sh, mount, ip, insmod, ...).
 bb=$(command -v busybox || true)
@@ -153,6 +175,10 @@ if [[ $arch != arm64 ]]; then
 [[ -s $kdir/System.map ]] || die "$kdir/System.map missing (rerun fetch-kernels.sh $id)"
 mkdir -p "$stage/boot"
 cp "$kdir/System.map" "$stage/boot/System.map-$(cat "$kdir/release")"
+elif [[ -n $arm64_bin && -s $kdir/System.map ]]; then
+  # arm64 with a live synq: the real System.map where fetch-kernels.sh has one (no CONFIG_KALLSYMS_ALL); the
+  # guest puts it in /boot for some runs only.
+  cp "$kdir/System.map" "$stage/etc/synq-system-map"
 fi
 
 if [[ ${SYNQ_SNAPSHOT_TOOLS:-0} == 1 ]]; then

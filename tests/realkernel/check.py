@@ -40,6 +40,17 @@ Refusals that must happen, each exit 1, empty stdout and the named message on st
   * privdrop/: synq blocked writing its output has CapEff/CapPrm/CapBnd 0, NoNewPrivs 1, Seccomp 2 in its
     /proc/PID/status, cannot open a file (EPERM) and its answer equals the big scenario's;
   * lockdown=confidentiality boot, synq and synq --json: "lockdown=confidentiality forbids /proc/kcore".
+arm64 guests (results/machine aarch64, run.sh's arm64 ids; see the README's "arm64 guests, live"): the same
+checks, plus symbols/ (init.sh's symbol_facts): the kernel config's CONFIG_KALLSYMS_ALL line must agree with
+/proc/kallsyms (tcp_hashinfo listed or not). Without CONFIG_KALLSYMS_ALL (arm64-6.1) the default runs must name
+the in-memory tables plus "tcp_hashinfo found in the kernel's data ...: ADDR" with ADDR = the real System.map's
+tcp_hashinfo + kcore's VMCOREINFO KERNELOFFSET (itself checked: kallsyms _stext - the map's _stext), the BTF
+"found between _etext and __init_begin", and every owner, request timer and the namespaces list null
+(check_details, data_symbols=False; --watch's owners too); the scenario basic-map (the same listeners, synq
+with --system-map /boot/System.map-RELEASE, the real one) must name that file with KASLR offset KERNELOFFSET
+and pass every detail check (owners, timers, namespaces). A guest without a real System.map (the arm64
+kernels with CONFIG_KALLSYMS_ALL) records sysmap/absent instead of the wrong-System.map run: accepted only
+there.
 Exit status 0 only if everything matches.
 """
 import contextlib
@@ -66,6 +77,7 @@ UNPRIV_ID = 65534
 # Floors each scenario must reach in the ground truth (see fixture.c).
 SANITY = {
     "basic": {"min_listeners": 10},
+    "basic-map": {"min_listeners": 10},
     "big": {"min_listeners": 2010},
 }
 
@@ -299,7 +311,12 @@ def check_synq_rc(base, label, fails, where):
     elif rc == 127:
         fails.add(where, f"{label}: synq missing or not executable in the guest: {err.strip()[:500]}")
     elif rc == 2:
-        fails.add(where, f"{label}: exit 2 (partial result with warnings); stderr:\n{err.strip()[:4000]}")
+        try:
+            warnings = json.loads(read_text(base + ".out") or "").get("warnings")
+        except (ValueError, AttributeError):
+            warnings = None
+        fails.add(where, f"{label}: exit 2 (partial result with warnings); stderr:\n{err.strip()[:4000]}"
+                  + (f"\nJSON warnings: {warnings!r}"[:4000] if warnings else ""))
     else:
         fails.add(where, f"{label}: exit code {rc}; stderr:\n{err.strip()[-4000:]}")
     return False
@@ -378,8 +395,12 @@ def sanity(scenario, truth, fails, where):
             fails.add(where, f"scenario too weak: expected {what}")
 
 
-def check_scenario(root, scenario, release, fails, mptcp=None):
+def check_scenario(root, scenario, release, fails, mptcp=None, sf=None):
+    """sf: the arm64 symbol facts (symbol_facts), None on x86_64."""
     where = f"[{release}] {scenario}"
+    # basic-map (arm64 without CONFIG_KALLSYMS_ALL): synq was given the real System.map.
+    map_given = scenario == "basic-map"
+    data_syms = map_given or not no_data_symbols(sf)
     sdir = os.path.join(root, scenario)
     ns_dirs = sorted(os.path.join(sdir, d) for d in os.listdir(sdir)
                      if d.startswith("ns") and os.path.isdir(os.path.join(sdir, d)))
@@ -454,12 +475,18 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
                     fails.add(where, f"synq kernel.release {rel!r} != guest uname -r {release!r}")
                 # Live, the BTF is read out of /proc/kcore (issue 10), checked against the sysfs file's size;
                 # falling back to sysfs would still work, but slower: say so.
+                # (arm64 without CONFIG_KALLSYMS_ALL: no __start_BTF symbol; the BTF found by its header.)
                 btf_from = doc["kernel"].get("btf")
-                if btf_from != "/proc/kcore (__start_BTF..__stop_BTF)":
-                    fails.add(where, f"synq kernel.btf {btf_from!r}: not read out of /proc/kcore")
+                want_btf = "/proc/kcore (__start_BTF..__stop_BTF)" if data_syms else KCORE_BTF_SCANNED
+                if btf_from != want_btf:
+                    fails.add(where, f"synq kernel.btf {btf_from!r}: not read out of /proc/kcore"
+                              + ("" if data_syms else f" as {want_btf!r}"))
                 # Live, the symbols come from the in-memory tables (6.0+) or the running kernel's System.map
-                # (issue 10), never from the slow /proc/kallsyms.
-                check_default_symbols(doc, release, fails, where, "synq")
+                # (issue 10), never from the slow /proc/kallsyms; basic-map's from the System.map given.
+                if map_given:
+                    check_given_map(doc, release, fails, where, sf)
+                else:
+                    check_default_symbols(doc, release, fails, where, "synq", sf)
                 got, got_bl = synq_groups(doc, fails, where)
                 n_label, n_null = check_kinds(doc, kinds, fails, where)
                 kinds_note = (f"kinds: {n_label} labelled ({MPTCP_KIND}: "
@@ -467,7 +494,7 @@ def check_scenario(root, scenario, release, fails, mptcp=None):
                               f"{n_null} null")
                 compare_groups("/proc", truth, "synq", got, fails, where + " (synq --json per key)")
                 check_young(doc, young_before, young_after, fails, where)
-                details_note = check_details.check(doc, sdir, ns_dirs, fails, where)
+                details_note = check_details.check(doc, sdir, ns_dirs, fails, where, data_symbols=data_syms)
                 t = doc["totals"]
                 want = {"listeners": n_truth, "syn_queue": syn_truth, "accept_queue": acc_truth}
                 for f, v in want.items():
@@ -513,13 +540,119 @@ def boot_map_source(release):
     return (f"/boot/System.map-{release} + KASLR offset ", ", checked against linux_banner")
 
 
-def check_default_symbols(doc, release, fails, where, label):
+KCORE_BTF_SCANNED = "/proc/kcore (BTF header found between _etext and __init_begin)"
+HASHINFO_FOUND = "; tcp_hashinfo found in the kernel's data (no CONFIG_KALLSYMS_ALL): "
+
+
+def _addr_lines(path, fields=3):
+    """name -> address of `ADDR TYPE NAME` lines (the first of each name); None when the file is missing."""
+    text = read_text(path)
+    if text is None:
+        return None
+    out = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == fields and re.fullmatch(r"[0-9a-fA-F]{8,16}", f[0]):
+            out.setdefault(f[-1], int(f[0], 16))
+    return out
+
+
+def symbol_facts(root):
+    """The arm64 guests' symbols/ (init.sh's symbol_facts), or None (x86_64 guests record none):
+    kallsyms_all (True, False, or None when the config line is neither), kallsyms and map (name -> address),
+    koff (kcore VMCOREINFO KERNELOFFSET), hashinfo (the map's tcp_hashinfo + koff, where both exist)."""
+    d = os.path.join(root, "symbols")
+    if not os.path.isdir(d):
+        return None
+    line = (read_text(os.path.join(d, "kallsyms-all")) or "").strip()
+    sf = {"line": line, "kallsyms_all": {"CONFIG_KALLSYMS_ALL=y": True,
+                                         "# CONFIG_KALLSYMS_ALL is not set": False}.get(line)}
+    sf["kallsyms"] = _addr_lines(os.path.join(d, "kallsyms")) or {}
+    sf["map"] = _addr_lines(os.path.join(d, "system-map"))
+    vi = {}
+    for l in (read_text(os.path.join(d, "vmcoreinfo-kcore")) or "").splitlines():
+        k, _, v = l.partition("=")
+        vi[k] = v
+    try:
+        sf["koff"] = int(vi.get("KERNELOFFSET", ""), 16)
+    except ValueError:
+        sf["koff"] = None
+    sf["hashinfo"] = None
+    if sf["map"] and "tcp_hashinfo" in sf["map"] and sf["koff"] is not None:
+        sf["hashinfo"] = (sf["map"]["tcp_hashinfo"] + sf["koff"]) % (1 << 64)
+    return sf
+
+
+def no_data_symbols(sf):
+    """True for a guest whose kernel lists no data symbols (arm64 without CONFIG_KALLSYMS_ALL)."""
+    return sf is not None and sf.get("kallsyms_all") is False
+
+
+def check_symbol_facts(root, release, fails, sf):
+    """The arm64 symbol facts agree with each other: the config's CONFIG_KALLSYMS_ALL with /proc/kallsyms (data
+    symbols listed or not); without it, the real System.map lists _stext and tcp_hashinfo and its _stext plus
+    kcore's KERNELOFFSET is /proc/kallsyms' _stext (the map is this build's, and the offset the kernel's)."""
+    where = f"[{release}] symbol facts"
+    ks = sf["kallsyms"]
+    if sf["kallsyms_all"] is None:
+        fails.add(where, f"the kernel config's CONFIG_KALLSYMS_ALL line is {sf['line']!r}")
+        return
+    if not ks.get("_stext"):
+        fails.add(where, f"/proc/kallsyms (kptr_restrict 1, root) shows no real _stext: {ks}")
+    if sf["koff"] is None:
+        fails.add(where, "kcore's VMCOREINFO has no KERNELOFFSET")
+    if sf["kallsyms_all"]:
+        if not ks.get("tcp_hashinfo"):
+            fails.add(where, f"CONFIG_KALLSYMS_ALL=y, yet /proc/kallsyms lists no tcp_hashinfo: {ks}")
+        else:
+            print(f"info: [{release}] CONFIG_KALLSYMS_ALL=y: /proc/kallsyms lists tcp_hashinfo "
+                  f"{ks['tcp_hashinfo']:#x}; KERNELOFFSET {sf['koff']:#x}")
+        return
+    if "tcp_hashinfo" in ks:
+        fails.add(where, f"CONFIG_KALLSYMS_ALL is not set, yet /proc/kallsyms lists tcp_hashinfo {ks['tcp_hashinfo']:#x}")
+    smap = sf["map"]
+    if not smap or "_stext" not in smap or "tcp_hashinfo" not in smap:
+        fails.add(where, f"no real System.map with _stext and tcp_hashinfo recorded (symbols/system-map: {smap}); "
+                  "without it the tcp_hashinfo synq finds cannot be checked")
+        return
+    if ks.get("_stext") and sf["koff"] is not None:
+        if (smap["_stext"] + sf["koff"]) % (1 << 64) != ks["_stext"]:
+            fails.add(where, f"System.map _stext {smap['_stext']:#x} + KERNELOFFSET {sf['koff']:#x} != /proc/kallsyms "
+                      f"_stext {ks['_stext']:#x}: the map is not this build's")
+        else:
+            print(f"info: [{release}] no CONFIG_KALLSYMS_ALL ({sf['line']!r}; /proc/kallsyms lists no tcp_hashinfo): "
+                  f"System.map _stext {smap['_stext']:#x} + KERNELOFFSET {sf['koff']:#x} = /proc/kallsyms _stext; "
+                  f"tcp_hashinfo must be at {sf['hashinfo']:#x}")
+
+
+def check_given_map(doc, release, fails, where, sf):
+    """basic-map: the symbols came from the System.map given (--system-map /boot/System.map-RELEASE), shifted
+    by kcore's KERNELOFFSET."""
+    got = (doc.get("kernel") or {}).get("symbols")
+    koff = (sf or {}).get("koff")
+    want = f"/boot/System.map-{release} + KASLR offset {koff:#x}" if koff is not None else None
+    if got != want:
+        fails.add(where, f"synq kernel.symbols {got!r}, want {want!r} (--system-map given)")
+
+
+def check_default_symbols(doc, release, fails, where, label, sf=None):
     """A default live run's symbol source (issue 10): kernels >= 6.0 answer from their in-memory kallsyms
-    tables; older ones from /boot/System.map-RELEASE, checked against linux_banner, not /proc/kallsyms."""
+    tables; older ones from /boot/System.map-RELEASE, checked against linux_banner, not /proc/kallsyms.
+    Without CONFIG_KALLSYMS_ALL (sf, arm64): the in-memory tables, and tcp_hashinfo found in the kernel's data
+    where the real System.map + KERNELOFFSET puts it."""
     got = (doc.get("kernel") or {}).get("symbols")
     major = kernel_major(release)
     if major is None:
         fails.add(where, f"cannot tell the kernel version from {release!r}")
+    elif major >= 6 and no_data_symbols(sf):
+        m = re.fullmatch(re.escape(SYMBOLS_IN_MEMORY + HASHINFO_FOUND) + r"(0x[0-9a-f]+)(;.*)?", got or "", re.S)
+        want = sf.get("hashinfo")
+        if not m:
+            fails.add(where, f"{label} kernel.symbols {got!r}: not the in-memory kallsyms tables with tcp_hashinfo "
+                      "found in the kernel's data (a kernel without CONFIG_KALLSYMS_ALL)")
+        elif want is None or int(m.group(1), 16) != want:
+            fails.add(where, f"{label}: tcp_hashinfo found at {m.group(1)}, the real System.map + KERNELOFFSET "
+                      f"puts it at {want if want is None else hex(want)}")
     elif major >= 6:
         if got != SYMBOLS_IN_MEMORY:
             fails.add(where, f"{label} kernel.symbols {got!r}: not the in-memory kallsyms tables")
@@ -560,7 +693,7 @@ def stext_addr(path):
     return None
 
 
-def check_kptr(root, release, fails):
+def check_kptr(root, release, fails, sf=None):
     where = f"[{release}] kptr_restrict"
     d = os.path.join(root, "kptr")
     old, during, restored = (read_text(os.path.join(d, n)) for n in ("old", "during", "restored"))
@@ -580,7 +713,7 @@ def check_kptr(root, release, fails):
     if r:
         print(f"info: [{release}] kptr_restrict {old} -> {during} -> {restored} (_stext in /proc/kallsyms "
               f"{before:#x} -> {hidden:#x}): synq --json --kallsyms /proc/kallsyms: {r}")
-    check_kptr_default(root, release, fails)
+    check_kptr_default(root, release, fails, sf)
     check_against_big(root, release, fails, "synq-sysmap",
                       "kptr_restrict, --system-map (KASLR offset from VMCOREINFO KERNELOFFSET)")
 
@@ -632,7 +765,7 @@ def _big_listeners(root, release, out_path):
     return sum(v[0] for v in truth.values())
 
 
-def check_kptr_default(root, release, fails):
+def check_kptr_default(root, release, fails, sf=None):
     """kptr_restrict=2 with synq's default sources. Kernels >= 6.0 name their kallsyms tables in VMCOREINFO
     (in /proc/kcore), older ones have /boot/System.map-RELEASE (KERNELOFFSET from kcore's VMCOREINFO), so synq
     must still give the ground truth of the 'big' scenario, which is still standing. With the System.map moved
@@ -644,7 +777,7 @@ def check_kptr_default(root, release, fails):
         return
     doc = check_against_big(root, release, fails, "synq-default", "kptr_restrict, default sources")
     if doc is not None:
-        check_default_symbols(doc, release, fails, where, "synq (kptr_restrict=2)")
+        check_default_symbols(doc, release, fails, where, "synq (kptr_restrict=2)", sf)
     base = os.path.join(root, "kptr", "synq-default-nomap")
     if major < 6:
         r = check_refusal(base, "synq --json (kptr_restrict=2, kernel < 6.0, no /boot/System.map)", MSG_KPTR,
@@ -655,11 +788,20 @@ def check_kptr_default(root, release, fails):
     check_against_big(root, release, fails, "synq-default-nomap", "kptr_restrict, default sources, no System.map")
 
 
-def check_boot_sysmap(root, release, fails):
+def check_boot_sysmap(root, release, fails, sf=None):
     """A wrong /boot/System.map-RELEASE (linux_banner moved by 0x40) must be passed over silently: synq exact
-    against 'big', its symbols from /proc/kallsyms (or, 6.0+, the in-memory tables that come first)."""
+    against 'big', its symbols from /proc/kallsyms (or, 6.0+, the in-memory tables that come first). An arm64
+    guest with CONFIG_KALLSYMS_ALL has no real System.map (sysmap/absent): accepted there only."""
     where = f"[{release}] wrong System.map"
     d = os.path.join(root, "sysmap")
+    absent = read_text(os.path.join(d, "absent"))
+    if absent is not None:
+        if sf is not None and sf.get("kallsyms_all") is True:
+            print(f"info: {where}: not made: {absent.strip()} (CONFIG_KALLSYMS_ALL=y, no real System.map fetched)")
+        else:
+            fails.add(where, f"the guest made no wrong-System.map run ({absent.strip()!r}), but this kernel "
+                      f"{'is x86_64' if sf is None else 'lacks CONFIG_KALLSYMS_ALL'} and has its real System.map")
+        return
     real, wrong = ((read_text(os.path.join(d, n)) or "").split() for n in ("banner-real", "banner-wrong"))
     try:
         moved = int(wrong[0], 16) - int(real[0], 16)
@@ -673,7 +815,9 @@ def check_boot_sysmap(root, release, fails):
         return
     got = (doc.get("kernel") or {}).get("symbols")
     want = SYMBOLS_IN_MEMORY if (kernel_major(release) or 0) >= 6 else "/proc/kallsyms"
-    if got != want:
+    if no_data_symbols(sf):
+        check_default_symbols(doc, release, fails, where, "synq (wrong System.map)", sf)
+    elif got != want:
         fails.add(where, f"synq kernel.symbols {got!r} with a wrong System.map, want {want!r}")
 
 
@@ -746,6 +890,39 @@ def mptcp_state(root, release, fails):
     return None
 
 
+class _OwnersUnknown(Failures):
+    """check_production.check_watch's failures, less the ones that --watch's owners are not the watch-target
+    daemon (a kernel without data symbols: the owners are unknown, null; checked by the caller)."""
+
+    def __init__(self, fails):
+        super().__init__()
+        self.fails = fails
+        self.dropped = 0
+
+    def add(self, where, msg):
+        if re.fullmatch(r"interval \d: owners \[\], want the watch-target daemon \d*", msg):
+            self.dropped += 1
+            return
+        self.fails.add(where, msg)
+
+
+def check_watch_without_data_symbols(root, release, fails):
+    """--watch on a kernel without data symbols: owners null in every interval (unknown, never invented), then
+    every other rule of check_production.check_watch."""
+    w = f"[{release}] watch"
+    for i, l in enumerate((read_text(os.path.join(root, "watch", "watch.out")) or "").splitlines()):
+        try:
+            doc = json.loads(l)
+        except ValueError:
+            continue  # check_watch names it
+        known = [li for li in doc.get("listeners", []) if isinstance(li, dict) and li.get("owners") is not None]
+        if known:
+            fails.add(w, f"interval {i + 1}: {len(known)} listener(s) with owners, e.g. {known[0].get('owners')!r}: "
+                      "without data symbols (no init_task) synq cannot know them")
+    s = check_production.check_watch(root, release, _OwnersUnknown(fails))
+    return s and s + "; owners null (no data symbols)"
+
+
 def run_check(root):
     """Checks one results directory; returns (failures, summaries, release)."""
     fails = Failures()
@@ -772,19 +949,30 @@ def run_check(root):
         mptcp = mptcp_state(root, release, fails)
     except OSError as e:
         fails.add(f"[{release}] mptcp", f"cannot read results: {e}")
-    for scenario in ("basic", "big"):
+    sf = symbol_facts(root)
+    machine = (read_text(os.path.join(root, "machine")) or "").strip()
+    scenarios = ("basic", "big")
+    if machine == "aarch64":
+        if sf is None:
+            fails.add(root, "an arm64 guest without symbols/ (init.sh's symbol_facts)")
+        else:
+            check_symbol_facts(root, release, fails, sf)
+        if no_data_symbols(sf):
+            # The same listeners with the real System.map given: every detail, owners and timers included.
+            scenarios = ("basic", "basic-map", "big")
+    for scenario in scenarios:
         if not os.path.isdir(os.path.join(root, scenario)):
             fails.add(root, f"scenario {scenario} missing from the results")
             continue
         try:
-            s = check_scenario(root, scenario, release, fails, mptcp)
+            s = check_scenario(root, scenario, release, fails, mptcp, sf)
         except (OSError, ValueError) as e:
             fails.add(f"[{release}] {scenario}", f"cannot read results: {e}")
             s = None
         if s:
             summaries.append(s)
-    check_kptr(root, release, fails)
-    check_boot_sysmap(root, release, fails)
+    check_kptr(root, release, fails, sf)
+    check_boot_sysmap(root, release, fails, sf)
     pd = check_privdrop(root, release, fails, lambda path: _big_listeners(root, release, path))
     if pd:
         print(f"info: [{release}] privilege drop: {pd}")
@@ -793,7 +981,10 @@ def run_check(root):
     # Issue 9: synq serve and --watch live, and synq doctor's verdicts.
     for fn in (check_production.check_serve, check_production.check_watch, check_production.check_doctor):
         try:
-            s = fn(root, release, fails)
+            if fn is check_production.check_watch and no_data_symbols(sf):
+                s = check_watch_without_data_symbols(root, release, fails)
+            else:
+                s = fn(root, release, fails)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             fails.add(f"[{release}] {fn.__name__}", f"cannot read results: {e!r}")
             s = None
@@ -1302,6 +1493,9 @@ def selftest_cases(root):
         "details: no ss -ltm drops": ("basic/ns1/ss-ltm", _edit_text(lambda t: re.sub(r",d\d+\)", ",d0)", t)),
                                       "drops"),
     }
+    sf = symbol_facts(root)
+    if sf is not None:
+        cases.update(arm64_selftest_cases(root, sf, cases))
     if (read_text(os.path.join(root, "mptcp", "sysctl")) or "").strip() == "absent":
         cases["MPTCP absence unproven (config =y)"] = ("mptcp/config", _write("CONFIG_MPTCP=y\n"), "mptcp")
         cases["MPTCP absence unproven (socket works)"] = ("mptcp/socket", _write("ok\n"), "mptcp")
@@ -1314,6 +1508,85 @@ def selftest_cases(root):
         cases["lockdown=integrity on the command line, not in effect"] = (
             "lockdown", _write("[none] integrity confidentiality\n"), "lockdown=integrity")
     return cases
+
+
+def _shift_found_hashinfo(doc):
+    sym = doc["kernel"]["symbols"]
+    m = re.search(re.escape(HASHINFO_FOUND) + r"0x([0-9a-f]+)", sym)
+    if not m:
+        raise ValueError(f"no found tcp_hashinfo in {sym!r}")
+    doc["kernel"]["symbols"] = sym.replace(m.group(0), f"{HASHINFO_FOUND}{int(m.group(1), 16) + 8:#x}")
+
+
+def _invent_owners(doc):
+    doc["listeners"][0]["owners"] = [{"pid": 1, "comm": "init"}]
+
+
+def _invent_timer(doc):
+    doc["requests"]["list"][0]["expires_in_jiffies"] = 100
+
+
+def _watch_owners(text):
+    lines = []
+    for line in text.splitlines():
+        d = json.loads(line)
+        for li in d["listeners"]:
+            if li.get("port") == 8040:
+                li["owners"] = [{"pid": 1, "comm": "init"}]
+        lines.append(json.dumps(d))
+    return "\n".join(lines) + "\n"
+
+
+def _map_of_another_build(path):
+    lines = []
+    for line in (read_text(path) or "").splitlines():
+        f = line.split()
+        if len(f) == 3 and f[2] == "_stext":
+            line = f"{int(f[0], 16) + 0x1000:016x} {f[1]} {f[2]}"
+        lines.append(line)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def arm64_selftest_cases(root, sf, cases):
+    """The arm64 guests' extra planted defects (and, without data symbols, the detail cases that need them
+    moved to basic-map, where synq had the System.map)."""
+    extra = {}
+    flip = "# CONFIG_KALLSYMS_ALL is not set\n" if sf.get("kallsyms_all") else "CONFIG_KALLSYMS_ALL=y\n"
+    extra["arm64: the config's CONFIG_KALLSYMS_ALL contradicts /proc/kallsyms"] = (
+        "symbols/kallsyms-all", _write(flip), "symbol facts")
+    if no_data_symbols(sf):
+        for name in ("owners: the forked worker missing", "owners: a process on the kernel listener",
+                     "namespaces: somaxconn of another namespace", "namespaces: ListenDrops above /proc's after",
+                     "namespaces: SYN cookies verdict missing", "requests: timer an hour off"):
+            _, plant, must = cases[name]
+            extra[name] = ("basic-map/synq-json.out", plant, must)
+        extra["no KALLSYMS_ALL: tcp_hashinfo found 8 bytes off"] = (
+            "basic/synq-json.out", lambda p: _perturb_json(p, _shift_found_hashinfo), "tcp_hashinfo found at")
+        extra["no KALLSYMS_ALL: owners without data symbols"] = (
+            "basic/synq-json.out", lambda p: _perturb_json(p, _invent_owners), "with owners")
+        extra["no KALLSYMS_ALL: a request timer without data symbols"] = (
+            "basic/synq-json.out", lambda p: _perturb_json(p, _invent_timer), "with a timer")
+        extra["no KALLSYMS_ALL: a namespaces list without data symbols"] = (
+            "basic/synq-json.out", lambda p: _perturb_json(p, lambda d: d.update(namespaces=[])),
+            "namespaces list without data symbols")
+        extra["no KALLSYMS_ALL: the BTF said found by __start_BTF"] = (
+            "big/synq-json.out", lambda p: _perturb_json(p, lambda d: d["kernel"].__setitem__(
+                "btf", "/proc/kcore (__start_BTF..__stop_BTF)")), "not read out of")
+        extra["no KALLSYMS_ALL: basic-map's symbols not the System.map given"] = (
+            "basic-map/synq-json.out", lambda p: _perturb_json(p, lambda d: d["kernel"].__setitem__(
+                "symbols", SYMBOLS_IN_MEMORY)), "--system-map given")
+        extra["no KALLSYMS_ALL: the System.map of another build"] = (
+            "symbols/system-map", _map_of_another_build, "not this build's")
+        extra["no KALLSYMS_ALL: --watch owners without data symbols"] = (
+            "watch/watch.out", _edit_text(_watch_owners), "with owners")
+    if os.path.exists(os.path.join(root, "sysmap", "absent")):
+        for name in ("wrong System.map: its symbols used", "wrong System.map: wrong figures",
+                     "wrong System.map: linux_banner not moved"):
+            cases.pop(name, None)
+        extra["no wrong-System.map run where the kernel lacks CONFIG_KALLSYMS_ALL"] = (
+            "symbols/kallsyms-all", _write("# CONFIG_KALLSYMS_ALL is not set\n"), "wrong System.map")
+    return extra
 
 
 def selftest(root):

@@ -267,7 +267,9 @@ def check(doc, scenario_dir, ns_dirs, fails, where, after_suffix=".after", atomi
         if known:
             fails.add(w, f"{len(known)} listener(s) with owners, e.g. {known[0].get('owners')!r}: without data "
                       "symbols (no init_task) synq cannot know them")
-        timed = [r for r in (doc.get("requests") or []) if isinstance(r, dict)
+        # (synq --requests: {"count", "orphans", "list": [...], ...}.)
+        req = doc.get("requests")
+        timed = [r for r in (req.get("list") or [] if isinstance(req, dict) else []) if isinstance(r, dict)
                  and r.get("expires_in_jiffies") is not None]
         if timed:
             fails.add(w, f"{len(timed)} request(s) with a timer, e.g. {timed[0]!r}: without data symbols (no "

@@ -45,6 +45,19 @@
 # /etc/synq-builtin-modules (arm64 guests): modules of the list below that the kernel
 # has built in, so not loaded. Whatever happens the guest powers off
 # (and if even that fails, PID 1 exits: panic=-1 + -no-reboot end QEMU).
+#
+# arm64 guests (uname -m aarch64; run.sh's arm64 entries, with the aarch64 synq) in
+# synq.mode=test: what an x86_64 guest does, with these differences. symbols/ records
+# the kernel's symbol facts for check.py (the config's CONFIG_KALLSYMS_ALL line, the
+# /proc/kallsyms lines of _stext, _text and tcp_hashinfo, kcore's VMCOREINFO, and the
+# real System.map's _stext and tcp_hashinfo where the initramfs has one). The real
+# System.map (/etc/synq-system-map: arm64-6.1, no CONFIG_KALLSYMS_ALL) is not in /boot
+# for "basic" (a Debian machine's /boot holds a placeholder), then goes there: the
+# scenario "basic-map" runs synq with --system-map /boot/System.map-RELEASE, and every
+# later run has it in /boot as the x86_64 guests do. kptr/System.map comes from that
+# real map, or, without one, from kallsyms _text minus NUMBER(MODULES_END) (KIMAGE_VADDR,
+# _text's link address). Steps that need /boot/System.map (moving it aside, the wrong
+# System.map) record sysmap/absent instead where the guest has none.
 
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 umask 022
@@ -226,8 +239,11 @@ collect_scenario() {
   collect_truth "$@"
   shift
   # --requests too: the half-open requests themselves are checked against /proc's st 03 lines (issue 8).
-  run_synq "$sc/synq-json" --json --requests
-  run_synq "$sc/synq-total" --total
+  # SCENARIO_SYNQ_ARGS (arm64's basic-map): more arguments for both runs.
+  # shellcheck disable=SC2086  # words
+  run_synq "$sc/synq-json" --json --requests ${SCENARIO_SYNQ_ARGS:-}
+  # shellcheck disable=SC2086
+  run_synq "$sc/synq-total" --total ${SCENARIO_SYNQ_ARGS:-}
   for spec in "$@"; do
     d=${spec%%:*}; rest=${spec#*:}; pid=${rest%%:*}
     snapshot_ns "$sc/$d" "$pid" ".after"
@@ -266,9 +282,13 @@ check_kptr_restrict() {
   # wrapping, which is what address arithmetic wants.
   st=$(awk '$3 == "_stext" && NF == 3 { print $1; exit }' /proc/kallsyms)
   th=$(awk '$3 == "tcp_hashinfo" && NF == 3 { print $1; exit }' /proc/kallsyms)
+  if [ "$(uname -m)" = aarch64 ]; then
+    kptr_sysmap_arm64
+  else
   slide=$((0x$st - 0xffffffff81000000))
   printf '%016x T _stext\n%016x D tcp_hashinfo\n' $((0x$st - slide)) $((0x$th - slide)) >$K/System.map
   echo "$slide" >$K/slide
+  fi
   echo 2 >/proc/sys/kernel/kptr_restrict || fail "cannot set kptr_restrict=2"
   cat /proc/sys/kernel/kptr_restrict >$K/during
   awk '$3 == "_stext" { print; exit }' /proc/kallsyms >$K/kallsyms-during
@@ -278,16 +298,67 @@ check_kptr_restrict() {
   # a kernel before 6.0 has only the hidden /proc/kallsyms, and synq must refuse.
   run_synq $K/synq-default --json
   map=/boot/System.map-$(uname -r)
-  mv $map /tmp/System.map.aside || fail "cannot move $map aside"
+  # arm64 kernels with CONFIG_KALLSYMS_ALL have no real System.map here: the same run, nothing to move.
+  moved=
+  if [ "$(uname -m)" != aarch64 ] || [ -e $map ]; then
+    mv $map /tmp/System.map.aside || fail "cannot move $map aside"
+    moved=1
+  fi
   run_synq $K/synq-default-nomap --json
   run_doctor $K/doctor-nomap
-  mv /tmp/System.map.aside $map || fail "cannot put $map back"
+  [ -z "$moved" ] || mv /tmp/System.map.aside $map || fail "cannot put $map back"
   # System.map with kallsyms hidden: the KASLR offset must come from kcore's VMCOREINFO (KERNELOFFSET).
   run_synq $K/synq-sysmap --json --system-map $K/System.map --kallsyms /proc/kallsyms
   run_doctor $K/doctor
   cat $K/old >/proc/sys/kernel/kptr_restrict || fail "cannot restore kptr_restrict"
   cat /proc/sys/kernel/kptr_restrict >$K/restored
   log "kptr_restrict $(cat $K/old) -> $(cat $K/during) -> $(cat $K/restored)"
+}
+
+# arm64: the symbol facts check.py judges synq's symbol source by, into $R/symbols/: the kernel config's
+# CONFIG_KALLSYMS_ALL line, the /proc/kallsyms lines of _stext, _text and tcp_hashinfo (as root, kptr_restrict
+# 1 meanwhile: real addresses), kcore's first 256 KiB (its headers, kcore-head) and VMCOREINFO, and the real
+# System.map's _stext and tcp_hashinfo lines where the initramfs has one.
+symbol_facts() {
+  Y=$R/symbols
+  mkdir -p $Y
+  grep -E '^(# )?CONFIG_KALLSYMS_ALL[ =]' /etc/synq-kernel-config >$Y/kallsyms-all || echo missing >$Y/kallsyms-all
+  kold=$(cat /proc/sys/kernel/kptr_restrict) || fail "read kptr_restrict"
+  echo 1 >/proc/sys/kernel/kptr_restrict || fail "cannot set kptr_restrict=1"
+  awk 'NF == 3 && ($3 == "_stext" || $3 == "_text" || $3 == "tcp_hashinfo")' /proc/kallsyms >$Y/kallsyms \
+    || fail "cannot read /proc/kallsyms"
+  echo "$kold" >/proc/sys/kernel/kptr_restrict || fail "cannot restore kptr_restrict"
+  # kcore's first 256 KiB (ELF header, program headers, notes): its PT_LOADs, for the record.
+  dd if=/proc/kcore of=$Y/kcore-head bs=4096 count=64 2>/dev/null || true
+  strings -n 4 $Y/kcore-head \
+    | grep -E '^(OSRELEASE|BUILD-ID|PAGESIZE|KERNELOFFSET|(SYMBOL|SIZE|OFFSET|LENGTH|NUMBER)\([^)]*\))=' \
+    >$Y/vmcoreinfo-kcore || true
+  grep -q '^KERNELOFFSET=' $Y/vmcoreinfo-kcore || fail "no KERNELOFFSET in the VMCOREINFO of /proc/kcore"
+  if [ -s /etc/synq-system-map ]; then
+    awk '$3 == "_stext" || $3 == "tcp_hashinfo"' /etc/synq-system-map >$Y/system-map
+  fi
+  log "symbols: $(cat $Y/kallsyms-all); kallsyms: $(awk '{ print $3 }' $Y/kallsyms | tr '\n' ' ');" \
+    "$(grep '^KERNELOFFSET=' $Y/vmcoreinfo-kcore); System.map: $(tr '\n' ' ' <$Y/system-map 2>/dev/null || echo none)"
+}
+
+# arm64: kptr/System.map (link-time _stext and tcp_hashinfo), from st and th (kallsyms, read before
+# kptr_restrict=2). The real System.map's lines where the guest has one; else kallsyms minus the slide of
+# _text from its link address, KIMAGE_VADDR, which VMCOREINFO gives as NUMBER(MODULES_END) (arm64's
+# modules end where the image begins).
+kptr_sysmap_arm64() {
+  map=/boot/System.map-$(uname -r)
+  if [ -s $map ]; then
+    awk '$3 == "_stext" || $3 == "tcp_hashinfo"' $map >$K/System.map
+    echo "real System.map" >$K/slide
+    return
+  fi
+  tx=$(awk '$3 == "_text" && NF == 3 { print $1; exit }' /proc/kallsyms)
+  me=$(sed -n 's/^NUMBER(MODULES_END)=//p' $R/symbols/vmcoreinfo-kcore)
+  [ -n "$tx" ] && [ -n "$th" ] && [ -n "$me" ] \
+    || fail "kptr System.map: _text '$tx', tcp_hashinfo '$th' (kallsyms), NUMBER(MODULES_END) '$me'"
+  slide=$((0x$tx - me))
+  printf '%016x T _stext\n%016x D tcp_hashinfo\n' $((0x$st - slide)) $((0x$th - slide)) >$K/System.map
+  echo "$slide" >$K/slide
 }
 
 # The running kernel's System.map, /boot/System.map-RELEASE, which synq's default live chain reads before
@@ -298,6 +369,12 @@ check_boot_sysmap() {
   B=$R/sysmap
   mkdir -p $B
   map=/boot/System.map-$(uname -r)
+  if [ "$(uname -m)" = aarch64 ] && [ ! -e $map ]; then
+    # check.py accepts this only from a kernel with CONFIG_KALLSYMS_ALL (whose real map is not fetched).
+    echo "no $map in this arm64 guest" >$B/absent
+    log "System.map: none in this arm64 guest; the wrong-System.map run is not made"
+    return
+  fi
   [ -s $map ] || fail "$map missing from the initramfs"
   cat /proc/version >$B/proc-version
   grep ' linux_banner$' $map >$B/banner-real || fail "no linux_banner in $map"
@@ -387,7 +464,16 @@ start_listeners() {
 mode_test() {
   load_modules rds
   start_listeners
+  [ "$(uname -m)" != aarch64 ] || symbol_facts
   collect_scenario basic "ns1:$pid1:$F/main.out" "ns2:$pid2:$F/ns2.out"
+  if [ "$(uname -m)" = aarch64 ] && [ -s /etc/synq-system-map ]; then
+    # The real System.map (a kernel without CONFIG_KALLSYMS_ALL) in /boot from now on, as on x86_64; "basic"
+    # again with it given (--system-map): owners, request timers and namespaces then come from data symbols.
+    mkdir -p /boot
+    cp /etc/synq-system-map "/boot/System.map-$(uname -r)" || fail "cannot install the System.map in /boot"
+    SCENARIO_SYNQ_ARGS="--system-map /boot/System.map-$(uname -r)" \
+      collect_scenario basic-map "ns1:$pid1:$F/main.out" "ns2:$pid2:$F/ns2.out"
+  fi
 
   # Same state plus 2,500 idle listeners in the first namespace.
   start_fixture $F/idle synq-fixture idle 2500 20000

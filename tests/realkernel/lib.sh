@@ -8,8 +8,8 @@ REALKERNEL_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$REALKERNEL_DIR/../.." && pwd)
 KERNEL_CACHE=${SYNQ_KERNEL_CACHE:-/var/cache/synq-kernels}
 ALL_KERNELS=(5.10 6.1 6.12)
-# arm64 guests (dump.sh only, which sets RK_ARM64=1 before rk_kernel_ids; "arm64" names all three). Not
-# part of "all".
+# arm64 guests (dump.sh and run.sh, which set RK_ARM64=1 before rk_kernel_ids; "arm64" names all three).
+# Not part of "all".
 ARM64_KERNELS=(arm64-6.1 arm64-6.12 arm64-16k)
 
 rk_log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -45,6 +45,22 @@ rk_boot() {
   rm -rf "$out/results" "$out/console.log" "$out/results.b64" "$out/qemu.log"
   mkdir -p "$out/results"
   local start=$SECONDS
+  if [[ $(cat "$kdir/arch" 2>/dev/null) == arm64 ]]; then
+    # arm64 (fetch-kernels.sh's arm64-* ids), booted as dump.sh boots them: virt, the plain Image, the console
+    # on the PL011 (ttyAMA0), the results over a virtconsole (/dev/hvc0; QEMU 7.2's virt gives the guest one
+    # UART only); -cpu max,pauth-impdef=on: pointer authentication with QEMU's cheap algorithm.
+    timeout -k 10 "$tmo" qemu-system-aarch64 \
+      -accel tcg -M virt -m "$mem" -smp 1 -cpu "${SYNQ_ARM64_CPU:-max,pauth-impdef=on}" \
+      -display none -monitor none -no-reboot -nic none \
+      -device vmcoreinfo \
+      -kernel "$kdir/Image" -initrd "$out/initramfs.cpio.gz" \
+      -append "console=ttyAMA0 quiet panic=-1 synq.results=hvc0 $extra" \
+      -serial "file:$out/console.log" \
+      -device virtio-serial-pci -chardev "file,id=results,path=$out/results.b64" -device virtconsole,chardev=results \
+      </dev/null >"$out/qemu.log" 2>&1 || rc=$?
+    rk_boot_end "$out" "$label" "$tmo" "$rc" "$((SECONDS - start))"
+    return
+  fi
   # -cpu max,-la57: plain `max` turns on 5-level paging under TCG; the default
   # guests are 4-level (SYNQ_QEMU_CPU overrides, e.g. "max" for la57 runs).
   # -nic none: nothing leaves the guest. -device vmcoreinfo: VMCOREINFO via
@@ -57,7 +73,12 @@ rk_boot() {
     -append "console=ttyS0 quiet panic=-1 $extra" \
     -serial "file:$out/console.log" -serial "file:$out/results.b64" \
     </dev/null >"$out/qemu.log" 2>&1 || rc=$?
-  local took=$((SECONDS - start))
+  rk_boot_end "$out" "$label" "$tmo" "$rc" "$((SECONDS - start))"
+}
+
+# rk_boot_end OUTDIR LABEL TIMEOUT_S QEMU_STATUS SECONDS: rk_boot's verdict on a QEMU that has ended.
+rk_boot_end() {
+  local out=$1 label=$2 tmo=$3 rc=$4 took=$5
   if [[ $rc -eq 124 || $rc -eq 137 ]]; then
     rk_fail_report "$out" "guest did not finish within ${tmo}s (timeout)"
     return 1

@@ -12,9 +12,20 @@
 #   tests/realkernel/run.sh lockdown     # only the lockdown=confidentiality boot
 #   tests/realkernel/run.sh static       # only the static-synq boot (no libc in the guest)
 #   tests/realkernel/run.sh all          # all three + the lockdown and static boots (also the default)
+#   tests/realkernel/run.sh arm64        # the arm64 guests (arm64-6.1, arm64-6.12, arm64-16k); not in "all"
+#   tests/realkernel/run.sh arm64-6.12   # one of them
+#
+# arm64 ids boot under qemu-system-aarch64 as dump.sh boots them (-M virt -cpu max,pauth-impdef=on, console
+# ttyAMA0, results over a virtconsole, /dev/hvc0; lib.sh's rk_boot) with an aarch64 synq in the initramfs:
+# SYNQ_ARM64_BIN, else what tests/realkernel/build-arm64-synq.sh builds (from ${SYNQ_ARM64_SRC:-this
+# repository}; a Debian chroot, ~7 min the first time), once per run. The same test mode and check.py (its
+# arm64 rules: see the README's "arm64 guests, live"); the lockdown, static, soak and bench boots stay x86_64.
 #
 # Env: SYNQ_BIN (default target/release/synq), SYNQ_KERNEL_CACHE (default
-# /var/cache/synq-kernels), SYNQ_VM_TIMEOUT (seconds per guest, default 300),
+# /var/cache/synq-kernels), SYNQ_VM_TIMEOUT (seconds per guest, default 300; arm64 guests
+# SYNQ_ARM64_VM_TIMEOUT, default 1200), SYNQ_ARM64_BIN (the static aarch64 synq of the arm64 guests),
+# SYNQ_ARM64_SRC (the tree build-arm64-synq.sh builds when SYNQ_ARM64_BIN is not given), SYNQ_ARM64_CPU
+# (arm64 guests' -cpu, default max,pauth-impdef=on),
 # SYNQ_QEMU_CPU (default max,-la57; "max" gives 6.1/6.12 5-level paging),
 # SYNQ_EXTRA_APPEND (more kernel arguments for the normal boots, e.g.
 # lockdown=integrity; not given to the lockdown boot), SYNQ_LOCKDOWN_KERNEL
@@ -55,9 +66,11 @@ for a in "$@"; do
   esac
 done
 ids=()
+# arm64 ids (and the alias "arm64") are known here too; "all" stays the x86_64 kernels.
+RK_ARM64=1
 if [[ ${#kargs[@]} -gt 0 ]]; then
   if ! known=$(rk_kernel_ids "${kargs[@]}"); then
-    echo "run.sh: ids are kernel ids, 'all', 'lockdown' or 'static'" >&2
+    echo "run.sh: ids are kernel ids, 'all', 'arm64', 'lockdown' or 'static'" >&2
     exit 2
   fi
   mapfile -t ids < <(awk '!seen[$0]++' <<<"$known")
@@ -72,11 +85,32 @@ mapfile -t fetch_ids < <(printf '%s\n' "${fetch_ids[@]}" | awk '!seen[$0]++')
 "$REALKERNEL_DIR/fetch-kernels.sh" "${fetch_ids[@]}" >/dev/null
 rk_log "host ready in $((SECONDS - t0))s"
 
+is_arm64() { [[ $1 == arm64-* ]]; }
+n_x86=$((want_lockdown + want_static))
+n_arm64=0
+for id in "${ids[@]}"; do
+  if is_arm64 "$id"; then n_arm64=$((n_arm64 + 1)); else n_x86=$((n_x86 + 1)); fi
+done
+
 synq_bin=${SYNQ_BIN:-target/release/synq}
 [[ $synq_bin == /* ]] || synq_bin=$REPO_ROOT/$synq_bin
-if [[ ! -x $synq_bin ]]; then
+if [[ $n_x86 -gt 0 && ! -x $synq_bin ]]; then
   # Not a skip: the guests still run (ground truth is checked) and check.py fails.
   rk_log "WARNING: $synq_bin does not exist; every kernel will FAIL (build it: cargo build --release)"
+fi
+# The arm64 guests' synq: an aarch64 program, built once for the run (never the host's SYNQ_BIN).
+arm64_bin=
+if [[ $n_arm64 -gt 0 ]]; then
+  arm64_bin=${SYNQ_ARM64_BIN:-}
+  if [[ -z $arm64_bin ]]; then
+    t1=$SECONDS
+    if arm64_bin=$(nice -n 10 "$REALKERNEL_DIR/build-arm64-synq.sh" | tail -n 1) && [[ -n $arm64_bin ]]; then
+      rk_log "aarch64 synq: $arm64_bin (build-arm64-synq.sh, $((SECONDS - t1))s)"
+    else
+      rk_log "WARNING: build-arm64-synq.sh failed after $((SECONDS - t1))s; every arm64 kernel will FAIL"
+      arm64_bin=/nonexistent/aarch64-synq
+    fi
+  fi
 fi
 
 passed=0
@@ -84,6 +118,11 @@ failed=0
 failed_ids=()
 # Initramfs built in this run, per kernel id (the lockdown boot reuses it).
 declare -A initramfs_of=()
+
+# Seconds a guest may run: arm64 guests under TCG are several times slower than x86_64 ones.
+vm_timeout() {
+  if is_arm64 "$1"; then echo "${SYNQ_ARM64_VM_TIMEOUT:-1200}"; else echo "${SYNQ_VM_TIMEOUT:-300}"; fi
+}
 
 # run_entry NAME KERNEL_ID APPEND: builds (or reuses) the initramfs, boots,
 # runs check.py and its selftest (check.py knows the mode from the results).
@@ -93,7 +132,8 @@ run_entry() {
   mkdir -p "$out"
   if [[ -n ${initramfs_of[$kid]:-} && ${initramfs_of[$kid]} != "$out/initramfs.cpio.gz" ]]; then
     cp "${initramfs_of[$kid]}" "$out/initramfs.cpio.gz"
-  elif SYNQ_BIN=$synq_bin "$REALKERNEL_DIR/build-initramfs.sh" "$kid" "$out/initramfs.cpio.gz"; then
+  elif SYNQ_BIN=$synq_bin SYNQ_ARM64_BIN=$(is_arm64 "$kid" && echo "$arm64_bin") \
+      "$REALKERNEL_DIR/build-initramfs.sh" "$kid" "$out/initramfs.cpio.gz"; then
     initramfs_of[$kid]=$out/initramfs.cpio.gz
   else
     rk_log "$name: FAIL: building the initramfs failed"
@@ -101,7 +141,7 @@ run_entry() {
   fi
   if [[ $ok -eq 0 ]]; then
     :
-  elif ! rk_boot "$kid" "$out" 512 "${SYNQ_VM_TIMEOUT:-300}" "$append" "$name"; then
+  elif ! rk_boot "$kid" "$out" 512 "$(vm_timeout "$kid")" "$append" "$name"; then
     ok=0
   elif ! python3 "$REALKERNEL_DIR/check.py" "$out/results" >"$out/check.txt" 2>&1; then
     cat "$out/check.txt"
