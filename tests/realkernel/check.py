@@ -1571,7 +1571,7 @@ def arm64_selftest_cases(root, sf, cases):
             "basic/synq-json.out", lambda p: _perturb_json(p, lambda d: d.update(namespaces=[])),
             "namespaces list without data symbols")
         extra["no KALLSYMS_ALL: the BTF said found by __start_BTF"] = (
-            "big/synq-json.out", lambda p: _perturb_json(p, lambda d: d["kernel"].__setitem__(
+            "basic/synq-json.out", lambda p: _perturb_json(p, lambda d: d["kernel"].__setitem__(
                 "btf", "/proc/kcore (__start_BTF..__stop_BTF)")), "not read out of")
         extra["no KALLSYMS_ALL: basic-map's symbols not the System.map given"] = (
             "basic-map/synq-json.out", lambda p: _perturb_json(p, lambda d: d["kernel"].__setitem__(
