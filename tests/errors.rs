@@ -421,3 +421,26 @@ fn vmlinux_without_btf_section_says_pass_btf() {
         "{err}"
     );
 }
+
+/// Nested PT_LOADs, as arm64's /proc/kcore has them (the kernel image's segment inside the vmalloc one): an
+/// address above the inner segment is read from the outer one, an address inside the inner one from it.
+#[test]
+fn nested_kcore_segments_serve_addresses_above_the_inner_one() {
+    use synq::memory::Memory;
+    let dir = scratch("nested-kcore");
+    let p = dir.join("kcore");
+    let outer_base = 0xffff_8000_8000_0000u64;
+    let outer: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let inner_base = outer_base + 0x2000;
+    let inner = vec![0xeeu8; 4096];
+    write_core(&p, &[(outer_base, outer.clone()), (inner_base, inner)], "");
+    let k = synq::source::kcore::Kcore::open(&p).unwrap();
+    let mut b = [0u8; 8];
+    k.read(outer_base + 0x8000, &mut b).unwrap();
+    assert_eq!(&b[..], &outer[0x8000..0x8008]);
+    k.read(inner_base + 16, &mut b).unwrap();
+    assert_eq!(b, [0xee; 8]);
+    k.read(outer_base + 0x10, &mut b).unwrap();
+    assert_eq!(&b[..], &outer[0x10..0x18]);
+    assert!(k.read(outer_base + 64 * 1024, &mut b).is_err());
+}

@@ -87,10 +87,16 @@ impl Kcore {
     }
 
     /// The segment that covers `addr`, if any.
+    /// The segment that maps `addr`: of those starting at or below it, the nearest that reaches it.
+    /// Segments may nest: arm64's kcore has the kernel image's segment inside the vmalloc one, so an
+    /// address above the image is the vmalloc segment's although the image's starts nearer.
     fn segment(&self, addr: u64) -> Option<&ElfSegment> {
         let idx = self.segments.partition_point(|s| s.vaddr <= addr);
-        let seg = self.segments.get(idx.checked_sub(1)?)?;
-        (addr - seg.vaddr < seg.memsz).then_some(seg)
+        self.segments
+            .get(..idx)?
+            .iter()
+            .rev()
+            .find(|seg| addr - seg.vaddr < seg.memsz)
     }
 }
 
