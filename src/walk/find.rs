@@ -8,8 +8,8 @@
 //! [`scan`] reads the image from `__init_begin` on, in pieces (skipping the init sections where they are
 //! unmapped, stopping at the first unreadable piece after data), and takes every 8-byte aligned place whose
 //! table fields look right (a `lhash2_mask` of 2^k − 1, a kernel pointer to `lhash2`), then checks the
-//! table's first buckets: each must be its own nulls value or a kernel pointer, and at least one must be its
-//! nulls value. Exactly one place must pass. Bounded: at most [`MAX_SCAN`] bytes read, at most
+//! table's first buckets: each must be its own nulls value or a kernel pointer, and at least one must end in
+//! its nulls value, directly or (on a host whose table has no empty bucket) at the end of its chain. Exactly one place must pass. Bounded: at most [`MAX_SCAN`] bytes read, at most
 //! [`MAX_CHECKED`] candidates checked.
 
 use crate::btf::{LISTENING_NULLS_BASE, Layout, Table};
@@ -55,6 +55,7 @@ pub fn scan(mem: &dyn Memory, layout: &Layout, from: u64) -> Result<Found, Strin
     let mut buf = vec![0u8; CHUNK as usize];
     let mut found = Vec::new();
     let mut checked = 0usize;
+    let mut budget = STEP_BUDGET;
     let mut scanned = 0u64;
     let mut at = from & !7;
     let mut seen_data = false;
@@ -76,7 +77,7 @@ pub fn scan(mem: &dyn Memory, layout: &Layout, from: u64) -> Result<Found, Strin
         scanned += step;
         let mut off = 0u64;
         while off + size <= CHUNK {
-            if let Some(addr) = candidate(mem, layout, &buf, off, at) {
+            if let Some(addr) = candidate(mem, layout, &buf, off, at, &mut budget) {
                 checked += 1;
                 if !found.contains(&addr) {
                     found.push(addr);
@@ -139,7 +140,14 @@ fn kernel_ptr(v: u64) -> bool {
 }
 
 /// The address of a struct at `buf[off..]` (read from `base`) that passes as tcp_hashinfo.
-fn candidate(mem: &dyn Memory, layout: &Layout, buf: &[u8], off: u64, base: u64) -> Option<u64> {
+fn candidate(
+    mem: &dyn Memory,
+    layout: &Layout,
+    buf: &[u8],
+    off: u64,
+    base: u64,
+    budget: &mut u32,
+) -> Option<u64> {
     let addr = base.wrapping_add(off);
     match layout.table {
         Table::Lhash2 { ptr_offset, mask } => {
@@ -160,20 +168,34 @@ fn candidate(mem: &dyn Memory, layout: &Layout, buf: &[u8], off: u64, base: u64)
                 .and_then(|l| usize::try_from(l).ok())?;
             let mut heads = vec![0u8; len];
             mem.read(table, &mut heads).ok()?;
-            buckets_pass(layout, &heads, count).then_some(addr)
+            buckets_pass(mem, layout, &heads, count, budget).then_some(addr)
         }
         Table::ListeningHash { offset, buckets } => {
             let len = buckets.checked_mul(layout.bucket_size)?;
             let start = usize::try_from(off.checked_add(offset)?).ok()?;
             let heads = buf.get(start..start.checked_add(usize::try_from(len).ok()?)?)?;
-            buckets_pass(layout, heads, buckets).then_some(addr)
+            buckets_pass(mem, layout, heads, buckets, budget).then_some(addr)
         }
     }
 }
 
+/// Buckets whose chains are followed per candidate, and steps per chain (longer: inconclusive).
+const CHAINS: u64 = 8;
+const MAX_CHAIN: u32 = 1024;
+/// Chain steps the whole scan may take (each one 8-byte read): bounds the work a crafted image can cause.
+const STEP_BUDGET: u32 = 1 << 16;
+
 /// Each of the `count` buckets in `heads` starts with its own nulls value or a kernel pointer, and at least
-/// one with its nulls value.
-fn buckets_pass(layout: &Layout, heads: &[u8], count: u64) -> bool {
+/// one bucket ends in its own nulls value: directly (empty), or at the end of its chain, followed for the
+/// first [`CHAINS`] buckets (a busy host's table may have no empty bucket at all). A chain that ends in
+/// another bucket's value, or in no nulls value, rejects the candidate.
+fn buckets_pass(
+    mem: &dyn Memory,
+    layout: &Layout,
+    heads: &[u8],
+    count: u64,
+    budget: &mut u32,
+) -> bool {
     let mut markers = 0;
     for i in 0..count {
         let at = i
@@ -182,16 +204,40 @@ fn buckets_pass(layout: &Layout, heads: &[u8], count: u64) -> bool {
         let Some(first) = at.and_then(|at| u64_at(heads, at)) else {
             return false;
         };
+        let own = i + LISTENING_NULLS_BASE;
         if first & 1 == 1 {
-            if first >> 1 != i + LISTENING_NULLS_BASE {
+            if first >> 1 != own {
                 return false;
             }
             markers += 1;
         } else if !kernel_ptr(first) {
             return false;
+        } else if i < CHAINS {
+            match chain_end(mem, layout, first, budget) {
+                Some(end) if end >> 1 == own => markers += 1,
+                Some(_) => return false,
+                None => {}
+            }
         }
     }
     markers > 0
+}
+
+/// The nulls value a chain starting at node `first` ends in; `None` when it is too long, unreadable or the
+/// budget is spent (inconclusive, not a contradiction).
+fn chain_end(mem: &dyn Memory, layout: &Layout, first: u64, budget: &mut u32) -> Option<u64> {
+    let mut node = first;
+    for _ in 0..MAX_CHAIN {
+        if node & 1 == 1 {
+            return Some(node);
+        }
+        *budget = budget.checked_sub(1)?;
+        let mut b = [0u8; 8];
+        mem.read(node.wrapping_add(layout.next_offset), &mut b)
+            .ok()?;
+        node = u64::from_le_bytes(b);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -219,8 +265,12 @@ mod tests {
     struct Mem {
         image: Flat,
         table: Flat,
+        /// Socket nodes, from SOCKS on.
+        socks: Flat,
         hole_end: u64,
     }
+
+    const SOCKS: u64 = 0xffff_0000_0300_0000;
 
     impl Memory for Mem {
         fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
@@ -230,7 +280,9 @@ mod tests {
                     level: "test",
                 });
             }
-            if addr >= LHASH2 && addr < LHASH2 + self.table.bytes.len() as u64 {
+            if addr >= SOCKS && addr < SOCKS + self.socks.bytes.len() as u64 {
+                self.socks.read(addr, buf)
+            } else if addr >= LHASH2 && addr < LHASH2 + self.table.bytes.len() as u64 {
                 self.table.read(addr, buf)
             } else {
                 self.image.read(addr, buf)
@@ -258,6 +310,7 @@ mod tests {
         Mem {
             image,
             table,
+            socks: Flat::zeroed(SOCKS, 1 << 16),
             hole_end,
         }
     }
@@ -301,6 +354,34 @@ mod tests {
             mem.table
                 .put(LHASH2 + i * l.bucket_size + l.bucket_head_offset, SOCK, 8);
         }
+        assert!(scan(&mem, &l, IMAGE).is_err());
+    }
+
+    /// A busy host: no bucket is empty; the chains of the first buckets end in their own nulls values.
+    #[test]
+    fn a_table_without_empty_buckets_is_known_by_its_chain_ends() {
+        let l = layout();
+        let at = IMAGE + (2 << 20) + 0x100;
+        let mut mem = world(&l, at, 16, 0);
+        let node = |i: u64, k: u64| SOCKS + (i * 4 + k) * 0x100;
+        for i in 0..16 {
+            // Two sockets per bucket: head -> node(i, 0) -> node(i, 1) -> nulls(i).
+            let head = LHASH2 + i * l.bucket_size + l.bucket_head_offset;
+            mem.table.put(head, node(i, 0), 8);
+            mem.socks.put(node(i, 0) + l.next_offset, node(i, 1), 8);
+            mem.socks.put(
+                node(i, 1) + l.next_offset,
+                ((i + LISTENING_NULLS_BASE) << 1) | 1,
+                8,
+            );
+        }
+        assert_eq!(scan(&mem, &l, IMAGE).unwrap().addr, at);
+        // A chain that ends in another bucket's value is no listening table.
+        mem.socks.put(
+            node(2, 1) + l.next_offset,
+            ((7 + LISTENING_NULLS_BASE) << 1) | 1,
+            8,
+        );
         assert!(scan(&mem, &l, IMAGE).is_err());
     }
 
