@@ -181,9 +181,11 @@ fn candidate(
 
 /// Buckets whose chains are followed per candidate, and steps per chain (longer: inconclusive).
 const CHAINS: u64 = 8;
-const MAX_CHAIN: u32 = 1024;
+const MAX_CHAIN: u32 = 64;
 /// Chain steps the whole scan may take (each one 8-byte read): bounds the work a crafted image can cause.
-const STEP_BUDGET: u32 = 1 << 16;
+/// Pointer-rich data before tcp_hashinfo (rings of list_heads) passes the first checks; a ring is cut when
+/// it comes back to its start, a long chain after [`MAX_CHAIN`] steps, so many such places fit.
+const STEP_BUDGET: u32 = 1 << 18;
 
 /// Each of the `count` buckets in `heads` starts with its own nulls value or a kernel pointer, and at least
 /// one bucket ends in its own nulls value: directly (empty), or at the end of its chain, followed for the
@@ -235,7 +237,13 @@ fn chain_end(mem: &dyn Memory, layout: &Layout, first: u64, budget: &mut u32) ->
         let mut b = [0u8; 8];
         mem.read(node.wrapping_add(layout.next_offset), &mut b)
             .ok()?;
-        node = u64::from_le_bytes(b);
+        let next = u64::from_le_bytes(b);
+        // A nulls chain never comes back: a ring (a list_head's, a pointer to itself) is no bucket. Its
+        // "end" is given as 0, which no bucket's nulls value equals.
+        if next == first || next == node {
+            return Some(0);
+        }
+        node = next;
     }
     None
 }
@@ -374,6 +382,23 @@ mod tests {
                 ((i + LISTENING_NULLS_BASE) << 1) | 1,
                 8,
             );
+        }
+        assert_eq!(scan(&mem, &l, IMAGE).unwrap().addr, at);
+        // Rings of pointers before it (list_heads: each points to the next, the last back to the first)
+        // whose "mask" and "lhash2" fields look right are passed over, however many.
+        let ring = |k: u64| SOCKS + 0x8000 + k * l.bucket_size;
+        for k in 0..48 {
+            mem.socks
+                .put(ring(k) + l.next_offset, ring((k + 1) % 48), 8);
+        }
+        let Table::Lhash2 { ptr_offset, mask } = l.table else {
+            unreachable!()
+        };
+        for d in 0..300u64 {
+            let decoy = IMAGE + (1 << 20) + d * 0x400;
+            mem.image
+                .put(decoy + ptr_offset, ring(d % 16) - l.bucket_head_offset, 8);
+            mem.image.put(decoy + mask.offset(), 15, 4);
         }
         assert_eq!(scan(&mem, &l, IMAGE).unwrap().addr, at);
         // A chain that ends in another bucket's value is no listening table.
