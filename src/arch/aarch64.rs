@@ -396,13 +396,7 @@ impl Aarch64 {
         let va = self
             .kernel_address(vaddr)
             .ok_or(ReadError::NonCanonical { addr: vaddr })?;
-        if let Some(m) = self.cache.lookup(va) {
-            return Ok(m);
-        }
-        self.cache.count_miss();
-        let m = self.walk(mem, va)?;
-        self.cache.insert(va, &m);
-        Ok(m)
+        self.cache.lookup_or_walk(va, || self.walk(mem, va))
     }
 
     /// One step per level, so at most `levels` descriptors are read whatever the tables hold.

@@ -9,6 +9,7 @@
 use std::cell::Cell;
 
 use super::{Mapping, PageKind};
+use crate::memory::ReadError;
 
 /// One cache slot: a tag (virtual page or region number) and a value (physical frame or table address).
 #[derive(Clone, Copy)]
@@ -139,6 +140,22 @@ impl TranslationCache {
         if let Some((_, cache)) = self.tables.iter().find(|(s, _)| *s == shift) {
             cache.put(vaddr >> shift, table);
         }
+    }
+
+    /// The cached translation of `vaddr`, or `walk`'s, counted as a miss and remembered when it succeeds:
+    /// the one lookup path of every architecture.
+    pub fn lookup_or_walk(
+        &self,
+        vaddr: u64,
+        walk: impl FnOnce() -> Result<Mapping, ReadError>,
+    ) -> Result<Mapping, ReadError> {
+        if let Some(m) = self.lookup(vaddr) {
+            return Ok(m);
+        }
+        self.count_miss();
+        let m = walk()?;
+        self.insert(vaddr, &m);
+        Ok(m)
     }
 
     /// Counts a walk.

@@ -363,13 +363,7 @@ impl X86_64 {
                 });
             }
         }
-        if let Some(m) = self.cache.lookup(vaddr) {
-            return Ok(m);
-        }
-        self.cache.count_miss();
-        let m = self.walk(mem, vaddr)?;
-        self.cache.insert(vaddr, &m);
-        Ok(m)
+        self.cache.lookup_or_walk(vaddr, || self.walk(mem, vaddr))
     }
 
     /// The page-table walk. One step per level, so at most `levels` entries are read, whatever the tables
