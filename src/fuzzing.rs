@@ -422,21 +422,32 @@ pub fn x86_64_walk(data: &[u8]) -> Result<u64, String> {
         0xffff_ffff_8100_0000,
         u64::MAX,
     ];
+    let _ = (arch.cache_stats(), arch.cache_occupancy());
+    Ok(drive_translation(arch, &phys, &h.addrs, &FIXED))
+}
+
+/// What both walk targets do with a translation: `lookup` of `addrs` (each twice: the second from the
+/// cache) and of `fixed`, `verify` of the first address, reads through `Translated`. The successful lookups.
+fn drive_translation<A: Translate>(
+    arch: A,
+    phys: &Regions,
+    addrs: &[u64; 8],
+    fixed: &[u64],
+) -> u64 {
     let mut ok = 0u64;
-    for addr in h.addrs.iter().chain(h.addrs.iter()).chain(FIXED.iter()) {
-        if arch.lookup(&phys, *addr).is_ok() {
+    for addr in addrs.iter().chain(addrs.iter()).chain(fixed.iter()) {
+        if arch.lookup(phys, *addr).is_ok() {
             ok = ok.saturating_add(1);
         }
     }
-    let _ = (arch.cache_stats(), arch.cache_occupancy());
-    let [first, ..] = h.addrs;
-    let _ = Translate::verify(&arch, &phys, first);
-    let mem = Translated::new(&phys, arch);
+    let [first, ..] = *addrs;
+    let _ = arch.verify(phys, first);
+    let mem = Translated::new(phys, arch);
     let mut buf = vec![0u8; 2 * PAGE as usize];
-    for addr in h.addrs {
-        let _ = mem.read(addr, &mut buf);
+    for addr in addrs {
+        let _ = mem.read(*addr, &mut buf);
     }
-    Ok(ok)
+    ok
 }
 
 /// Bytes of [`aarch64_walk`]'s header.
@@ -521,21 +532,8 @@ pub fn aarch64_walk(data: &[u8]) -> Result<u64, String> {
         0xffff_8000_0800_0000,
         u64::MAX,
     ];
-    let mut ok = 0u64;
-    for addr in h.addrs.iter().chain(h.addrs.iter()).chain(FIXED.iter()) {
-        if arch.lookup(&phys, *addr).is_ok() {
-            ok = ok.saturating_add(1);
-        }
-    }
     let _ = (arch.cache_stats(), arch.cache_occupancy());
-    let [first, ..] = h.addrs;
-    let _ = Translate::verify(&arch, &phys, first);
-    let mem = Translated::new(&phys, arch);
-    let mut buf = vec![0u8; 2 * PAGE as usize];
-    for addr in h.addrs {
-        let _ = mem.read(addr, &mut buf);
-    }
-    Ok(ok)
+    Ok(drive_translation(arch, &phys, &h.addrs, &FIXED))
 }
 
 /// The BTF whose layouts [`walk`] chooses from (by the input's first byte): trimmed copies (the types
