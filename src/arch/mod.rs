@@ -33,12 +33,15 @@ impl Machine {
         }
     }
 
-    /// From a utsname machine string (kdump's header).
-    pub fn from_uname(machine: &str) -> Machine {
+    /// From a utsname machine string (kdump's header); `None` when it names no machine: empty, or
+    /// "Unknown", which QEMU 7.2 writes for arm64 guests (the architecture then comes from VMCOREINFO).
+    pub fn from_uname(machine: &str) -> Option<Machine> {
         match machine {
-            "x86_64" => Machine::X86_64,
-            "aarch64" | "arm64" => Machine::Aarch64,
-            other => Machine::Other(other.to_string()),
+            "" => None,
+            m if m.eq_ignore_ascii_case("unknown") => None,
+            "x86_64" => Some(Machine::X86_64),
+            "aarch64" | "arm64" => Some(Machine::Aarch64),
+            other => Some(Machine::Other(other.to_string())),
         }
     }
 }
@@ -338,8 +341,8 @@ mod tests {
              SYMBOL(swapper_pg_dir)=ffff800001000000\n",
         );
         for m in [
-            Machine::from_uname("aarch64_be"),
-            Machine::from_uname("ppc64le"),
+            Machine::from_uname("aarch64_be").unwrap(),
+            Machine::from_uname("ppc64le").unwrap(),
             Machine::from_elf(243),
         ] {
             let e = match from_vmcoreinfo(&arm64_note, Some(&m)) {
@@ -351,7 +354,9 @@ mod tests {
                 "{e}"
             );
         }
-        assert_eq!(Machine::from_uname("arm64"), Machine::Aarch64);
+        assert_eq!(Machine::from_uname("arm64"), Some(Machine::Aarch64));
+        assert_eq!(Machine::from_uname("Unknown"), None);
+        assert_eq!(Machine::from_uname(""), None);
         assert_eq!(Machine::from_elf(183), Machine::Aarch64);
         assert_eq!(machine_of(&arm64_note), Machine::Aarch64);
         assert_eq!(

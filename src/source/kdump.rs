@@ -968,12 +968,9 @@ impl PhysSource for KdumpDump {
         self.h.vmcoreinfo.as_deref()
     }
 
-    /// utsname's machine field; QEMU fills only this one, and for arm64 guests (7.2) with "Unknown", which
-    /// names nothing: the architecture then comes from VMCOREINFO's keys.
+    /// utsname's machine field; QEMU fills only this one (see [`Machine::from_uname`]).
     fn machine(&self) -> Option<Machine> {
-        Some(self.h.info.machine.as_str())
-            .filter(|m| !m.is_empty() && !m.eq_ignore_ascii_case("unknown"))
-            .map(Machine::from_uname)
+        Machine::from_uname(&self.h.info.machine)
     }
 
     fn page_size(&self) -> u64 {
